@@ -1,0 +1,438 @@
+import { isUtf8 } from 'node:buffer'
+import type {
+  AckPacket,
+  ConnectPacket,
+  Packet,
+  Properties,
+  ProtocolVersion,
+  PublishPacket,
+  QoS,
+  Subscription,
+  WillMessage,
+} from './packets.js'
+import { PROPERTY_BY_ID, type PropertyPlace } from './properties.js'
+import { ReasonCode } from './reason-codes.js'
+
+/**
+ * A packet that breaks the specification. The connection closes on it; `reasonCode` is what an
+ * MQTT 5 client is told in DISCONNECT first (0x81 malformed, 0x82 protocol error, 0x95 too large).
+ */
+export class DecodeError extends Error {
+  constructor(
+    message: string,
+    readonly reasonCode: number = ReasonCode.MalformedPacket,
+  ) {
+    super(message)
+    this.name = 'DecodeError'
+  }
+}
+
+const PACKET_NAMES = [
+  '', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp',
+  'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth',
+] as const
+
+/** A bounds-checked cursor over one packet's variable header and payload. */
+class Cursor {
+  buf: Buffer = Buffer.alloc(0)
+  pos = 0
+  end = 0
+
+  reset(buf: Buffer, start: number, end: number): void {
+    this.buf = buf
+    this.pos = start
+    this.end = end
+  }
+
+  get remaining(): number {
+    return this.end - this.pos
+  }
+
+  need(n: number): void {
+    if (this.pos + n > this.end) throw new DecodeError('packet shorter than its contents')
+  }
+
+  byte(): number {
+    this.need(1)
+    return this.buf[this.pos++] as number
+  }
+
+  u16(): number {
+    this.need(2)
+    const v = this.buf.readUInt16BE(this.pos)
+    this.pos += 2
+    return v
+  }
+
+  u32(): number {
+    this.need(4)
+    const v = this.buf.readUInt32BE(this.pos)
+    this.pos += 4
+    return v
+  }
+
+  varint(): number {
+    let value = 0
+    let multiplier = 1
+    for (let i = 0; i < 4; i++) {
+      const b = this.byte()
+      value += (b & 0x7f) * multiplier
+      if ((b & 0x80) === 0) return value
+      multiplier *= 128
+    }
+    throw new DecodeError('variable byte integer longer than 4 bytes')
+  }
+
+  binary(): Buffer {
+    const len = this.u16()
+    this.need(len)
+    const out = this.buf.subarray(this.pos, this.pos + len)
+    this.pos += len
+    return out
+  }
+
+  /** A UTF-8 encoded string: well-formed and free of U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]. */
+  string(): string {
+    const len = this.u16()
+    this.need(len)
+    const start = this.pos
+    const end = start + len
+    this.pos = end
+    const bytes = this.buf.subarray(start, end)
+    if (!isUtf8(bytes)) throw new DecodeError('invalid UTF-8 in a string')
+    if (bytes.indexOf(0) !== -1) throw new DecodeError('U+0000 in a string')
+    return this.buf.toString('utf8', start, end)
+  }
+}
+
+/**
+ * Turns a byte stream into packets. Feed it chunks with `push`; it calls `onPacket` for each
+ * complete packet, in order, and throws `DecodeError` on the first invalid one. Payloads are
+ * slices of the incoming chunk, never copies, unless a packet spans several chunks.
+ */
+export class PacketDecoder {
+  /** Set from the CONNECT packet; decides how later packets are read. */
+  protocolVersion: ProtocolVersion = 4
+  /** The largest packet accepted (fixed header included); larger ones throw before being buffered. */
+  maxPacketSize: number
+
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private readonly cursor = new Cursor()
+
+  constructor(
+    private readonly onPacket: (packet: Packet) => void,
+    maxPacketSize = 268435455 + 5,
+  ) {
+    this.maxPacketSize = maxPacketSize
+  }
+
+  push(chunk: Buffer): void {
+    let buf = chunk
+    if (this.pendingBytes > 0) {
+      this.pending.push(chunk)
+      this.pendingBytes += chunk.length
+      let needed = this.packetLength(this.pending[0] as Buffer)
+      if (needed === -1 && this.pending.length > 1) {
+        this.pending = [Buffer.concat(this.pending, this.pendingBytes)]
+        needed = this.packetLength(this.pending[0] as Buffer)
+      }
+      // Only join once the whole packet is here, so a large packet arriving in many chunks is copied once.
+      if (needed === -1 || this.pendingBytes < needed) return
+      buf = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes)
+      this.pending = []
+      this.pendingBytes = 0
+    }
+    let offset = 0
+    while (offset < buf.length) {
+      const consumed = this.decodeOne(buf, offset)
+      if (consumed === 0) break
+      offset += consumed
+    }
+    if (offset < buf.length) {
+      this.pending = [buf.subarray(offset)]
+      this.pendingBytes = buf.length - offset
+    }
+  }
+
+  /** Total length of the packet starting at buf[0], -1 if its header is incomplete; checks the size limit. */
+  private packetLength(buf: Buffer): number {
+    let value = 0
+    let multiplier = 1
+    for (let i = 1; i <= 4; i++) {
+      if (i >= buf.length) return -1
+      const b = buf[i] as number
+      value += (b & 0x7f) * multiplier
+      if ((b & 0x80) === 0) {
+        const total = 1 + i + value
+        if (total > this.maxPacketSize) {
+          throw new DecodeError(`packet of ${total} bytes exceeds the maximum of ${this.maxPacketSize}`, ReasonCode.PacketTooLarge)
+        }
+        return total
+      }
+      multiplier *= 128
+    }
+    throw new DecodeError('remaining length longer than 4 bytes')
+  }
+
+  /** Decodes the packet at `offset`; returns the bytes it took, or 0 when it is not complete yet. */
+  private decodeOne(buf: Buffer, offset: number): number {
+    let value = 0
+    let multiplier = 1
+    let pos = offset + 1
+    for (;;) {
+      if (pos >= buf.length) return 0
+      const b = buf[pos++] as number
+      value += (b & 0x7f) * multiplier
+      if ((b & 0x80) === 0) break
+      multiplier *= 128
+      if (pos - offset > 4) throw new DecodeError('remaining length longer than 4 bytes')
+    }
+    const total = pos - offset + value
+    if (total > this.maxPacketSize) {
+      throw new DecodeError(`packet of ${total} bytes exceeds the maximum of ${this.maxPacketSize}`, ReasonCode.PacketTooLarge)
+    }
+    if (pos + value > buf.length) return 0
+    this.cursor.reset(buf, pos, pos + value)
+    this.onPacket(this.decodeBody(buf[offset] as number))
+    return total
+  }
+
+  private decodeBody(first: number): Packet {
+    const type = first >> 4
+    const flags = first & 0x0f
+    const c = this.cursor
+    const name = PACKET_NAMES[type]
+    if (!name) throw new DecodeError('reserved packet type 0')
+    if (type === 3) return this.decodePublish(flags)
+    // [MQTT-2.2.2-1] [MQTT-2.2.2-2] PUBREL, SUBSCRIBE and UNSUBSCRIBE carry flags 0010, all others 0000.
+    const expectedFlags = type === 6 || type === 8 || type === 10 ? 2 : 0
+    if (flags !== expectedFlags) throw new DecodeError(`invalid fixed header flags on ${name}`)
+    const v5 = this.protocolVersion === 5
+    switch (name) {
+      case 'connect':
+        return this.decodeConnect()
+      case 'connack': {
+        const ackFlags = c.byte()
+        if (ackFlags & 0xfe) throw new DecodeError('reserved CONNACK flags set')
+        const returnCode = c.byte()
+        const properties = v5 ? this.properties('connack') : undefined
+        return this.done({ type: 'connack', sessionPresent: (ackFlags & 1) === 1, returnCode, properties })
+      }
+      case 'puback':
+      case 'pubrec':
+      case 'pubrel':
+      case 'pubcomp': {
+        const packetId = c.u16()
+        const ack: AckPacket = { type: name, packetId }
+        if (v5 && c.remaining > 0) {
+          ack.reasonCode = c.byte()
+          if (c.remaining > 0) ack.properties = this.properties(name)
+        }
+        return this.done(ack)
+      }
+      case 'subscribe':
+        return this.decodeSubscribe()
+      case 'suback': {
+        const packetId = c.u16()
+        const properties = v5 ? this.properties('suback') : undefined
+        const reasonCodes: number[] = []
+        while (c.remaining > 0) reasonCodes.push(c.byte())
+        return { type: 'suback', packetId, reasonCodes, properties }
+      }
+      case 'unsubscribe': {
+        const packetId = this.packetId()
+        const properties = v5 ? this.properties('unsubscribe') : undefined
+        const topicFilters: string[] = []
+        while (c.remaining > 0) topicFilters.push(c.string())
+        // [MQTT-3.10.3-2] at least one topic filter
+        if (topicFilters.length === 0) throw new DecodeError('UNSUBSCRIBE without topic filters', ReasonCode.ProtocolError)
+        return { type: 'unsubscribe', packetId, topicFilters, properties }
+      }
+      case 'unsuback': {
+        const packetId = c.u16()
+        if (!v5) return this.done({ type: 'unsuback', packetId })
+        const properties = this.properties('unsuback')
+        const reasonCodes: number[] = []
+        while (c.remaining > 0) reasonCodes.push(c.byte())
+        return { type: 'unsuback', packetId, reasonCodes, properties }
+      }
+      case 'pingreq':
+      case 'pingresp':
+        return this.done({ type: name })
+      case 'disconnect': {
+        if (!v5 || c.remaining === 0) return this.done({ type: 'disconnect' })
+        const reasonCode = c.byte()
+        const properties = c.remaining > 0 ? this.properties('disconnect') : undefined
+        return this.done({ type: 'disconnect', reasonCode, properties })
+      }
+      case 'auth': {
+        if (!v5) throw new DecodeError('AUTH is an MQTT 5 packet', ReasonCode.ProtocolError)
+        if (c.remaining === 0) return { type: 'auth', reasonCode: 0 }
+        const reasonCode = c.byte()
+        const properties = c.remaining > 0 ? this.properties('auth') : undefined
+        return this.done({ type: 'auth', reasonCode, properties })
+      }
+      case 'publish':
+        return this.decodePublish(flags)
+    }
+  }
+
+  /** Checks that the packet has no bytes left over, then returns it. */
+  private done<P extends Packet>(packet: P): P {
+    if (this.cursor.remaining !== 0) throw new DecodeError(`unexpected bytes at the end of ${packet.type}`)
+    if ('properties' in packet && packet.properties === undefined) delete packet.properties
+    return packet
+  }
+
+  /** [MQTT-2.3.1-1] packets that need an identifier must carry a non-zero one. */
+  private packetId(): number {
+    const id = this.cursor.u16()
+    if (id === 0) throw new DecodeError('packet identifier 0', ReasonCode.ProtocolError)
+    return id
+  }
+
+  private decodePublish(flags: number): PublishPacket {
+    const c = this.cursor
+    const qos = (flags >> 1) & 3
+    // [MQTT-3.3.1-4] QoS 3 is malformed
+    if (qos === 3) throw new DecodeError('PUBLISH with QoS 3')
+    const dup = (flags & 8) !== 0
+    // [MQTT-3.3.1-2] DUP must be 0 for QoS 0
+    if (dup && qos === 0) throw new DecodeError('PUBLISH with DUP set at QoS 0')
+    const topic = c.string()
+    const packetId = qos > 0 ? this.packetId() : 0
+    const packet: PublishPacket = {
+      type: 'publish',
+      topic,
+      payload: c.buf.subarray(c.pos, c.end),
+      qos: qos as QoS,
+      retain: (flags & 1) !== 0,
+      dup,
+      packetId,
+    }
+    if (this.protocolVersion === 5) {
+      packet.properties = this.properties('publish')
+      packet.payload = c.buf.subarray(c.pos, c.end)
+    }
+    return packet
+  }
+
+  private decodeConnect(): ConnectPacket {
+    const c = this.cursor
+    const protocolName = c.string()
+    const protocolVersion = c.byte()
+    // [MQTT-3.1.2-1] an unknown protocol name may be disconnected without CONNACK
+    if (protocolName !== 'MQTT' && protocolName !== 'MQIsdp') throw new DecodeError(`unknown protocol name ${JSON.stringify(protocolName)}`, ReasonCode.UnsupportedProtocolVersion)
+    const knownLevel = (protocolName === 'MQIsdp' && protocolVersion === 3) || (protocolName === 'MQTT' && (protocolVersion === 4 || protocolVersion === 5))
+    const connect: ConnectPacket = { type: 'connect', protocolName, protocolVersion, cleanSession: true, keepAlive: 0, clientId: '' }
+    // [MQTT-3.1.2-2] an unsupported level is answered with CONNACK 1; the rest of the packet is not ours to read
+    if (!knownLevel) return connect
+    this.protocolVersion = protocolVersion as ProtocolVersion
+    const v5 = protocolVersion === 5
+    const flags = c.byte()
+    // [MQTT-3.1.2-3] the reserved flag must be 0
+    if (flags & 1) throw new DecodeError('reserved CONNECT flag set')
+    connect.cleanSession = (flags & 2) !== 0
+    const willFlag = (flags & 4) !== 0
+    const willQos = (flags >> 3) & 3
+    const willRetain = (flags & 32) !== 0
+    const hasPassword = (flags & 64) !== 0
+    const hasUsername = (flags & 128) !== 0
+    if (!willFlag && (willQos !== 0 || willRetain)) {
+      // [MQTT-3.1.2-11] [MQTT-3.1.2-13] [MQTT-3.1.2-15]
+      throw new DecodeError('will QoS or retain set without a will')
+    }
+    // [MQTT-3.1.2-14]
+    if (willQos === 3) throw new DecodeError('will QoS 3')
+    // [MQTT-3.1.2-22] 3.1.1: no password without a user name (allowed in MQTT 5)
+    if (hasPassword && !hasUsername && !v5) throw new DecodeError('password without user name')
+    connect.keepAlive = c.u16()
+    if (v5) connect.properties = this.properties('connect')
+    connect.clientId = c.string()
+    if (willFlag) {
+      const willProperties = v5 ? this.properties('will') : undefined
+      const will: WillMessage = { topic: c.string(), payload: Buffer.from(c.binary()), qos: willQos as QoS, retain: willRetain }
+      if (willProperties) will.properties = willProperties
+      connect.will = will
+    }
+    if (hasUsername) connect.username = c.string()
+    // The password is binary data; copied so the session can outlive the socket buffer.
+    if (hasPassword) connect.password = Buffer.from(c.binary())
+    return this.done(connect)
+  }
+
+  private decodeSubscribe(): Packet {
+    const c = this.cursor
+    const v5 = this.protocolVersion === 5
+    const packetId = this.packetId()
+    const properties = v5 ? this.properties('subscribe') : undefined
+    const subscriptions: Subscription[] = []
+    while (c.remaining > 0) {
+      const topicFilter = c.string()
+      const options = c.byte()
+      const qos = options & 3
+      // [MQTT-3-8.3-4] QoS 3 is malformed
+      if (qos === 3) throw new DecodeError('subscription with QoS 3')
+      if (v5) {
+        // [MQTT-3.8.3-5] reserved bits must be 0; retain handling 3 is a protocol error
+        if (options & 0xc0) throw new DecodeError('reserved subscription option bits set')
+        const retainHandling = (options >> 4) & 3
+        if (retainHandling === 3) throw new DecodeError('retain handling 3', ReasonCode.ProtocolError)
+        subscriptions.push({
+          topicFilter,
+          qos: qos as QoS,
+          noLocal: (options & 4) !== 0,
+          retainAsPublished: (options & 8) !== 0,
+          retainHandling: retainHandling as 0 | 1 | 2,
+        })
+      } else {
+        // [MQTT-3.8.3-4] 3.1.1: the upper six bits of the requested QoS byte are reserved
+        if (options & 0xfc) throw new DecodeError('reserved bits set in requested QoS')
+        subscriptions.push({ topicFilter, qos: qos as QoS })
+      }
+    }
+    // [MQTT-3.8.3-3] at least one subscription
+    if (subscriptions.length === 0) throw new DecodeError('SUBSCRIBE without subscriptions', ReasonCode.ProtocolError)
+    return properties ? { type: 'subscribe', packetId, subscriptions, properties } : { type: 'subscribe', packetId, subscriptions }
+  }
+
+  /** Reads an MQTT 5 property block, checking each property belongs on this packet and appears at most once. */
+  private properties(place: PropertyPlace): Properties {
+    const c = this.cursor
+    const length = c.varint()
+    c.need(length)
+    const end = c.pos + length
+    const props: Properties = {}
+    const bag = props as Record<string, unknown>
+    while (c.pos < end) {
+      const id = c.varint()
+      const def = PROPERTY_BY_ID.get(id)
+      if (!def) throw new DecodeError(`unknown property 0x${id.toString(16)}`)
+      if (!def.places.has(place)) throw new DecodeError(`property ${def.name} is not allowed on ${place}`, ReasonCode.ProtocolError)
+      let value: unknown
+      switch (def.type) {
+        case 'byte': value = c.byte(); break
+        case 'u16': value = c.u16(); break
+        case 'u32': value = c.u32(); break
+        case 'varint': value = c.varint(); break
+        case 'string': value = c.string(); break
+        case 'binary': value = Buffer.from(c.binary()); break
+        case 'pair': value = [c.string(), c.string()]; break
+      }
+      if (def.repeatable) {
+        const list = (bag[def.name] as unknown[] | undefined) ?? (bag[def.name] = [])
+        if (def.name === 'subscriptionIdentifier' && place === 'subscribe' && list.length > 0) {
+          throw new DecodeError('more than one subscription identifier', ReasonCode.ProtocolError)
+        }
+        list.push(value)
+      } else {
+        // [MQTT-2.2.2-2] a single-valued property more than once is a protocol error
+        if (bag[def.name] !== undefined) throw new DecodeError(`property ${def.name} more than once`, ReasonCode.ProtocolError)
+        bag[def.name] = value
+      }
+    }
+    if (c.pos !== end) throw new DecodeError('property length does not match its contents')
+    return props
+  }
+}
