@@ -27,6 +27,35 @@ export class DecodeError extends Error {
   }
 }
 
+/**
+ * Checks the first byte of a fixed header as soon as it arrives, so garbage is refused before its
+ * body is buffered: type 0 is reserved; the flags of every type but PUBLISH are fixed
+ * [MQTT-2.2.2-1] [MQTT-2.2.2-2] (5.0: [MQTT-2.1.3-1]); a PUBLISH must not have QoS 3
+ * [MQTT-3.3.1-4] nor DUP at QoS 0 [MQTT-3.3.1-2].
+ */
+function checkFirstByte(first: number): void {
+  const type = first >> 4
+  const flags = first & 0x0f
+  if (type === 3) {
+    if ((flags & 6) === 6) throw new DecodeError('PUBLISH with QoS 3')
+    if ((flags & 0x0e) === 8) throw new DecodeError('PUBLISH with DUP set at QoS 0')
+    return
+  }
+  if (type === 0) throw new DecodeError('reserved packet type 0')
+  // PUBREL, SUBSCRIBE and UNSUBSCRIBE carry flags 0010, all others 0000.
+  const expectedFlags = type === 6 || type === 8 || type === 10 ? 2 : 0
+  if (flags !== expectedFlags) throw new DecodeError(`invalid fixed header flags on ${PACKET_NAMES[type] as string}`)
+}
+
+/**
+ * Whether a CONNECT's protocol name and level are a pair this decoder speaks: "MQIsdp" 3 (MQTT 3.1),
+ * "MQTT" 4 (3.1.1) or "MQTT" 5. A CONNECT for which this is false carries only its name and level;
+ * the broker answers it with CONNACK 0x01 (0x84 on MQTT 5) and closes [MQTT-3.1.2-2].
+ */
+export function isSupportedProtocol(protocolName: string, protocolVersion: number): boolean {
+  return protocolName === 'MQTT' ? protocolVersion === 4 || protocolVersion === 5 : protocolName === 'MQIsdp' && protocolVersion === 3
+}
+
 const PACKET_NAMES = [
   '', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp',
   'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth',
@@ -91,7 +120,10 @@ class Cursor {
     return out
   }
 
-  /** A UTF-8 encoded string: well-formed and free of U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2]. */
+  /**
+   * A UTF-8 encoded string: well-formed (no overlong forms, no surrogates) and free of U+0000,
+   * else the packet is malformed. 3.1.1: [MQTT-1.5.3-1] [MQTT-1.5.3-2]; 5.0: [MQTT-1.5.4-1] [MQTT-1.5.4-2].
+   */
   string(): string {
     const len = this.u16()
     this.need(len)
@@ -157,6 +189,7 @@ export class PacketDecoder {
 
   /** Total length of the packet starting at buf[0], -1 if its header is incomplete; checks the size limit. */
   private packetLength(buf: Buffer): number {
+    checkFirstByte(buf[0] as number)
     let value = 0
     let multiplier = 1
     for (let i = 1; i <= 4; i++) {
@@ -177,6 +210,7 @@ export class PacketDecoder {
 
   /** Decodes the packet at `offset`; returns the bytes it took, or 0 when it is not complete yet. */
   private decodeOne(buf: Buffer, offset: number): number {
+    checkFirstByte(buf[offset] as number)
     let value = 0
     let multiplier = 1
     let pos = offset + 1
@@ -199,15 +233,11 @@ export class PacketDecoder {
   }
 
   private decodeBody(first: number): Packet {
+    // The first byte was checked by checkFirstByte when the header arrived.
     const type = first >> 4
-    const flags = first & 0x0f
+    if (type === 3) return this.decodePublish(first & 0x0f)
     const c = this.cursor
     const name = PACKET_NAMES[type]
-    if (!name) throw new DecodeError('reserved packet type 0')
-    if (type === 3) return this.decodePublish(flags)
-    // [MQTT-2.2.2-1] [MQTT-2.2.2-2] PUBREL, SUBSCRIBE and UNSUBSCRIBE carry flags 0010, all others 0000.
-    const expectedFlags = type === 6 || type === 8 || type === 10 ? 2 : 0
-    if (flags !== expectedFlags) throw new DecodeError(`invalid fixed header flags on ${name}`)
     const v5 = this.protocolVersion === 5
     switch (name) {
       case 'connect':
@@ -238,7 +268,7 @@ export class PacketDecoder {
         const properties = v5 ? this.properties('suback') : undefined
         const reasonCodes: number[] = []
         while (c.remaining > 0) reasonCodes.push(c.byte())
-        return { type: 'suback', packetId, reasonCodes, properties }
+        return this.done({ type: 'suback', packetId, reasonCodes, properties })
       }
       case 'unsubscribe': {
         const packetId = this.packetId()
@@ -247,7 +277,7 @@ export class PacketDecoder {
         while (c.remaining > 0) topicFilters.push(c.string())
         // [MQTT-3.10.3-2] at least one topic filter
         if (topicFilters.length === 0) throw new DecodeError('UNSUBSCRIBE without topic filters', ReasonCode.ProtocolError)
-        return { type: 'unsubscribe', packetId, topicFilters, properties }
+        return this.done({ type: 'unsubscribe', packetId, topicFilters, properties })
       }
       case 'unsuback': {
         const packetId = c.u16()
@@ -255,7 +285,7 @@ export class PacketDecoder {
         const properties = this.properties('unsuback')
         const reasonCodes: number[] = []
         while (c.remaining > 0) reasonCodes.push(c.byte())
-        return { type: 'unsuback', packetId, reasonCodes, properties }
+        return this.done({ type: 'unsuback', packetId, reasonCodes, properties })
       }
       case 'pingreq':
       case 'pingresp':
@@ -268,13 +298,15 @@ export class PacketDecoder {
       }
       case 'auth': {
         if (!v5) throw new DecodeError('AUTH is an MQTT 5 packet', ReasonCode.ProtocolError)
+        // Section 3.15.2.1: reason code and properties may be omitted for success without properties.
         if (c.remaining === 0) return { type: 'auth', reasonCode: 0 }
         const reasonCode = c.byte()
         const properties = c.remaining > 0 ? this.properties('auth') : undefined
         return this.done({ type: 'auth', reasonCode, properties })
       }
-      case 'publish':
-        return this.decodePublish(flags)
+      default:
+        // Unreachable: PUBLISH is decoded above, type 0 refused by checkFirstByte.
+        throw new DecodeError(`unexpected packet type ${type}`)
     }
   }
 
@@ -294,12 +326,9 @@ export class PacketDecoder {
 
   private decodePublish(flags: number): PublishPacket {
     const c = this.cursor
+    // QoS 3 [MQTT-3.3.1-4] and DUP at QoS 0 [MQTT-3.3.1-2] were refused by checkFirstByte.
     const qos = (flags >> 1) & 3
-    // [MQTT-3.3.1-4] QoS 3 is malformed
-    if (qos === 3) throw new DecodeError('PUBLISH with QoS 3')
     const dup = (flags & 8) !== 0
-    // [MQTT-3.3.1-2] DUP must be 0 for QoS 0
-    if (dup && qos === 0) throw new DecodeError('PUBLISH with DUP set at QoS 0')
     const topic = c.string()
     const packetId = qos > 0 ? this.packetId() : 0
     const packet: PublishPacket = {
@@ -324,7 +353,7 @@ export class PacketDecoder {
     const protocolVersion = c.byte()
     // [MQTT-3.1.2-1] an unknown protocol name may be disconnected without CONNACK
     if (protocolName !== 'MQTT' && protocolName !== 'MQIsdp') throw new DecodeError(`unknown protocol name ${JSON.stringify(protocolName)}`, ReasonCode.UnsupportedProtocolVersion)
-    const knownLevel = (protocolName === 'MQIsdp' && protocolVersion === 3) || (protocolName === 'MQTT' && (protocolVersion === 4 || protocolVersion === 5))
+    const knownLevel = isSupportedProtocol(protocolName, protocolVersion)
     const connect: ConnectPacket = { type: 'connect', protocolName, protocolVersion, cleanSession: true, keepAlive: 0, clientId: '' }
     // [MQTT-3.1.2-2] an unsupported level is answered with CONNACK 1; the rest of the packet is not ours to read
     if (!knownLevel) return connect
@@ -372,11 +401,11 @@ export class PacketDecoder {
       const topicFilter = c.string()
       const options = c.byte()
       const qos = options & 3
-      // [MQTT-3-8.3-4] QoS 3 is malformed
-      if (qos === 3) throw new DecodeError('subscription with QoS 3')
       if (v5) {
-        // [MQTT-3.8.3-5] reserved bits must be 0; retain handling 3 is a protocol error
+        // [MQTT-3.8.3-5] reserved bits must be 0 (malformed); Maximum QoS 3 and Retain Handling 3
+        // are protocol errors (section 3.8.3.1)
         if (options & 0xc0) throw new DecodeError('reserved subscription option bits set')
+        if (qos === 3) throw new DecodeError('subscription with maximum QoS 3', ReasonCode.ProtocolError)
         const retainHandling = (options >> 4) & 3
         if (retainHandling === 3) throw new DecodeError('retain handling 3', ReasonCode.ProtocolError)
         subscriptions.push({
@@ -387,17 +416,21 @@ export class PacketDecoder {
           retainHandling: retainHandling as 0 | 1 | 2,
         })
       } else {
-        // [MQTT-3.8.3-4] 3.1.1: the upper six bits of the requested QoS byte are reserved
+        // [MQTT-3-8.3-4] 3.1.1: the upper six bits of the requested QoS byte are reserved, and QoS 3 is malformed
         if (options & 0xfc) throw new DecodeError('reserved bits set in requested QoS')
+        if (qos === 3) throw new DecodeError('subscription with QoS 3')
         subscriptions.push({ topicFilter, qos: qos as QoS })
       }
     }
-    // [MQTT-3.8.3-3] at least one subscription
+    // at least one subscription: 3.1.1 [MQTT-3.8.3-3], 5.0 [MQTT-3.8.3-2]
     if (subscriptions.length === 0) throw new DecodeError('SUBSCRIBE without subscriptions', ReasonCode.ProtocolError)
-    return properties ? { type: 'subscribe', packetId, subscriptions, properties } : { type: 'subscribe', packetId, subscriptions }
+    return this.done({ type: 'subscribe', packetId, subscriptions, properties })
   }
 
-  /** Reads an MQTT 5 property block, checking each property belongs on this packet and appears at most once. */
+  /**
+   * Reads an MQTT 5 property block (section 2.2.2), checking each property belongs on this packet,
+   * appears at most once unless repeatable, and has a value the specification allows.
+   */
   private properties(place: PropertyPlace): Properties {
     const c = this.cursor
     const length = c.varint()
@@ -408,14 +441,25 @@ export class PacketDecoder {
     while (c.pos < end) {
       const id = c.varint()
       const def = PROPERTY_BY_ID.get(id)
+      // Section 2.2.2.2: an identifier that is unknown or not valid for the packet type is malformed.
       if (!def) throw new DecodeError(`unknown property 0x${id.toString(16)}`)
-      if (!def.places.has(place)) throw new DecodeError(`property ${def.name} is not allowed on ${place}`, ReasonCode.ProtocolError)
+      if (!def.places.has(place)) throw new DecodeError(`property ${def.name} is not allowed on ${place}`)
       let value: unknown
       switch (def.type) {
-        case 'byte': value = c.byte(); break
-        case 'u16': value = c.u16(); break
-        case 'u32': value = c.u32(); break
-        case 'varint': value = c.varint(); break
+        case 'byte': {
+          const b = c.byte()
+          if (b > 1 && def.booleanValue) throw new DecodeError(`property ${def.name} is ${b}, not 0 or 1`, ReasonCode.ProtocolError)
+          value = b
+          break
+        }
+        case 'u16':
+        case 'u32':
+        case 'varint': {
+          const n = def.type === 'u16' ? c.u16() : def.type === 'u32' ? c.u32() : c.varint()
+          if (n === 0 && def.nonZero) throw new DecodeError(`property ${def.name} is 0`, ReasonCode.ProtocolError)
+          value = n
+          break
+        }
         case 'string': value = c.string(); break
         case 'binary': value = Buffer.from(c.binary()); break
         case 'pair': value = [c.string(), c.string()]; break
@@ -427,7 +471,7 @@ export class PacketDecoder {
         }
         list.push(value)
       } else {
-        // [MQTT-2.2.2-2] a single-valued property more than once is a protocol error
+        // "It is a Protocol Error to include the <property> more than once" (sections 3.1.2.11 to 3.15.2.2)
         if (bag[def.name] !== undefined) throw new DecodeError(`property ${def.name} more than once`, ReasonCode.ProtocolError)
         bag[def.name] = value
       }

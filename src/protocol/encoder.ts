@@ -106,7 +106,12 @@ export function propertiesLength(props: Properties | undefined): number {
   return size
 }
 
+/** The largest remaining length a fixed header can express (four variable byte integer bytes). */
+const MAX_REMAINING_LENGTH = 268435455
+
 function withHeader(first: number, bodyLength: number): Writer {
+  // Beyond this the length prefix would take five bytes and overrun the buffer sized for four.
+  if (bodyLength > MAX_REMAINING_LENGTH) throw new RangeError(`packet body of ${bodyLength} bytes exceeds ${MAX_REMAINING_LENGTH}`)
   const w = new Writer(1 + varintLength(bodyLength) + bodyLength)
   w.byte(first)
   w.varint(bodyLength)

@@ -1,0 +1,227 @@
+import type { Duplex } from 'node:stream'
+import type { Client, DisconnectReason } from '../hooks/types.js'
+import { log } from '../logging.js'
+import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
+import { encodePacket, setPacketId } from '../protocol/encoder.js'
+import type { Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
+import type { RoutedMessage } from '../session/routed-message.js'
+import type { Session, SessionLink } from '../session/session.js'
+import type { BrokerContext } from './context.js'
+import { dispatch } from './dispatch.js'
+import { KeepAlive } from './keep-alive.js'
+
+/** What a transport knows about a new connection. */
+export interface ConnectionInfo {
+  remoteAddress?: string
+  remotePort?: number
+}
+
+type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
+
+function uncork(connection: Connection): void {
+  connection.flush()
+}
+
+/**
+ * One network client: bytes in through the decoder to the packet handlers, packets out through
+ * a corked writer. Handlers may go async (hooks returning promises); packets arriving meanwhile
+ * wait their turn so order is kept, and the socket is paused so they cannot pile up.
+ */
+export class Connection implements Client, SessionLink {
+  id = ''
+  username: string | undefined
+  protocolVersion: ProtocolVersion = 4
+  cleanSession = true
+  keepAlive = 0
+  state: State = 'awaiting-connect'
+  session: Session | null = null
+  /** The will to publish if the connection ends without DISCONNECT. */
+  will: WillMessage | undefined
+
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  private readonly decoder: PacketDecoder
+  private readonly keepAliveTimer: KeepAlive
+  private connectTimer: NodeJS.Timeout | undefined
+  private waiting: Packet[] | null = null
+  private corked = false
+
+  constructor(
+    readonly broker: BrokerContext,
+    private readonly stream: Duplex,
+    info: ConnectionInfo = {},
+  ) {
+    this.remoteAddress = info.remoteAddress
+    this.remotePort = info.remotePort
+    this.decoder = new PacketDecoder((packet) => this.onPacket(packet), broker.limits.maxPacketSize)
+    this.keepAliveTimer = new KeepAlive(() => this.close('keep-alive-timeout'))
+    stream.on('data', (chunk: Buffer) => this.onData(chunk))
+    stream.on('error', (error: Error) => this.onStreamError(error))
+    stream.on('end', () => this.close('socket-closed'))
+    stream.on('close', () => this.close('socket-closed'))
+    // [MQTT-3.1.4-1] a connection that never sends CONNECT is closed after a while.
+    this.connectTimer = setTimeout(() => {
+      log.client('No CONNECT from %s within %d ms, closing', this.peer, broker.limits.connectTimeoutMs)
+      this.close('protocol-error')
+    }, broker.limits.connectTimeoutMs)
+    this.connectTimer.unref?.()
+    log.client('New connection from %s', this.peer)
+  }
+
+  get connected(): boolean {
+    return this.state !== 'closed'
+  }
+
+  /** "address:port" for log lines. */
+  get peer(): string {
+    return this.remotePort === undefined ? (this.remoteAddress ?? 'unknown') : `${this.remoteAddress}:${this.remotePort}`
+  }
+
+  /** Called once CONNECT has been accepted. */
+  accepted(session: Session, keepAlive: number): void {
+    this.state = 'connected'
+    this.session = session
+    this.keepAlive = keepAlive
+    if (this.connectTimer) clearTimeout(this.connectTimer)
+    this.connectTimer = undefined
+    this.decoder.protocolVersion = this.protocolVersion
+    this.keepAliveTimer.start(keepAlive)
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return
+    this.keepAliveTimer.touch()
+    try {
+      this.decoder.push(chunk)
+    } catch (error) {
+      if (error instanceof DecodeError) this.protocolError(error.message)
+      else this.fail(error)
+    }
+  }
+
+  private onPacket(packet: Packet): void {
+    if (this.state === 'closed') return
+    if (this.waiting !== null) {
+      this.waiting.push(packet)
+      return
+    }
+    this.handle(packet)
+  }
+
+  private handle(packet: Packet): void {
+    let pending: void | Promise<void>
+    try {
+      pending = dispatch(this, packet)
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    if (pending !== undefined) {
+      this.waiting = []
+      this.stream.pause()
+      pending.then(
+        () => this.resume(),
+        (error: unknown) => this.fail(error),
+      )
+    }
+  }
+
+  private resume(): void {
+    const queued = this.waiting ?? []
+    this.waiting = null
+    for (let i = 0; i < queued.length; i++) {
+      if (this.state === 'closed') return
+      this.handle(queued[i] as Packet)
+      if (this.waiting !== null) {
+        // A handler went async again: what was not handled yet goes first in the new wait list.
+        this.waiting = queued.slice(i + 1)
+        return
+      }
+    }
+    if (this.state !== 'closed') this.stream.resume()
+  }
+
+  /** Closes on a protocol violation [MQTT-4.8.0-1]. */
+  protocolError(reason: string): void {
+    if (this.state === 'closed') return
+    log.client('Protocol error from %s (%s): %s, closing', this.id || 'unknown client', this.peer, reason)
+    if (this.state === 'connected') this.broker.emit('clientError', this, new Error(reason))
+    this.close('protocol-error')
+  }
+
+  private fail(error: unknown): void {
+    const err = error instanceof Error ? error : new Error(String(error))
+    log.error('Error handling %s (%s): %s', this.id || 'unknown client', this.peer, err.stack ?? err.message)
+    if (this.state === 'connected') this.broker.emit('clientError', this, err)
+    this.close('protocol-error')
+  }
+
+  private onStreamError(error: Error): void {
+    log.client('Socket error on %s (%s): %s', this.id || 'unknown client', this.peer, error.message)
+    if (this.state === 'connected') this.broker.emit('clientError', this, error)
+    this.close('socket-closed')
+  }
+
+  /** Writes bytes; writes within one event-loop turn leave in as few syscalls as possible. */
+  write(bytes: Buffer): void {
+    if (this.stream.writableEnded || this.stream.destroyed) return
+    if (!this.corked) {
+      this.corked = true
+      this.stream.cork()
+      process.nextTick(uncork, this)
+    }
+    this.stream.write(bytes)
+  }
+
+  flush(): void {
+    if (!this.corked) return
+    this.corked = false
+    this.stream.uncork()
+  }
+
+  send(packet: Packet): void {
+    this.write(encodePacket(packet, this.protocolVersion))
+  }
+
+  sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean): void {
+    if (log.packet.enabled) {
+      log.packet('Sending PUBLISH to %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', this.id, dup ? 1 : 0, qos, retain ? 1 : 0, packetId, message.topic, message.payload.length)
+    }
+    const template = message.encodeV4(qos, retain)
+    if (qos === 0) {
+      this.write(template)
+      return
+    }
+    // Only the packet identifier differs between subscribers: copy the shared encoding and patch it.
+    const bytes = Buffer.allocUnsafe(template.length)
+    template.copy(bytes)
+    setPacketId(bytes, message.idOffset, packetId, dup)
+    this.write(bytes)
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ type: 'pubrel', packetId })
+  }
+
+  isCongested(): boolean {
+    return this.stream.writableLength > this.broker.limits.maxWriteBuffer
+  }
+
+  /** Closes at the host's request (Client API); the will is published. */
+  close(reason: DisconnectReason = 'closed-by-host'): void {
+    if (this.state === 'closed') return
+    const wasConnected = this.state === 'connected'
+    this.state = 'closed'
+    if (this.connectTimer) clearTimeout(this.connectTimer)
+    this.keepAliveTimer.stop()
+    this.waiting = null
+    this.flush()
+    // end() lets a last CONNACK or DISCONNECT reach the peer; destroy() follows in case the peer never reads.
+    this.stream.end()
+    const stream = this.stream
+    setTimeout(() => stream.destroy(), 1000).unref()
+    if (wasConnected) log.client('Client %s (%s) disconnected: %s', this.id, this.peer, reason)
+    else log.client('Connection from %s closed before CONNECT completed: %s', this.peer, reason)
+    this.broker.connectionClosed(this, wasConnected ? this.session : null, reason, this.will)
+  }
+}

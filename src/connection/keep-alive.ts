@@ -1,0 +1,45 @@
+/**
+ * Closes a silent connection once 1.5 times its keep alive has passed without a packet
+ * [MQTT-3.1.2-24]. Activity only records a timestamp; the single timer re-arms itself for the
+ * time that is left, so a busy connection costs no timer churn and an idle one is cut on time.
+ */
+export class KeepAlive {
+  private timer: NodeJS.Timeout | undefined
+  private limitMs = 0
+  private lastActivity = 0
+
+  constructor(private readonly onTimeout: () => void) {}
+
+  /** Starts watching; a keep alive of 0 disables the check. */
+  start(keepAliveSeconds: number): void {
+    this.stop()
+    if (keepAliveSeconds <= 0) return
+    this.limitMs = keepAliveSeconds * 1500
+    this.lastActivity = Date.now()
+    this.arm(this.limitMs)
+  }
+
+  touch(): void {
+    this.lastActivity = Date.now()
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => this.check(), ms)
+    this.timer.unref?.()
+  }
+
+  private check(): void {
+    const idle = Date.now() - this.lastActivity
+    if (idle >= this.limitMs) {
+      this.timer = undefined
+      this.onTimeout()
+    } else {
+      this.arm(this.limitMs - idle)
+    }
+  }
+}

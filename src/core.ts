@@ -1,0 +1,217 @@
+import { randomBytes } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { Connection, type ConnectionInfo } from './connection/connection.js'
+import type { BrokerContext, BrokerEvents } from './connection/context.js'
+import type { Client, DisconnectReason } from './hooks/types.js'
+import { isPromise } from './hooks/promise.js'
+import { log } from './logging.js'
+import { DEFAULT_LIMITS, type BrokerOptions, type Limits } from './options.js'
+import type { Awaitable, PersistenceAdapter, StoredMessage } from './persistence/adapter.js'
+import { MemoryPersistence } from './persistence/memory.js'
+import type { QoS, Subscription, WillMessage } from './protocol/packets.js'
+import { Router } from './routing/router.js'
+import { RoutedMessage } from './session/routed-message.js'
+import { Session } from './session/session.js'
+
+type Emit = <E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerEvents[E]>) => void
+
+/**
+ * The broker's shared state and the operations connections call: sessions, routing, retained
+ * messages, persistence. The public `Broker` wraps it; connections see it as `BrokerContext`.
+ */
+export class BrokerCore implements BrokerContext {
+  readonly limits: Readonly<Limits>
+  readonly authenticate
+  readonly authorizePublish
+  readonly authorizeSubscribe
+  readonly persistence: PersistenceAdapter
+  readonly router = new Router<RoutedMessage>()
+  readonly sessions = new Map<string, Session>()
+  /** Every open network connection, connected or still in the CONNECT handshake. */
+  readonly connections = new Set<Connection>()
+  private readonly dirty = new Set<Session>()
+  private flushScheduled = false
+  private pendingWrites = new Set<Promise<void>>()
+  private clientIdCounter = 0
+  private readonly clientIdPrefix = `culex-${randomBytes(4).toString('hex')}-`
+
+  constructor(
+    options: BrokerOptions,
+    readonly emit: Emit,
+  ) {
+    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits })
+    this.authenticate = options.authenticate
+    this.authorizePublish = options.authorizePublish
+    this.authorizeSubscribe = options.authorizeSubscribe
+    this.persistence = options.persistence ?? new MemoryPersistence()
+  }
+
+  /** Restores persistent sessions saved by an earlier run. */
+  async restore(): Promise<void> {
+    const records = await this.persistence.loadSessions()
+    for (const record of records) {
+      const session = Session.fromRecord(record, this.limits)
+      session.onChange = this.markDirty
+      this.sessions.set(session.clientId, session)
+      for (const sub of session.subscriptions.values()) this.router.subscribe(sub.topicFilter, session, sub)
+    }
+    if (records.length > 0) log.broker('Restored %d persistent sessions', records.length)
+  }
+
+  assignClientId(): string {
+    return this.clientIdPrefix + (++this.clientIdCounter).toString(36)
+  }
+
+  openSession(clientId: string, cleanSession: boolean): { session: Session; present: boolean } {
+    const existing = this.sessions.get(clientId)
+    if (existing !== undefined) {
+      // [MQTT-3.1.2-6] clean session discards the previous session; [MQTT-3.1.2-4] otherwise it resumes
+      if (!cleanSession && existing.persistent) return { session: existing, present: true }
+      this.endSession(existing)
+    }
+    const session = new Session(clientId, !cleanSession, this.limits)
+    if (session.persistent) session.onChange = this.markDirty
+    this.sessions.set(clientId, session)
+    return { session, present: false }
+  }
+
+  endSession(session: Session): void {
+    for (const filter of session.subscriptions.keys()) this.router.unsubscribe(filter, session)
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
+    if (session.persistent) {
+      this.dirty.delete(session)
+      this.track(this.persistence.deleteSession(session.clientId), 'deleteSession')
+    }
+    session.onChange = null
+    session.clear()
+  }
+
+  private readonly markDirty = (session: Session): void => this.sessionChanged(session)
+
+  sessionChanged(session: Session): void {
+    if (!session.persistent || this.sessions.get(session.clientId) !== session) return
+    this.dirty.add(session)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      // One save per session per event-loop turn, however many messages it saw.
+      setImmediate(() => this.flushSessions())
+    }
+  }
+
+  flushSessions(): void {
+    this.flushScheduled = false
+    for (const session of this.dirty) this.track(this.persistence.saveSession(session.toRecord()), 'saveSession')
+    this.dirty.clear()
+  }
+
+  /** Waits for every persistence write still under way. */
+  async settle(): Promise<void> {
+    this.flushSessions()
+    while (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites])
+  }
+
+  /** Follows an adapter call that may be async, so failures are logged and close() can wait for it. */
+  private track(result: Awaitable<void>, what: string): void {
+    if (!isPromise(result)) return
+    const p = result.then(
+      () => {},
+      (error: unknown) => log.error('persistence %s failed: %O', what, error),
+    )
+    this.pendingWrites.add(p)
+    void p.finally(() => this.pendingWrites.delete(p))
+  }
+
+  publish(message: RoutedMessage, from: Client | null): void {
+    if (message.retain) this.storeRetained(message)
+    this.emit('publish', message, from)
+    this.router.route(message)
+  }
+
+  private storeRetained(message: RoutedMessage): void {
+    message.ownPayload()
+    // [MQTT-3.3.1-5] the broker keeps the last retained message per topic; [MQTT-3.3.1-10] empty payload deletes it
+    this.track(this.persistence.storeRetained(message), 'storeRetained')
+  }
+
+  subscribe(session: Session, subscription: Subscription): void {
+    session.subscriptions.set(subscription.topicFilter, subscription)
+    this.router.subscribe(subscription.topicFilter, session, subscription)
+  }
+
+  unsubscribe(session: Session, topicFilter: string): boolean {
+    if (!session.subscriptions.delete(topicFilter)) return false
+    this.router.unsubscribe(topicFilter, session)
+    this.sessionChanged(session)
+    return true
+  }
+
+  sendRetained(session: Session, subscription: Subscription): void {
+    const found = this.persistence.matchRetained(subscription.topicFilter)
+    if (isPromise(found)) {
+      found.then(
+        (messages) => this.deliverRetained(session, subscription.qos, messages),
+        (error: unknown) => log.error('persistence matchRetained failed: %O', error),
+      )
+    } else {
+      this.deliverRetained(session, subscription.qos, found)
+    }
+  }
+
+  private deliverRetained(session: Session, granted: QoS, messages: StoredMessage[]): void {
+    for (const stored of messages) {
+      const message = RoutedMessage.from(stored)
+      // [MQTT-3.3.1-8] retained messages sent for a new subscription carry RETAIN 1
+      session.deliver(message, message.qos < granted ? message.qos : granted, true)
+    }
+  }
+
+  get openConnections(): number {
+    return this.connections.size
+  }
+
+  /** Starts serving a client on any Duplex stream. */
+  handle(stream: Duplex, info: ConnectionInfo): Connection {
+    const connection = new Connection(this, stream, info)
+    this.connections.add(connection)
+    return connection
+  }
+
+  connectionClosed(client: Client, session: Session | null, reason: DisconnectReason, will: WillMessage | undefined): void {
+    this.connections.delete(client as Connection)
+    if (session === null) return
+    if (session.link === (client as Connection)) session.detach()
+    // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
+    if (will !== undefined && reason !== 'disconnect') this.publishWill(client, will)
+    if (!session.persistent) this.endSession(session)
+    else this.sessionChanged(session)
+    this.emit('clientDisconnect', client, reason)
+  }
+
+  private publishWill(client: Client, will: WillMessage): void {
+    const message = new RoutedMessage(will.topic, will.payload, will.qos, will.retain)
+    if (will.properties) message.properties = will.properties
+    const send = (allowed: boolean): void => {
+      if (!allowed) {
+        log.auth('authorizePublish refused the will of %s on %j', client.id, will.topic)
+        return
+      }
+      log.client('Publishing the will of %s on %j', client.id, will.topic)
+      this.publish(message, client)
+      this.emit('willPublish', message, client)
+    }
+    const authorize = this.authorizePublish
+    if (authorize === undefined) return send(true)
+    let allowed: boolean | Promise<boolean>
+    try {
+      allowed = authorize(client, message)
+    } catch (error) {
+      log.error('authorizePublish threw for the will of %s: %O', client.id, error)
+      return
+    }
+    if (isPromise(allowed)) {
+      allowed.then(send, (error: unknown) => log.error('authorizePublish failed for the will of %s: %O', client.id, error))
+    } else {
+      send(allowed)
+    }
+  }
+}

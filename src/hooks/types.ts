@@ -1,0 +1,72 @@
+import type { Properties, ProtocolVersion, QoS, Subscription } from '../protocol/packets.js'
+
+/** An application message, as published by a client or by the host application. */
+export interface Message {
+  topic: string
+  payload: Buffer
+  qos: QoS
+  retain: boolean
+  /** MQTT 5 properties, when the publisher sent any. */
+  properties?: Properties
+}
+
+/** What the host application sees of a connected client. */
+export interface Client {
+  /** The client identifier (assigned by the broker when the client sent an empty one). */
+  readonly id: string
+  readonly username: string | undefined
+  /** The peer address as the transport reported it, when known. */
+  readonly remoteAddress: string | undefined
+  readonly protocolVersion: ProtocolVersion
+  readonly cleanSession: boolean
+  /** The keep alive in force, in seconds (0 = disabled). */
+  readonly keepAlive: number
+  /** Whether the network connection is still open. */
+  readonly connected: boolean
+  /** Closes the connection (publishing the will, as for any ungraceful end). */
+  close(): void
+}
+
+/** What `authenticate` is asked about. */
+export interface AuthenticateRequest {
+  clientId: string
+  username: string | undefined
+  password: Buffer | undefined
+  remoteAddress: string | undefined
+  protocolVersion: ProtocolVersion
+}
+
+/**
+ * `true` accepts; `false` refuses as "bad user name or password" (3.1.1 return code 4);
+ * `{ reasonCode }` refuses with that CONNACK code (e.g. 5, not authorized).
+ */
+export type AuthenticateResult = boolean | { reasonCode: number; reasonString?: string }
+
+/** Decides whether a client may connect. May be async. */
+export type AuthenticateHook = (request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>
+
+/**
+ * Decides whether a client may publish a message (wills included). A refused QoS 1/2 message
+ * is still acknowledged, then dropped. May be async.
+ */
+export type AuthorizePublishHook = (client: Client, message: Message) => boolean | Promise<boolean>
+
+/**
+ * Decides a subscription: `false` refuses it (SUBACK 0x80), `true` grants the requested QoS,
+ * a QoS grants at most that. May be async.
+ */
+export type AuthorizeSubscribeHook = (
+  client: Client,
+  subscription: Subscription,
+) => boolean | QoS | Promise<boolean | QoS>
+
+/** Why a client went away, as `clientDisconnect` reports it. */
+export type DisconnectReason =
+  | 'disconnect'
+  | 'socket-closed'
+  | 'keep-alive-timeout'
+  | 'protocol-error'
+  | 'taken-over'
+  | 'server-closing'
+  | 'closed-by-host'
+  | 'connect-refused'

@@ -1,0 +1,39 @@
+/**
+ * Culex: an embeddable MQTT broker for Node.js.
+ *
+ * ```ts
+ * import { Broker, tcp } from 'culex'
+ * const broker = new Broker()
+ * await broker.listen(tcp({ port: 1883 }))
+ * ```
+ * @packageDocumentation
+ */
+export { Broker } from './broker.js'
+export type { MessageHandler, PublishOptions } from './broker.js'
+export type { BrokerEvents } from './connection/context.js'
+export type { ConnectionInfo } from './connection/connection.js'
+export type {
+  AuthenticateHook,
+  AuthenticateRequest,
+  AuthenticateResult,
+  AuthorizePublishHook,
+  AuthorizeSubscribeHook,
+  Client,
+  DisconnectReason,
+  Message,
+} from './hooks/types.js'
+export { DEFAULT_LIMITS } from './options.js'
+export type { BrokerOptions, Limits } from './options.js'
+export type {
+  Awaitable,
+  PersistenceAdapter,
+  SessionRecord,
+  StoredInflight,
+  StoredMessage,
+} from './persistence/adapter.js'
+export { MemoryPersistence } from './persistence/memory.js'
+export type { Properties, ProtocolVersion, QoS, Subscription, WillMessage } from './protocol/packets.js'
+export { ConnackReturnCode, ReasonCode } from './protocol/reason-codes.js'
+export { tcp } from './transports/tcp.js'
+export type { TcpOptions } from './transports/tcp.js'
+export type { ConnectionHandler, Listener, Transport } from './transports/transport.js'

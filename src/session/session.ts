@@ -1,0 +1,202 @@
+import type { QoS, Subscription, WillMessage } from '../protocol/packets.js'
+import type { SessionRecord, StoredInflight } from '../persistence/adapter.js'
+import { RoutedMessage } from './routed-message.js'
+
+/** What a session needs from the connection it is attached to. */
+export interface SessionLink {
+  /** Writes a PUBLISH of `message` at `qos` (packetId 0 for QoS 0). */
+  sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean): void
+  sendPubrel(packetId: number): void
+  /** True when the write buffer is over its bound: QoS 0 messages are dropped rather than buffered. */
+  isCongested(): boolean
+}
+
+interface Inflight {
+  message: RoutedMessage
+  qos: 1 | 2
+  retain: boolean
+  state: 'publish' | 'pubrel'
+}
+
+interface Queued {
+  message: RoutedMessage
+  qos: QoS
+  retain: boolean
+}
+
+/** Bounds a session works within. */
+export interface SessionLimits {
+  maxInflight: number
+  maxQueued: number
+}
+
+/**
+ * What outlives a connection: subscriptions, in-flight QoS 1/2 state, the queue of messages
+ * waiting to be sent. A connection attaches to it; while none is attached, QoS 1/2 messages queue
+ * (bounded) and QoS 0 messages are dropped.
+ */
+export class Session {
+  link: SessionLink | null = null
+  readonly subscriptions = new Map<string, Subscription>()
+  /** Incoming QoS 2 packet identifiers delivered and awaiting PUBREL (exactly-once, [MQTT-4.3.3-2]). */
+  readonly incomingQos2 = new Set<number>()
+  /** The will of the attached connection, kept for persistence. */
+  will: WillMessage | undefined
+  /** Messages dropped because the queue was full or the client too slow (QoS 0). */
+  dropped = 0
+
+  /** Called when in-flight or queued state changes, for persistent sessions (saved in batches). */
+  onChange: ((session: Session) => void) | null = null
+
+  /** Routing marks: the publish generation this session was last matched in, and the best QoS then. */
+  matchGen = 0
+  matchQos: QoS = 0
+
+  private readonly inflight = new Map<number, Inflight>()
+  private queue: Queued[] = []
+  private queueHead = 0
+  private nextPacketId = 1
+
+  constructor(
+    readonly clientId: string,
+    public persistent: boolean,
+    private readonly limits: SessionLimits,
+  ) {}
+
+  get queuedCount(): number {
+    return this.queue.length - this.queueHead
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size
+  }
+
+  /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
+  deliver(message: RoutedMessage, qos: QoS, retain = false): void {
+    const link = this.link
+    if (qos === 0) {
+      if (link !== null && !link.isCongested()) link.sendPublish(message, 0, retain, 0, false)
+      else this.dropped++
+      return
+    }
+    // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
+    if (link !== null && this.queueHead === this.queue.length && this.inflight.size < this.limits.maxInflight) {
+      this.sendInflight(link, message, qos, retain)
+    } else if (this.queuedCount >= this.limits.maxQueued) {
+      this.dropped++
+      return
+    } else {
+      message.ownPayload()
+      this.queue.push({ message, qos, retain })
+    }
+    this.onChange?.(this)
+  }
+
+  /** Handles PUBACK (QoS 1) or PUBCOMP (QoS 2); returns whether the packet id was in flight. */
+  complete(packetId: number, kind: 'puback' | 'pubcomp'): boolean {
+    const entry = this.inflight.get(packetId)
+    if (entry === undefined) return false
+    if (kind === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false
+    this.inflight.delete(packetId)
+    this.drain()
+    this.onChange?.(this)
+    return true
+  }
+
+  /** Handles PUBREC: the message is now owned by the receiver; PUBREL follows. */
+  received(packetId: number): boolean {
+    const entry = this.inflight.get(packetId)
+    if (entry === undefined || entry.qos !== 2) return false
+    entry.state = 'pubrel'
+    this.onChange?.(this)
+    return true
+  }
+
+  /** Attaches a connection: resends what is in flight [MQTT-4.4.0-1], then drains the queue. */
+  attach(link: SessionLink): void {
+    this.link = link
+    for (const [packetId, entry] of this.inflight) {
+      if (entry.state === 'pubrel') link.sendPubrel(packetId)
+      else link.sendPublish(entry.message, entry.qos, entry.retain, packetId, true)
+    }
+    this.drain()
+  }
+
+  detach(): void {
+    this.link = null
+    this.will = undefined
+  }
+
+  /** Forgets in-flight and queued messages (a clean session ending, or a clean start). */
+  clear(): void {
+    this.inflight.clear()
+    this.queue = []
+    this.queueHead = 0
+    this.incomingQos2.clear()
+    this.subscriptions.clear()
+  }
+
+  private drain(): void {
+    const link = this.link
+    if (link === null) return
+    while (this.queueHead < this.queue.length && this.inflight.size < this.limits.maxInflight) {
+      const next = this.queue[this.queueHead] as Queued
+      this.queueHead++
+      if (next.qos === 0) link.sendPublish(next.message, 0, next.retain, 0, false)
+      else this.sendInflight(link, next.message, next.qos, next.retain)
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = []
+      this.queueHead = 0
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead)
+      this.queueHead = 0
+    }
+  }
+
+  private sendInflight(link: SessionLink, message: RoutedMessage, qos: 1 | 2, retain: boolean): void {
+    const packetId = this.allocatePacketId()
+    message.ownPayload()
+    this.inflight.set(packetId, { message, qos, retain, state: 'publish' })
+    link.sendPublish(message, qos, retain, packetId, false)
+  }
+
+  private allocatePacketId(): number {
+    // maxInflight is far below 65535, so a free identifier is always near.
+    let id = this.nextPacketId
+    while (this.inflight.has(id)) id = id === 65535 ? 1 : id + 1
+    this.nextPacketId = id === 65535 ? 1 : id + 1
+    return id
+  }
+
+  /** A snapshot for the persistence adapter. */
+  toRecord(): SessionRecord {
+    const inflight: StoredInflight[] = []
+    for (const [packetId, e] of this.inflight) {
+      inflight.push({ packetId, qos: e.qos, state: e.state, message: { ...e.message.toStored(), retain: e.retain } })
+    }
+    const record: SessionRecord = {
+      clientId: this.clientId,
+      subscriptions: [...this.subscriptions.values()],
+      queue: this.queue.slice(this.queueHead).map((q) => ({ ...q.message.toStored(), qos: q.qos, retain: q.retain })),
+      inflight,
+      incomingQos2: [...this.incomingQos2],
+    }
+    if (this.will) record.will = this.will
+    return record
+  }
+
+  /** Rebuilds a persistent session saved by `toRecord`. */
+  static fromRecord(record: SessionRecord, limits: SessionLimits): Session {
+    const session = new Session(record.clientId, true, limits)
+    for (const s of record.subscriptions) session.subscriptions.set(s.topicFilter, s)
+    for (const e of record.inflight) {
+      const message = RoutedMessage.from(e.message)
+      session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, state: e.state })
+    }
+    session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain }))
+    for (const id of record.incomingQos2) session.incomingQos2.add(id)
+    if (record.will) session.will = record.will
+    return session
+  }
+}
