@@ -59,7 +59,7 @@ export class Connection implements Client, SessionLink {
     stream.on('error', (error: Error) => this.onStreamError(error))
     stream.on('end', () => this.close('socket-closed'))
     stream.on('close', () => this.close('socket-closed'))
-    // [MQTT-3.1.4-1] a connection that never sends CONNECT is closed after a while.
+    // Section 3.1: a server should close a connection that sends no CONNECT within a reasonable time.
     this.connectTimer = setTimeout(() => {
       log.client('No CONNECT from %s within %d ms, closing', this.peer, broker.limits.connectTimeoutMs)
       this.close('protocol-error')

@@ -14,12 +14,12 @@ export function handleAck(connection: Connection, packet: AckPacket): void {
       session.complete(id, packet.type)
       break
     case 'pubrec':
-      // [MQTT-4.3.3-3] answer PUBREC with PUBREL, even for an identifier we no longer hold
+      // [MQTT-4.3.3-1] answer PUBREC with PUBREL, even for an identifier we no longer hold
       session.received(id)
       connection.send({ type: 'pubrel', packetId: id })
       break
     case 'pubrel':
-      // [MQTT-4.3.3-2] the identifier may be reused once released; always answer PUBCOMP
+      // [MQTT-4.3.3-2] PUBREL releases the identifier; PUBCOMP answers it, known or not
       if (session.incomingQos2.delete(id)) connection.broker.sessionChanged(session)
       connection.send({ type: 'pubcomp', packetId: id })
       break

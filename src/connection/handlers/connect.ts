@@ -5,7 +5,7 @@ import type { ConnectPacket, ProtocolVersion } from '../../protocol/packets.js'
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
 import type { Connection } from '../connection.js'
 
-/** [MQTT-3.1.3-5] 3.1 limits client identifiers to 23 characters. */
+/** MQTT 3.1 limits client identifiers to 23 characters (3.1.1 lifted the limit, [MQTT-3.1.3-5]). */
 const MQTT31_MAX_CLIENT_ID = 23
 
 function refuse(connection: Connection, returnCode: number, why: string): void {

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { once } from '../helpers.js'
+import { runExample } from './run-example.js'
+
+async function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
+  const client = mqtt.connect({ host: '127.0.0.1', port, protocolVersion: 4, reconnectPeriod: 0, ...options })
+  await once(client, 'connect')
+  return client
+}
+
+/** Connects expecting a refusal; resolves to the CONNACK return code. */
+function refusal(port: number, options: IClientOptions): Promise<number | undefined> {
+  const client = mqtt.connect({ host: '127.0.0.1', port, protocolVersion: 4, reconnectPeriod: 0, ...options })
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => reject(new Error('connection was accepted')))
+    client.once('error', (error: Error & { code?: number }) => {
+      client.end(true)
+      resolve(error.code)
+    })
+  })
+}
+
+test('examples/basic.ts logs connections, subscriptions and publishes, and the app hears sensors', async () => {
+  const example = runExample('basic.ts', { PORT: '0' })
+  try {
+    const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
+    const client = await connect(port, { clientId: 'sensor-1' })
+    await client.subscribeAsync('sensors/#')
+    await client.publishAsync('sensors/kitchen/temperature', '21.5')
+    await example.waitFor(/connected: sensor-1/)
+    await example.waitFor(/subscribed: sensor-1 to sensors\/# \(QoS 0\)/)
+    await example.waitFor(/published: sensors\/kitchen\/temperature = 21\.5 by sensor-1/)
+    await example.waitFor(/app got temperature 21\.5 on sensors\/kitchen\/temperature/)
+    client.end()
+    await example.waitFor(/disconnected: sensor-1 \(disconnect\)/)
+  } finally {
+    assert.equal(await example.stop(), 0)
+  }
+})
+
+test('examples/auth.ts checks passwords, client ids and per-topic rules', async () => {
+  const example = runExample('auth.ts', { PORT: '0' })
+  try {
+    const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
+    assert.equal(await refusal(port, { clientId: 'device-alice', username: 'alice', password: 'wrong' }), 4)
+    assert.equal(await refusal(port, { clientId: 'device-bob', username: 'alice', password: 'wonderland' }), 2)
+    const alice = await connect(port, { clientId: 'device-alice', username: 'alice', password: 'wonderland' })
+    const bob = await connect(port, { clientId: 'device-bob', username: 'bob', password: 'builder' })
+    await example.waitFor(/connected: device-alice as alice/)
+
+    // The mqtt client rejects a SUBACK holding a refusal; the packet is on the error.
+    const suback = await alice
+      .subscribeAsync(['devices/device-alice/#', 'devices/device-bob/#', 'public/news', 'test/nosubscribe'])
+      .then(() => assert.fail('expected refusals in the SUBACK'), (error: { packet?: { granted?: number[] } }) => error.packet)
+    assert.deepEqual(suback?.granted, [0, 128, 0, 128])
+
+    // Bob may publish only under his own tree: his own message reaches public/..., the other is dropped.
+    const received: string[] = []
+    alice.on('message', (topic) => received.push(topic))
+    const echo = once(alice, 'message')
+    await bob.publishAsync('devices/device-alice/cmd', 'spoofed', { qos: 1 })
+    await bob.publishAsync('devices/device-bob/status', 'up', { qos: 1 })
+    await alice.publishAsync('devices/device-alice/echo', 'mine', { qos: 1 })
+    await echo
+    assert.deepEqual(received, ['devices/device-alice/echo'])
+    alice.end()
+    bob.end()
+  } finally {
+    assert.equal(await example.stop(), 0)
+  }
+})
+
+test('examples/express-push.ts turns POST /notify into a message on the device topic', async () => {
+  const example = runExample('express-push.ts', { MQTT_PORT: '0', HTTP_PORT: '0' })
+  try {
+    const httpPort = Number((await example.waitFor(/http listening on port (\d+)/))[1])
+    const mqttPort = Number((await example.waitFor(/mqtt listening on port (\d+)/))[1])
+    const phone = await connect(mqttPort, { clientId: 'phone-1' })
+    await phone.subscribeAsync('devices/phone-1/notifications', { qos: 1 })
+    const arrived = once<[string, Buffer]>(phone, 'message')
+    const response = await fetch(`http://127.0.0.1:${httpPort}/notify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ device: 'phone-1', text: 'your order shipped' }),
+    })
+    assert.equal(response.status, 202)
+    const [topic, payload] = await arrived
+    assert.equal(topic, 'devices/phone-1/notifications')
+    assert.deepEqual(JSON.parse(payload.toString()), { text: 'your order shipped' })
+
+    const bad = await fetch(`http://127.0.0.1:${httpPort}/notify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ device: 'a/#', text: 1 }),
+    })
+    assert.equal(bad.status, 400)
+    const devices = (await (await fetch(`http://127.0.0.1:${httpPort}/devices`)).json()) as { connected: number }
+    assert.equal(devices.connected, 1)
+    phone.end()
+  } finally {
+    assert.equal(await example.stop(), 0)
+  }
+})
