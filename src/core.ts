@@ -13,6 +13,20 @@ import { Router } from './routing/router.js'
 import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
 
+/** Stands for a client whose connection ended in an earlier run, for hooks and events. */
+function offlineClient(id: string): Client {
+  return {
+    id,
+    username: undefined,
+    remoteAddress: undefined,
+    protocolVersion: 4,
+    cleanSession: false,
+    keepAlive: 0,
+    connected: false,
+    close: () => {},
+  }
+}
+
 type Emit = <E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerEvents[E]>) => void
 
 /**
@@ -56,6 +70,15 @@ export class BrokerCore implements BrokerContext {
       for (const sub of session.subscriptions.values()) this.router.subscribe(sub.topicFilter, session, sub)
     }
     if (records.length > 0) log.broker('Restored %d persistent sessions', records.length)
+    // A will still stored belongs to a connection the previous run never saw close: it ended
+    // without DISCONNECT, so the will is due now [MQTT-3.1.2-8].
+    for (const session of this.sessions.values()) {
+      const will = session.will
+      if (will === undefined) continue
+      session.will = undefined
+      this.sessionChanged(session)
+      this.publishWill(offlineClient(session.clientId), will)
+    }
   }
 
   assignClientId(): string {
