@@ -247,7 +247,7 @@ export class PacketDecoder {
         if (ackFlags & 0xfe) throw new DecodeError('reserved CONNACK flags set')
         const returnCode = c.byte()
         const properties = v5 ? this.properties('connack') : undefined
-        return this.done({ type: 'connack', sessionPresent: (ackFlags & 1) === 1, returnCode, properties })
+        return this.done({ type: 'connack', sessionPresent: (ackFlags & 1) === 1, returnCode }, properties)
       }
       case 'puback':
       case 'pubrec':
@@ -268,7 +268,7 @@ export class PacketDecoder {
         const properties = v5 ? this.properties('suback') : undefined
         const reasonCodes: number[] = []
         while (c.remaining > 0) reasonCodes.push(c.byte())
-        return this.done({ type: 'suback', packetId, reasonCodes, properties })
+        return this.done({ type: 'suback', packetId, reasonCodes }, properties)
       }
       case 'unsubscribe': {
         const packetId = this.packetId()
@@ -277,7 +277,7 @@ export class PacketDecoder {
         while (c.remaining > 0) topicFilters.push(c.string())
         // [MQTT-3.10.3-2] at least one topic filter
         if (topicFilters.length === 0) throw new DecodeError('UNSUBSCRIBE without topic filters', ReasonCode.ProtocolError)
-        return this.done({ type: 'unsubscribe', packetId, topicFilters, properties })
+        return this.done({ type: 'unsubscribe', packetId, topicFilters }, properties)
       }
       case 'unsuback': {
         const packetId = c.u16()
@@ -285,7 +285,7 @@ export class PacketDecoder {
         const properties = this.properties('unsuback')
         const reasonCodes: number[] = []
         while (c.remaining > 0) reasonCodes.push(c.byte())
-        return this.done({ type: 'unsuback', packetId, reasonCodes, properties })
+        return this.done({ type: 'unsuback', packetId, reasonCodes }, properties)
       }
       case 'pingreq':
       case 'pingresp':
@@ -294,7 +294,7 @@ export class PacketDecoder {
         if (!v5 || c.remaining === 0) return this.done({ type: 'disconnect' })
         const reasonCode = c.byte()
         const properties = c.remaining > 0 ? this.properties('disconnect') : undefined
-        return this.done({ type: 'disconnect', reasonCode, properties })
+        return this.done({ type: 'disconnect', reasonCode }, properties)
       }
       case 'auth': {
         if (!v5) throw new DecodeError('AUTH is an MQTT 5 packet', ReasonCode.ProtocolError)
@@ -302,7 +302,7 @@ export class PacketDecoder {
         if (c.remaining === 0) return { type: 'auth', reasonCode: 0 }
         const reasonCode = c.byte()
         const properties = c.remaining > 0 ? this.properties('auth') : undefined
-        return this.done({ type: 'auth', reasonCode, properties })
+        return this.done({ type: 'auth', reasonCode }, properties)
       }
       default:
         // Unreachable: PUBLISH is decoded above, type 0 refused by checkFirstByte.
@@ -310,10 +310,13 @@ export class PacketDecoder {
     }
   }
 
-  /** Checks that the packet has no bytes left over, then returns it. */
-  private done<P extends Packet>(packet: P): P {
+  /**
+   * Checks that the packet has no bytes left over, then returns it with its properties if it has
+   * any. A packet never carries a `properties` key set to undefined.
+   */
+  private done<P extends Packet>(packet: P, properties?: Properties): P {
     if (this.cursor.remaining !== 0) throw new DecodeError(`unexpected bytes at the end of ${packet.type}`)
-    if ('properties' in packet && packet.properties === undefined) delete packet.properties
+    if (properties !== undefined) (packet as { properties?: Properties }).properties = properties
     return packet
   }
 
@@ -424,7 +427,7 @@ export class PacketDecoder {
     }
     // at least one subscription: 3.1.1 [MQTT-3.8.3-3], 5.0 [MQTT-3.8.3-2]
     if (subscriptions.length === 0) throw new DecodeError('SUBSCRIBE without subscriptions', ReasonCode.ProtocolError)
-    return this.done({ type: 'subscribe', packetId, subscriptions, properties })
+    return this.done({ type: 'subscribe', packetId, subscriptions }, properties)
   }
 
   /**

@@ -102,7 +102,7 @@ const DEFINITIONS: PropertyDefinition[] = [
 /** Property definitions indexed by identifier. */
 export const PROPERTY_BY_ID: ReadonlyMap<number, PropertyDefinition> = new Map(DEFINITIONS.map((d) => [d.id, d]))
 
-/** Property definitions indexed by name, in identifier order (the order the encoder writes them). */
+/** Property definitions indexed by name. */
 export const PROPERTY_BY_NAME: ReadonlyMap<keyof Properties, PropertyDefinition> = new Map(
   DEFINITIONS.map((d) => [d.name, d]),
 )

@@ -1,6 +1,7 @@
 import type { AuthenticateResult } from '../../hooks/types.js'
 import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
+import { isSupportedProtocol } from '../../protocol/decoder.js'
 import type { ConnectPacket, ProtocolVersion } from '../../protocol/packets.js'
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
 import type { Connection } from '../connection.js'
@@ -20,14 +21,14 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
   const broker = connection.broker
   const version = packet.protocolVersion
   connection.state = 'connecting'
-  if (version !== 3 && version !== 4) {
-    // [MQTT-3.1.2-2] an unsupported protocol level gets return code 1, then the connection closes.
-    // MQTT 5 clients are told in their own CONNACK format (reason code 0x84).
-    if (version === 5) {
-      connection.protocolVersion = 5
-      return refuse(connection, ReasonCode.UnsupportedProtocolVersion, 'MQTT 5 is not supported yet')
-    }
-    return refuse(connection, ConnackReturnCode.UnacceptableProtocolVersion, `unsupported protocol level ${version}`)
+  if (!isSupportedProtocol(packet.protocolName, version)) {
+    // [MQTT-3.1.2-2] an unsupported protocol level gets return code 1, then the connection closes
+    return refuse(connection, ConnackReturnCode.UnacceptableProtocolVersion, `unsupported protocol ${packet.protocolName} level ${version}`)
+  }
+  if (version === 5) {
+    // MQTT 5 clients are told in their own CONNACK format.
+    connection.protocolVersion = 5
+    return refuse(connection, ReasonCode.UnsupportedProtocolVersion, 'MQTT 5 is not supported yet')
   }
   connection.protocolVersion = version as ProtocolVersion
   connection.cleanSession = packet.cleanSession
