@@ -129,7 +129,7 @@ export class RetainedIndex<M> {
       if (end === -1) end = len
       const atRoot = node === this.root
       if (end === len && end - start === 1 && filter.charCodeAt(start) === 0x23 /* # */) {
-        // 'a/#' matches 'a' itself [MQTT-4.7.1-2]; the root holds no message.
+        // 'a/#' matches 'a' itself (section 4.7.1.2); the root holds no message.
         if (node.has) out.push(node.message as M)
         if (children !== null) {
           for (const [key, child] of children) {
