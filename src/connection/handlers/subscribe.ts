@@ -21,8 +21,9 @@ export function handleSubscribe(connection: Connection, packet: SubscribePacket)
 }
 
 function grantedQos(requested: QoS, decision: Decision): number {
-  if (decision === false) return SUBACK_FAILURE
   if (decision === true) return requested
+  // Anything but true or a QoS refuses (a JavaScript host returning 0x80 means no, too).
+  if (decision !== 0 && decision !== 1 && decision !== 2) return SUBACK_FAILURE
   return decision < requested ? decision : requested
 }
 
