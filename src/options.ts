@@ -1,7 +1,7 @@
 import type { AuthenticateHook, AuthorizePublishHook, AuthorizeSubscribeHook } from './hooks/types.js'
 import type { PersistenceAdapter } from './persistence/adapter.js'
 
-/** Resource limits. Every one has a safe default; see docs/configuration.md. */
+/** Resource limits. Every one has a safe default; see docs/embedding.md. */
 export interface Limits {
   /** Open network connections at once; more are refused with CONNACK 3 (server unavailable). Default 10,000. */
   maxConnections: number
