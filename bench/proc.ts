@@ -1,0 +1,45 @@
+// CPU time and RSS of any process, read from /proc (Linux). Used for Mosquitto, which cannot be
+// asked, and for every broker's CPU during a window: reading from outside does not depend on a
+// saturated broker's event loop getting round to answering.
+
+import { readFileSync } from 'node:fs'
+
+// USER_HZ, the unit of utime/stime in /proc/PID/stat; 100 on every mainstream Linux build.
+const CLOCK_TICKS_PER_SECOND = 100
+
+/** Cumulative user+system CPU of `pid` (all its threads), µs; null where /proc is unavailable. */
+export function procCpuUs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after "(comm)" start at field 3 (state); utime is field 14, stime field 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ticks = Number(fields[11]) + Number(fields[12])
+    return Number.isFinite(ticks) ? (ticks * 1e6) / CLOCK_TICKS_PER_SECOND : null
+  } catch {
+    return null
+  }
+}
+
+/** Resident set size of `pid`, bytes; null where /proc is unavailable. */
+export function procRss(pid: number): number | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN)
+    return Number.isFinite(kb) ? kb * 1024 : null
+  } catch {
+    return null
+  }
+}
+
+/** Busy CPU time of the whole machine (all cores), µs; null where /proc/stat is unavailable. */
+export function machineBusyUs(): number | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
+    // cpu user nice system idle iowait irq softirq steal ...
+    const f = line.trim().split(/\s+/).slice(1).map(Number)
+    const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)
+    return (busy * 1e6) / CLOCK_TICKS_PER_SECOND
+  } catch {
+    return null
+  }
+}

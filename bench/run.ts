@@ -1,0 +1,441 @@
+// Culex benchmark: the same scenarios against Culex, Aedes and (when installed) Mosquitto.
+//
+//   npm run bench                          full run: 3 repetitions × 3 s windows, ~5 minutes
+//   npm run bench -- --quick               smoke test: 1 repetition × 1 s windows
+//   npm run bench -- --only culex,aedes    choose brokers
+//   npm run bench -- --scenarios fanin,latency
+//   npm run bench -- --json results.json   also write every repetition as JSON
+//
+// Reading the output: see bench/README.md. In short, each number is the median over the
+// repetitions; the ratio columns are Culex divided by the other broker, so above 1 is better
+// for rates and below 1 is better for latency and memory; the CPU table tells whether the
+// broker (good: that is what we measure) or the load generator (bad: marked `!`) was the
+// saturated side.
+
+import { fork, type ChildProcess } from 'node:child_process'
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import type { BrokerStats } from './broker-process.js'
+import { IpcClient } from './ipc.js'
+import type { Mark, StartArgs } from './load-types.js'
+import { machineBusyUs, procCpuUs } from './proc.js'
+import { checkWire } from './wire-check.js'
+import {
+  BROKERS, cpuTable, formatNumber, resultsTable, scenarios, summarize,
+  type BrokerName, type Cell, type RepResult, type Results, type ScenarioDef,
+} from './report.js'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '..')
+const PAYLOAD_BYTES = 64
+/** Whatever happens, the whole run ends by then. */
+const RUN_DEADLINE_MS = 15 * 60_000
+
+// ---------------------------------------------------------------- options
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    scenarios: { type: 'string' },
+    json: { type: 'string' },
+    reps: { type: 'string' },
+    duration: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  allowPositionals: false,
+})
+
+if (flags.help) {
+  process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto] [--scenarios ids]
+                        [--reps N] [--duration MS] [--json FILE]
+scenarios: ${scenarios().map((s) => s.id).join(', ')}
+`)
+  process.exit(0)
+}
+
+function positiveInt(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${v}`)
+  return n
+}
+
+const reps = positiveInt(flags.reps, flags.quick ? 1 : 3, 'reps')
+const durationMs = Math.min(positiveInt(flags.duration, flags.quick ? 1000 : 3000, 'duration'), 30_000)
+const warmupMs = flags.quick ? 500 : 1000
+const SETTLE_MS = 300
+const BUSY_WARN_PCT = 25
+
+const wanted: BrokerName[] = flags.only
+  ? flags.only.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    if (!(BROKERS as readonly string[]).includes(s)) throw new Error(`unknown broker '${s}' (have: ${BROKERS.join(', ')})`)
+    return s as BrokerName
+  })
+  : [...BROKERS]
+
+const allDefs = scenarios()
+const defs: ScenarioDef[] = flags.scenarios
+  ? flags.scenarios.split(',').map((id) => {
+    const d = allDefs.find((s) => s.id === id.trim())
+    if (!d) throw new Error(`unknown scenario '${id}' (have: ${allDefs.map((s) => s.id).join(', ')})`)
+    return d
+  })
+  : allDefs
+
+// ---------------------------------------------------------------- child processes
+
+const children = new Set<ChildProcess>()
+const extraPids = new Set<number>()
+
+function killEverything(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  for (const pid of extraPids) {
+    try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
+  }
+}
+process.on('exit', killEverything)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    process.stderr.write(`\n${sig}: stopping brokers and load generator\n`)
+    killEverything()
+    process.exit(130)
+  })
+}
+const deadline = setTimeout(() => {
+  process.stderr.write(`bench: still running after ${RUN_DEADLINE_MS / 60_000} min, giving up\n`)
+  killEverything()
+  process.exit(1)
+}, RUN_DEADLINE_MS)
+deadline.unref()
+
+function forkChild(file: string, args: string[], extraExecArgv: string[]): ChildProcess {
+  const child = fork(path.join(here, file), args, {
+    cwd: root,
+    // Inherit --conditions=culex-source and --import tsx from `npm run bench`.
+    execArgv: [...process.execArgv, ...extraExecArgv],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  })
+  children.add(child)
+  child.on('exit', () => children.delete(child))
+  return child
+}
+
+async function endChild(ipc: IpcClient, graceful: string | null): Promise<void> {
+  const child = ipc.child
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  if (graceful) await ipc.request(graceful, null, 2000).catch(() => {})
+  else child.kill('SIGTERM')
+  const t = setTimeout(() => child.kill('SIGKILL'), 4000)
+  await exited
+  clearTimeout(t)
+}
+
+interface BrokerHandle { name: BrokerName; ipc: IpcClient; port: number; pid: number }
+
+function findMosquitto(): string | null {
+  // Debian puts it in /usr/sbin, which a non-root PATH often lacks.
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin']
+  for (const dir of dirs) {
+    if (!dir) continue
+    const candidate = path.join(dir, 'mosquitto')
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch { /* keep looking */ }
+  }
+  return null
+}
+
+const mosquittoPath = findMosquitto()
+
+async function startBroker(name: BrokerName): Promise<BrokerHandle> {
+  const args = name === 'mosquitto' && mosquittoPath ? [name, mosquittoPath] : [name]
+  const ipc = new IpcClient(forkChild('broker-process.ts', args, ['--expose-gc']), `${name} broker`)
+  try {
+    const n = await ipc.notice(['ready', 'failed'], 30_000)
+    if (n.type === 'failed') throw new Error(String(n.message).split('\n')[0])
+    const port = Number(n.port)
+    const pid = Number(n.pid)
+    if (pid !== ipc.child.pid) extraPids.add(pid)
+    return { name, ipc, port, pid }
+  } catch (err) {
+    await endChild(ipc, null)
+    throw err
+  }
+}
+
+async function stopBroker(b: BrokerHandle): Promise<void> {
+  await endChild(b.ipc, 'close')
+  extraPids.delete(b.pid)
+}
+
+const brokerStats = (b: BrokerHandle, gc = false): Promise<BrokerStats> =>
+  b.ipc.request('stats', { gc }, 10_000)
+
+/** CPU of the broker from /proc; NaN (so the CPU column reads n/a) where there is no /proc. */
+function brokerCpu(b: BrokerHandle): { cpuUs: number; t: number } {
+  return { cpuUs: procCpuUs(b.pid) ?? NaN, t: performance.now() }
+}
+
+// ---------------------------------------------------------------- measurements
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+let tagCounter = 0
+// Short: client ids must stay within the 23 bytes every MQTT 3.1.1 server has to accept.
+const newTag = (): string => `b${(tagCounter++).toString(36)}${Math.random().toString(36).slice(2, 6)}`
+
+/** Adds how long the answer took. The result may be awaited late, so it is never left unhandled. */
+function timed<T extends object>(p: Promise<T>): Promise<T & { ms: number }> {
+  const t = performance.now()
+  const r = p.then((v) => ({ ...v, ms: performance.now() - t }))
+  r.catch(() => {})
+  return r
+}
+
+async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firstRep: boolean): Promise<RepResult> {
+  const startArgs: StartArgs = { port: b.port, spec: def.spec, payloadBytes: PAYLOAD_BYTES, tag: newTag() }
+  try {
+    await gen.request('start', startArgs, 60_000)
+    // A fresh broker process is still compiling its hot path; give its first repetition longer.
+    await sleep(firstRep ? 2 * warmupMs : warmupMs)
+    // The window is timed by the generator's marks; the broker's CPU is read from /proc
+    // around them (a saturated broker may answer IPC late). A stats request sent at the start
+    // of the window is timed as a rough measure of the broker's event-loop lag under load.
+    const lagProbe = timed(brokerStats(b))
+    const m0 = machineBusyUs()
+    const c0 = brokerCpu(b)
+    const g0 = await gen.request<Mark>('mark', { phase: 'begin' }, 10_000)
+    await sleep(durationMs)
+    const g1 = await gen.request<Mark>('mark', { phase: 'end' }, 10_000)
+    const c1 = brokerCpu(b)
+    const m1 = machineBusyUs()
+    const lag = await lagProbe.then((r) => r.ms, () => NaN)
+    // Counters simply stop when a broker dies, which would read as a (low) result.
+    if (!b.ipc.alive) throw new Error('broker process died during the measurement window')
+    const seconds = (g1.t - g0.t) / 1000
+    const delta = (k: string): number => ((g1.counters[k] ?? 0) - (g0.counters[k] ?? 0))
+    const values: Record<string, number> = {}
+    if (def.spec.kind === 'latency') {
+      values.p50 = g1.metrics.p50Us ?? NaN
+      values.p99 = g1.metrics.p99Us ?? NaN
+    } else if (def.spec.kind === 'connect') {
+      values[def.id] = delta('connections') / seconds
+    } else {
+      values[def.id] = delta('received') / seconds
+    }
+    const info: Record<string, number> = { windowS: seconds, brokerIpcLagMs: lag, ...g1.metrics }
+    for (const k of Object.keys(g1.counters)) info[`${k}PerS`] = delta(k) / seconds
+    const brokerCpuPct = (100 * (c1.cpuUs - c0.cpuUs)) / ((c1.t - c0.t) * 1000)
+    const genCpuPct = (100 * (g1.cpuUs - g0.cpuUs)) / ((g1.t - g0.t) * 1000)
+    // Whatever else kept the machine busy meanwhile (other jobs, kernel): a large share
+    // means the numbers of this repetition are not trustworthy.
+    const otherCpuPct = m0 === null || m1 === null
+      ? null
+      : Math.max(0, (100 * (m1 - m0)) / ((c1.t - c0.t) * 1000) - brokerCpuPct - genCpuPct)
+    return { values, brokerCpuPct, genCpuPct, otherCpuPct, info }
+  } finally {
+    await gen.request('stop', null, 20_000).catch(() => {})
+    await sleep(SETTLE_MS)
+  }
+}
+
+async function runMemory(def: ScenarioDef, b: BrokerHandle, gen: IpcClient): Promise<RepResult> {
+  if (def.spec.kind !== 'idle') throw new Error('memory scenario needs an idle load')
+  // Let start-up allocation and JIT settle before the baseline.
+  await sleep(500)
+  const before = await brokerStats(b, true)
+  try {
+    await gen.request('start', { port: b.port, spec: def.spec, payloadBytes: PAYLOAD_BYTES, tag: newTag() }, 90_000)
+    await sleep(1000)
+    const after = await brokerStats(b, true)
+    const m = await gen.request<Mark>('mark', { phase: 'end' }, 10_000)
+    const connected = m.counters.connected ?? 0
+    if (connected < def.spec.clients) throw new Error(`only ${connected}/${def.spec.clients} clients still connected`)
+    const perConn = (x: number | null, y: number | null): number =>
+      x === null || y === null ? NaN : (y - x) / connected / 1024
+    return {
+      values: { rssPerConn: perConn(before.rss, after.rss), heapPerConn: perConn(before.heapUsed, after.heapUsed) },
+      brokerCpuPct: null,
+      genCpuPct: null,
+      otherCpuPct: null,
+      info: { connected, rssBefore: before.rss, rssAfter: after.rss, heapBefore: before.heapUsed ?? NaN, heapAfter: after.heapUsed ?? NaN },
+    }
+  } finally {
+    await gen.request('stop', null, 20_000).catch(() => {})
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+function describe(def: ScenarioDef, r: RepResult): string {
+  const vals = def.metrics.map((m) => `${formatNumber(r.values[m.key], m.digits)} ${m.unit}`)
+  const cpu = r.brokerCpuPct === null
+    ? ''
+    : `  cpu broker ${r.brokerCpuPct.toFixed(0)}% gen ${r.genCpuPct?.toFixed(0)}% other ${r.otherCpuPct?.toFixed(0) ?? '?'}%`
+  return vals.join(', ') + cpu
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now()
+  checkWire()
+  const brokers: BrokerName[] = []
+  const notes: Partial<Record<BrokerName, string>> = {}
+  for (const name of wanted) {
+    if (name === 'mosquitto' && !mosquittoPath) notes[name] = 'skipped: mosquitto not on PATH'
+    else if (name === 'culex' && !existsSync(path.join(root, 'src', 'index.ts'))) notes[name] = 'skipped: src/index.ts does not exist yet'
+    else brokers.push(name)
+  }
+  process.stdout.write(`Culex bench: ${reps} rep(s), ${warmupMs} ms warm-up + ${durationMs} ms window, ` +
+    `${PAYLOAD_BYTES}-byte payload, ${os.cpus().length} cores, Node ${process.version}\n`)
+  for (const name of wanted) process.stdout.write(`  ${name.padEnd(9)} ${notes[name] ?? 'included'}\n`)
+
+  const gen = new IpcClient(forkChild('load-generator.ts', [], []), 'load generator')
+  await gen.notice(['ready'], 30_000)
+
+  const results: Results = {}
+  for (const def of defs) {
+    process.stdout.write(`\n${def.title}\n`)
+    const reps_: Partial<Record<BrokerName, RepResult[]>> = {}
+    const errors: Partial<Record<BrokerName, string>> = {}
+    const fail = (name: BrokerName, err: unknown): void => {
+      errors[name] = errors[name] ? `${errors[name]}; ${errorText(err)}` : errorText(err)
+      process.stdout.write(`  ${name.padEnd(9)} error: ${errorText(err)}\n`)
+    }
+    const record = (name: BrokerName, rep: number, r: RepResult): void => {
+      ;(reps_[name] ??= []).push(r)
+      process.stdout.write(`  ${name.padEnd(9)} rep ${rep + 1}/${reps}  ${describe(def, r)}\n`)
+    }
+
+    if (def.kind === 'memory') {
+      // A fresh broker per repetition: RSS never shrinks back, so a reused process would
+      // measure the previous repetition's leftovers.
+      for (let rep = 0; rep < reps; rep++) {
+        for (const name of rotate(brokers, rep)) {
+          let b: BrokerHandle | null = null
+          try {
+            b = await startBroker(name)
+            record(name, rep, await runMemory(def, b, gen))
+          } catch (err) {
+            fail(name, err)
+          } finally {
+            if (b) await stopBroker(b)
+          }
+        }
+      }
+    } else {
+      // One broker process per broker for all repetitions, interleaved, so slow drift of the
+      // machine (thermal, neighbours) hits every broker alike. A broker that died is started
+      // again for the next repetition, and the death is reported.
+      const handles = new Map<BrokerName, BrokerHandle>()
+      const unstartable = new Set<BrokerName>()
+      const warmed = new Set<BrokerHandle>()
+      const ensure = async (name: BrokerName): Promise<BrokerHandle | null> => {
+        const b = handles.get(name)
+        if (b?.ipc.alive) return b
+        if (b) {
+          fail(name, new Error('broker process died (see its stderr above); restarted'))
+          await stopBroker(b)
+        }
+        try {
+          const fresh = await startBroker(name)
+          handles.set(name, fresh)
+          return fresh
+        } catch (err) {
+          unstartable.add(name)
+          fail(name, err)
+          return null
+        }
+      }
+      await Promise.all(brokers.map(ensure))
+      for (let rep = 0; rep < reps; rep++) {
+        for (const name of rotate(brokers, rep)) {
+          if (unstartable.has(name)) continue
+          const b = await ensure(name)
+          if (!b) continue
+          const firstRep = !warmed.has(b)
+          warmed.add(b)
+          try {
+            record(name, rep, await runWindow(def, b, gen, firstRep))
+          } catch (err) {
+            fail(name, err)
+          }
+        }
+      }
+      for (const [name, b] of handles) if (!b.ipc.alive) fail(name, new Error('broker process died (see its stderr above)'))
+      await Promise.all([...handles.values()].map(stopBroker))
+    }
+
+    const row: Partial<Record<BrokerName, Cell>> = {}
+    for (const name of wanted) {
+      if (notes[name]) {
+        row[name] = { reps: [], median: {}, brokerCpuPct: null, genCpuPct: null, otherCpuPct: null, skipped: notes[name] }
+        continue
+      }
+      const rs = reps_[name] ?? []
+      row[name] = { reps: rs, ...summarize(rs, def.metrics), ...(errors[name] ? { error: errors[name] } : {}) }
+    }
+    results[def.id] = row
+  }
+
+  await endChild(gen, null)
+
+  process.stdout.write(`\nMedians of ${reps} repetition(s), ±half their range; ratios are Culex ÷ other ` +
+    '(rates: >1 is better; latency, memory: <1 is better)\n\n')
+  process.stdout.write(resultsTable(defs, results, wanted) + '\n')
+  process.stdout.write('\nCPU during the window, % of one core (broker / load generator; `!` = generator near saturation, the rate is then a floor for the broker)\n\n')
+  process.stdout.write(cpuTable(defs, results, wanted) + '\n')
+  const failed = Object.entries(results).flatMap(([id, row]) =>
+    Object.entries(row).filter(([, c]) => c?.error).map(([b, c]) => `  ${id} / ${b}: ${c?.error}`))
+  const busyReps = Object.values(results).flatMap((row) =>
+    Object.values(row).flatMap((c) => c?.reps ?? []).filter((r) => (r.otherCpuPct ?? 0) > BUSY_WARN_PCT))
+  if (busyReps.length) {
+    process.stdout.write(`\nWarning: in ${busyReps.length} repetition(s) other processes used more than ${BUSY_WARN_PCT}% ` +
+      'of a core during the window; those numbers understate every broker. Run on an otherwise idle machine.\n')
+  }
+  if (failed.length) process.stdout.write(`\nErrors:\n${failed.join('\n')}\n`)
+  process.stdout.write(`\nTotal time ${((Date.now() - t0) / 1000).toFixed(0)} s\n`)
+
+  if (flags.json) {
+    const cpu = os.cpus()
+    const doc = {
+      date: new Date().toISOString(),
+      machine: {
+        cores: cpu.length, model: cpu[0]?.model ?? 'unknown', memoryBytes: os.totalmem(),
+        platform: `${os.platform()} ${os.release()}`, node: process.version,
+      },
+      options: { reps, warmupMs, durationMs, payloadBytes: PAYLOAD_BYTES, brokers: wanted, notes },
+      scenarios: defs.map((d) => ({ ...d, results: results[d.id] })),
+    }
+    writeFileSync(flags.json, JSON.stringify(doc, null, 2) + '\n')
+    process.stdout.write(`Wrote ${flags.json}\n`)
+  }
+  // Only Culex failing fails the run: a crash of a broker we compare against is its problem,
+  // and is reported above.
+  const culexFailures = Object.values(results).filter((row) => row.culex?.error).length
+  return culexFailures ? Promise.reject(new Error(`${culexFailures} Culex scenario(s) failed`)) : undefined
+}
+
+/** Changes which broker goes first in each repetition. */
+function rotate<T>(xs: T[], by: number): T[] {
+  if (xs.length === 0) return xs
+  const k = by % xs.length
+  return [...xs.slice(k), ...xs.slice(0, k)]
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${errorText(err)}\n`)
+    process.exit(1)
+  },
+)
