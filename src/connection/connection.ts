@@ -22,6 +22,18 @@ function uncork(connection: Connection): void {
   connection.flush()
 }
 
+function endYield(connection: Connection): void {
+  connection.endYield()
+}
+
+/**
+ * Bytes a connection may process before it lets the event loop turn. libuv reads a busy socket
+ * up to 32 times per readiness event, so without a budget one publisher's burst (megabytes,
+ * fanned out to every subscriber) would hold the loop for hundreds of milliseconds while timers,
+ * keep-alives and other clients wait.
+ */
+const READ_BUDGET = 64 * 1024
+
 /**
  * One network client: bytes in through the decoder to the packet handlers, packets out through
  * a corked writer. Handlers may go async (hooks returning promises); packets arriving meanwhile
@@ -45,6 +57,8 @@ export class Connection implements Client, SessionLink {
   private connectTimer: NodeJS.Timeout | undefined
   private waiting: Packet[] | null = null
   private corked = false
+  private readSinceYield = 0
+  private yielding = false
 
   constructor(
     readonly broker: BrokerContext,
@@ -96,7 +110,25 @@ export class Connection implements Client, SessionLink {
     } catch (error) {
       if (error instanceof DecodeError) this.protocolError(error.message)
       else this.fail(error)
+      return
     }
+    this.readSinceYield += chunk.length
+    if (this.readSinceYield >= READ_BUDGET && !this.yielding) {
+      this.yielding = true
+      this.stream.pause()
+      setImmediate(endYield, this)
+    }
+  }
+
+  endYield(): void {
+    this.yielding = false
+    this.readSinceYield = 0
+    this.resumeReading()
+  }
+
+  /** Resumes the socket unless a handler is still waiting on a hook or the budget is spent. */
+  private resumeReading(): void {
+    if (this.state !== 'closed' && this.waiting === null && !this.yielding) this.stream.resume()
   }
 
   private onPacket(packet: Packet): void {
@@ -138,7 +170,7 @@ export class Connection implements Client, SessionLink {
         return
       }
     }
-    if (this.state !== 'closed') this.stream.resume()
+    this.resumeReading()
   }
 
   /** Closes on a protocol violation [MQTT-4.8.0-1]. */

@@ -1,0 +1,42 @@
+/**
+ * One busy client must not hold the event loop: a connection processes a bounded number of
+ * bytes, then lets the loop turn (timers, keep-alives, other clients) before reading on.
+ */
+import assert from 'node:assert/strict'
+import { Duplex, PassThrough } from 'node:stream'
+import { test } from 'node:test'
+import { Broker } from '../../src/index.js'
+import { encodePacket } from '../../src/protocol/encoder.js'
+
+test('a burst from one client is processed across event-loop turns, and all of it is delivered', async () => {
+  const broker = new Broker()
+  try {
+    let delivered = 0
+    await broker.subscribe('burst/+', () => {
+      delivered++
+    })
+    const toBroker = new PassThrough()
+    const fromBroker = new PassThrough()
+    broker.handle(Duplex.from({ readable: toBroker, writable: fromBroker }))
+    const connack = new Promise<Buffer>((resolve) => fromBroker.once('data', resolve))
+    toBroker.write(encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'burst' }, 4))
+    assert.equal((await connack)[0], 0x20)
+
+    // 400 KiB of QoS 0 PUBLISH packets, written in one go.
+    const chunks = 100
+    const perChunk = 200
+    const publish = encodePacket({ type: 'publish', topic: 'burst/a', payload: Buffer.alloc(8), qos: 0, retain: false, dup: false, packetId: 0 }, 4)
+    const chunk = Buffer.concat(Array.from({ length: perChunk }, () => publish))
+    for (let i = 0; i < chunks; i++) toBroker.write(chunk)
+
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.ok(delivered > 0, 'the burst started')
+    assert.ok(delivered < chunks * perChunk, `the whole burst (${delivered} messages) was processed before the loop could turn`)
+
+    const deadline = Date.now() + 5000
+    while (delivered < chunks * perChunk && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(delivered, chunks * perChunk)
+  } finally {
+    await broker.close()
+  }
+})
