@@ -144,10 +144,10 @@ export class BrokerCore implements BrokerContext {
     void p.finally(() => this.pendingWrites.delete(p))
   }
 
-  publish(message: RoutedMessage, from: Client | null): void {
+  publish(message: RoutedMessage, from: Client | null): number {
     if (message.retain) this.storeRetained(message)
     this.emit('publish', message, from)
-    this.router.route(message)
+    return this.router.route(message)
   }
 
   private storeRetained(message: RoutedMessage): void {
@@ -168,16 +168,17 @@ export class BrokerCore implements BrokerContext {
     return true
   }
 
-  sendRetained(session: Session, subscription: Subscription): void {
+  sendRetained(session: Session, subscription: Subscription): number {
     const found = this.persistence.matchRetained(subscription.topicFilter)
     if (isPromise(found)) {
       found.then(
         (messages) => this.deliverRetained(session, subscription.qos, messages),
         (error: unknown) => log.error('persistence matchRetained failed: %O', error),
       )
-    } else {
-      this.deliverRetained(session, subscription.qos, found)
+      return 0
     }
+    this.deliverRetained(session, subscription.qos, found)
+    return found.length
   }
 
   private deliverRetained(session: Session, granted: QoS, messages: StoredMessage[]): void {

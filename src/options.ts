@@ -18,9 +18,12 @@ export interface Limits {
   maxInflight: number
   /** Messages queued per session (offline, or beyond maxInflight); more are dropped and counted. Default 1,000. */
   maxQueued: number
+  /** Subscriptions one client may hold; more are refused with SUBACK 0x80. Default 10,000. */
+  maxSubscriptionsPerClient: number
   /**
    * Bytes waiting in a connection's write buffer beyond which QoS 0 messages to it are dropped
-   * (and counted) instead of growing memory. Default 4 MiB.
+   * (and counted) and its incoming packets are no longer read until the buffer drains, so a
+   * client that does not read cannot grow the broker's memory. Default 4 MiB.
    */
   maxWriteBuffer: number
 }
@@ -32,6 +35,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   connectTimeoutMs: 10_000,
   maxInflight: 100,
   maxQueued: 1_000,
+  maxSubscriptionsPerClient: 10_000,
   maxWriteBuffer: 4 * 1024 * 1024,
 })
 

@@ -8,6 +8,7 @@ import type { RoutedMessage } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
 import type { BrokerContext } from './context.js'
 import { dispatch } from './dispatch.js'
+import { InboundFlow } from './inbound-flow.js'
 import { KeepAlive } from './keep-alive.js'
 
 /** What a transport knows about a new connection. */
@@ -22,17 +23,6 @@ function uncork(connection: Connection): void {
   connection.flush()
 }
 
-function endYield(connection: Connection): void {
-  connection.endYield()
-}
-
-/**
- * Bytes a connection may process before it lets the event loop turn. libuv reads a busy socket
- * up to 32 times per readiness event, so without a budget one publisher's burst (megabytes,
- * fanned out to every subscriber) would hold the loop for hundreds of milliseconds while timers,
- * keep-alives and other clients wait.
- */
-const READ_BUDGET = 64 * 1024
 
 /**
  * One network client: bytes in through the decoder to the packet handlers, packets out through
@@ -55,10 +45,9 @@ export class Connection implements Client, SessionLink {
   private readonly decoder: PacketDecoder
   private readonly keepAliveTimer: KeepAlive
   private connectTimer: NodeJS.Timeout | undefined
-  private waiting: Packet[] | null = null
   private corked = false
-  private readSinceYield = 0
-  private yielding = false
+  /** Decides when decoded packets are handled; exposed so handlers can count the work they cause. */
+  readonly flow: InboundFlow
 
   constructor(
     readonly broker: BrokerContext,
@@ -67,7 +56,13 @@ export class Connection implements Client, SessionLink {
   ) {
     this.remoteAddress = info.remoteAddress
     this.remotePort = info.remotePort
-    this.decoder = new PacketDecoder((packet) => this.onPacket(packet), broker.limits.maxPacketSize)
+    this.flow = new InboundFlow(
+      stream,
+      (packet) => dispatch(this, packet),
+      () => this.decode(null),
+      (error) => this.fail(error),
+    )
+    this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize)
     this.keepAliveTimer = new KeepAlive(() => this.close('keep-alive-timeout'))
     stream.on('data', (chunk: Buffer) => this.onData(chunk))
     stream.on('error', (error: Error) => this.onStreamError(error))
@@ -105,72 +100,18 @@ export class Connection implements Client, SessionLink {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return
     this.keepAliveTimer.touch()
+    this.decode(chunk)
+  }
+
+  /** Decodes a new chunk, or (null) what the decoder held while handling was paused. */
+  private decode(chunk: Buffer | null): void {
     try {
-      this.decoder.push(chunk)
+      if (chunk === null) this.decoder.resume()
+      else this.decoder.push(chunk)
     } catch (error) {
       if (error instanceof DecodeError) this.protocolError(error.message)
       else this.fail(error)
-      return
     }
-    this.readSinceYield += chunk.length
-    if (this.readSinceYield >= READ_BUDGET && !this.yielding) {
-      this.yielding = true
-      this.stream.pause()
-      setImmediate(endYield, this)
-    }
-  }
-
-  endYield(): void {
-    this.yielding = false
-    this.readSinceYield = 0
-    this.resumeReading()
-  }
-
-  /** Resumes the socket unless a handler is still waiting on a hook or the budget is spent. */
-  private resumeReading(): void {
-    if (this.state !== 'closed' && this.waiting === null && !this.yielding) this.stream.resume()
-  }
-
-  private onPacket(packet: Packet): void {
-    if (this.state === 'closed') return
-    if (this.waiting !== null) {
-      this.waiting.push(packet)
-      return
-    }
-    this.handle(packet)
-  }
-
-  private handle(packet: Packet): void {
-    let pending: void | Promise<void>
-    try {
-      pending = dispatch(this, packet)
-    } catch (error) {
-      this.fail(error)
-      return
-    }
-    if (pending !== undefined) {
-      this.waiting = []
-      this.stream.pause()
-      pending.then(
-        () => this.resume(),
-        (error: unknown) => this.fail(error),
-      )
-    }
-  }
-
-  private resume(): void {
-    const queued = this.waiting ?? []
-    this.waiting = null
-    for (let i = 0; i < queued.length; i++) {
-      if (this.state === 'closed') return
-      this.handle(queued[i] as Packet)
-      if (this.waiting !== null) {
-        // A handler went async again: what was not handled yet goes first in the new wait list.
-        this.waiting = queued.slice(i + 1)
-        return
-      }
-    }
-    this.resumeReading()
   }
 
   /** Closes on a protocol violation [MQTT-4.8.0-1]. */
@@ -203,6 +144,7 @@ export class Connection implements Client, SessionLink {
       process.nextTick(uncork, this)
     }
     this.stream.write(bytes)
+    if (this.stream.writableLength > this.broker.limits.maxWriteBuffer) this.flow.writeBufferFull()
   }
 
   flush(): void {
@@ -246,7 +188,7 @@ export class Connection implements Client, SessionLink {
     this.state = 'closed'
     if (this.connectTimer) clearTimeout(this.connectTimer)
     this.keepAliveTimer.stop()
-    this.waiting = null
+    this.flow.stop()
     this.flush()
     // end() lets a last CONNACK or DISCONNECT reach the peer; destroy() follows in case the peer never reads.
     this.stream.end()

@@ -48,13 +48,13 @@ export interface BrokerContext {
   endSession(session: Session): void
   /** Marks a persistent session for saving. */
   sessionChanged(session: Session): void
-  /** Routes a message (and stores it when retained). */
-  publish(message: RoutedMessage, from: Client | null): void
+  /** Routes a message (and stores it when retained); returns how many subscribers it reached. */
+  publish(message: RoutedMessage, from: Client | null): number
   /** Adds or replaces a session's subscription. */
   subscribe(session: Session, subscription: Subscription): void
   unsubscribe(session: Session, topicFilter: string): boolean
-  /** Sends the retained messages matching a new subscription. */
-  sendRetained(session: Session, subscription: Subscription): void
+  /** Sends the retained messages matching a new subscription; returns how many (0 while an async adapter answers). */
+  sendRetained(session: Session, subscription: Subscription): number
   /** Called once when a connection has ended. */
   connectionClosed(client: Client, session: Session | null, reason: DisconnectReason, will: WillMessage | undefined): void
   emit<E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerEvents[E]>): void

@@ -141,6 +141,9 @@ class Cursor {
  * Turns a byte stream into packets. Feed it chunks with `push`; it calls `onPacket` for each
  * complete packet, in order, and throws `DecodeError` on the first invalid one. Payloads are
  * slices of the incoming chunk, never copies, unless a packet spans several chunks.
+ *
+ * `onPacket` returning false halts decoding after that packet: the rest stays as bytes (not as
+ * decoded packets, so a large chunk cannot turn into a large pile of objects) until `resume()`.
  */
 export class PacketDecoder {
   /** Set from the CONNECT packet; decides how later packets are read. */
@@ -148,43 +151,91 @@ export class PacketDecoder {
   /** The largest packet accepted (fixed header included); larger ones throw before being buffered. */
   maxPacketSize: number
 
-  private pending: Buffer[] = []
-  private pendingBytes = 0
+  /** The first bytes of a packet whose length is not known yet (at most 4). */
+  private head: Buffer | null = null
+  /** A packet of known length arriving in pieces; grows with what has arrived, never ahead of it. */
+  private partial: Buffer | null = null
+  private partialTotal = 0
+  private partialFilled = 0
+  /** Bytes not decoded while halted, in order. */
+  private held: Buffer[] = []
+  private halted = false
   private readonly cursor = new Cursor()
 
   constructor(
-    private readonly onPacket: (packet: Packet) => void,
+    private readonly onPacket: (packet: Packet) => unknown,
     maxPacketSize = 268435455 + 5,
   ) {
     this.maxPacketSize = maxPacketSize
   }
 
   push(chunk: Buffer): void {
+    if (this.halted) this.held.push(chunk)
+    else this.consume(chunk)
+  }
+
+  /** Decodes what arrived while halted, until done or halted again. */
+  resume(): void {
+    this.halted = false
+    while (!this.halted && this.held.length > 0) this.consume(this.held.shift() as Buffer)
+  }
+
+  private consume(chunk: Buffer): void {
     let buf = chunk
-    if (this.pendingBytes > 0) {
-      this.pending.push(chunk)
-      this.pendingBytes += chunk.length
-      let needed = this.packetLength(this.pending[0] as Buffer)
-      if (needed === -1 && this.pending.length > 1) {
-        this.pending = [Buffer.concat(this.pending, this.pendingBytes)]
-        needed = this.packetLength(this.pending[0] as Buffer)
+    if (this.partial !== null) {
+      const taken = this.fillPartial(chunk)
+      if (this.partialFilled < this.partialTotal) return
+      const packet = this.partial
+      this.partial = null
+      this.decodeOne(packet, 0)
+      if (taken === chunk.length) return
+      buf = chunk.subarray(taken)
+      if (this.halted) {
+        this.held.unshift(buf)
+        return
       }
-      // Only join once the whole packet is here, so a large packet arriving in many chunks is copied once.
-      if (needed === -1 || this.pendingBytes < needed) return
-      buf = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes)
-      this.pending = []
-      this.pendingBytes = 0
+    } else if (this.head !== null) {
+      buf = Buffer.concat([this.head, chunk])
+      this.head = null
     }
     let offset = 0
-    while (offset < buf.length) {
+    while (offset < buf.length && !this.halted) {
       const consumed = this.decodeOne(buf, offset)
       if (consumed === 0) break
       offset += consumed
     }
-    if (offset < buf.length) {
-      this.pending = [buf.subarray(offset)]
-      this.pendingBytes = buf.length - offset
+    if (offset === buf.length) return
+    const rest = buf.subarray(offset)
+    if (this.halted) {
+      this.held.unshift(rest)
+      return
     }
+    const total = this.packetLength(rest)
+    if (total === -1) {
+      this.head = Buffer.from(rest)
+      return
+    }
+    this.partialTotal = total
+    this.partialFilled = 0
+    // Start small: a client announcing a large packet and sending it slowly gets memory in
+    // proportion to what it sent, not to what it announced.
+    this.partial = Buffer.allocUnsafe(Math.min(total, Math.max(4096, rest.length * 2)))
+    this.fillPartial(rest)
+  }
+
+  /** Copies as much of `chunk` as the partial packet still needs; returns how much it took. */
+  private fillPartial(chunk: Buffer): number {
+    let partial = this.partial as Buffer
+    const take = Math.min(this.partialTotal - this.partialFilled, chunk.length)
+    const needed = this.partialFilled + take
+    if (needed > partial.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.partialTotal, Math.max(needed, partial.length * 2)))
+      partial.copy(grown, 0, 0, this.partialFilled)
+      partial = this.partial = grown
+    }
+    chunk.copy(partial, this.partialFilled, 0, take)
+    this.partialFilled = needed
+    return take
   }
 
   /** Total length of the packet starting at buf[0], -1 if its header is incomplete; checks the size limit. */
@@ -228,7 +279,7 @@ export class PacketDecoder {
     }
     if (pos + value > buf.length) return 0
     this.cursor.reset(buf, pos, pos + value)
-    this.onPacket(this.decodeBody(buf[offset] as number))
+    if (this.onPacket(this.decodeBody(buf[offset] as number)) === false) this.halted = true
     return total
   }
 

@@ -28,7 +28,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
 
 function finish(connection: Connection, packet: PublishPacket, message: RoutedMessage, allowed: boolean): void {
   if (connection.state === 'closed') return
-  if (allowed) connection.broker.publish(message, connection)
+  if (allowed) connection.flow.addWork(connection.broker.publish(message, connection))
   else log.auth('authorizePublish refused PUBLISH from %s to %j (q%d): dropped', connection.id, packet.topic, packet.qos)
   // A refused QoS 1/2 message is still acknowledged: 3.1.1 has no way to say no.
   if (packet.qos === 1) {

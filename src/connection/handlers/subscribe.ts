@@ -38,6 +38,10 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
       log.auth('Subscription of %s to %j refused', connection.id, s.topicFilter)
       return code
     }
+    if (!session.subscriptions.has(s.topicFilter) && session.subscriptions.size >= broker.limits.maxSubscriptionsPerClient) {
+      log.client('Subscription of %s to %j refused: maxSubscriptionsPerClient (%d) reached', connection.id, s.topicFilter, broker.limits.maxSubscriptionsPerClient)
+      return SUBACK_FAILURE
+    }
     const subscription: Subscription = { ...s, qos: code as QoS }
     // [MQTT-3.8.4-3] a subscription to an existing filter replaces it
     broker.subscribe(session, subscription)
@@ -49,6 +53,13 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
   if (log.packet.enabled) log.packet('Sending SUBACK to %s: %j', connection.id, reasonCodes)
   broker.sessionChanged(session)
   if (granted.length > 0) broker.emit('subscribe', granted, connection)
-  // [MQTT-3.3.1-6] retained messages follow the SUBACK
-  for (const subscription of granted) broker.sendRetained(session, subscription)
+  // [MQTT-3.3.1-6] retained messages follow the SUBACK; a filter repeated in one packet is one
+  // subscription (the last one replaced the others), so its retained messages go out once.
+  const sent = new Set<string>()
+  for (let i = granted.length - 1; i >= 0; i--) {
+    const subscription = granted[i] as Subscription
+    if (sent.has(subscription.topicFilter)) continue
+    sent.add(subscription.topicFilter)
+    connection.flow.addWork(broker.sendRetained(session, subscription))
+  }
 }

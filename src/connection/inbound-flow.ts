@@ -1,0 +1,104 @@
+import type { Duplex } from 'node:stream'
+import type { Packet } from '../protocol/packets.js'
+
+/**
+ * Work a connection may do before it lets the event loop turn: one unit per packet it handles
+ * and one per message that packet makes the broker send. libuv reads a busy socket up to 32
+ * times per readiness event, so without a budget one client's burst (fanned out to every
+ * subscriber, or a SUBSCRIBE to '#' over many retained messages) would hold the loop while
+ * timers, keep-alives and other clients wait.
+ */
+const WORK_BUDGET = 10_000
+
+function endYield(flow: InboundFlow): void {
+  flow.endYield()
+}
+
+/**
+ * Decides when a connection's packets are handled, keeping their order. Handling stops, and the
+ * socket pauses, while a hook's promise is pending, while the connection's work budget for this
+ * turn is spent, and while its write buffer is over the limit (a client that does not read must
+ * not make the broker buffer answers without bound). What arrived meanwhile stays undecoded in
+ * the decoder until `decodeHeld` is called.
+ */
+export class InboundFlow {
+  private work = 0
+  private awaitingHook = false
+  private yielding = false
+  private writeBlocked = false
+  private stopped = false
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly handle: (packet: Packet) => void | Promise<void>,
+    private readonly decodeHeld: () => void,
+    private readonly fail: (error: unknown) => void,
+  ) {}
+
+  private get blocked(): boolean {
+    return this.awaitingHook || this.yielding || this.writeBlocked || this.stopped
+  }
+
+  /** Handles a decoded packet; returns false when the decoder must hold what follows. */
+  accept(packet: Packet): boolean {
+    if (this.stopped) return false
+    this.work++
+    let pending: void | Promise<void>
+    try {
+      pending = this.handle(packet)
+    } catch (error) {
+      this.fail(error)
+      return false
+    }
+    if (pending !== undefined) {
+      this.awaitingHook = true
+      this.stream.pause()
+      pending.then(
+        () => {
+          this.awaitingHook = false
+          this.unblocked()
+        },
+        (error: unknown) => this.fail(error),
+      )
+    }
+    if (this.work >= WORK_BUDGET && !this.yielding) {
+      this.yielding = true
+      this.stream.pause()
+      setImmediate(endYield, this)
+    }
+    return !this.blocked
+  }
+
+  /** Counts messages a handled packet made the broker send. */
+  addWork(units: number): void {
+    this.work += units
+  }
+
+  /** The write buffer went over its limit: stop reading until it drains. */
+  writeBufferFull(): void {
+    if (this.writeBlocked || this.stopped) return
+    this.writeBlocked = true
+    this.stream.pause()
+    this.stream.once('drain', () => {
+      this.writeBlocked = false
+      this.unblocked()
+    })
+  }
+
+  /** The connection closed: nothing more is handled. */
+  stop(): void {
+    this.stopped = true
+  }
+
+  endYield(): void {
+    this.yielding = false
+    this.work = 0
+    this.unblocked()
+  }
+
+  private unblocked(): void {
+    if (this.blocked) return
+    this.decodeHeld()
+    if (!this.blocked) this.stream.resume()
+  }
+}
