@@ -103,7 +103,7 @@ export class BrokerCore implements BrokerContext {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
     if (session.persistent) {
       this.dirty.delete(session)
-      this.track(this.persistence.deleteSession(session.clientId), 'deleteSession')
+      this.track('deleteSession', () => this.persistence.deleteSession(session.clientId))
     }
     session.onChange = null
     session.clear()
@@ -123,7 +123,7 @@ export class BrokerCore implements BrokerContext {
 
   flushSessions(): void {
     this.flushScheduled = false
-    for (const session of this.dirty) this.track(this.persistence.saveSession(session.toRecord()), 'saveSession')
+    for (const session of this.dirty) this.track('saveSession', () => this.persistence.saveSession(session.toRecord()))
     this.dirty.clear()
   }
 
@@ -133,8 +133,19 @@ export class BrokerCore implements BrokerContext {
     while (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites])
   }
 
-  /** Follows an adapter call that may be async, so failures are logged and close() can wait for it. */
-  private track(result: Awaitable<void>, what: string): void {
+  /**
+   * Calls the adapter without letting it hurt the broker: a throw or a rejection is logged (a
+   * connection's close handler or a timer must never throw into the host), and close() can wait
+   * for writes still under way.
+   */
+  private track(what: string, call: () => Awaitable<void>): void {
+    let result: Awaitable<void>
+    try {
+      result = call()
+    } catch (error) {
+      log.error('persistence %s failed: %O', what, error)
+      return
+    }
     if (!isPromise(result)) return
     const p = result.then(
       () => {},
@@ -153,7 +164,7 @@ export class BrokerCore implements BrokerContext {
   private storeRetained(message: RoutedMessage): void {
     message.ownPayload()
     // [MQTT-3.3.1-5] the broker keeps the last retained message per topic; [MQTT-3.3.1-10] empty payload deletes it
-    this.track(this.persistence.storeRetained(message), 'storeRetained')
+    this.track('storeRetained', () => this.persistence.storeRetained(message))
   }
 
   subscribe(session: Session, subscription: Subscription): void {
@@ -169,12 +180,17 @@ export class BrokerCore implements BrokerContext {
   }
 
   sendRetained(session: Session, subscription: Subscription): number {
-    const found = this.persistence.matchRetained(subscription.topicFilter)
+    let found: Awaitable<StoredMessage[]>
+    try {
+      found = this.persistence.matchRetained(subscription.topicFilter)
+    } catch (error) {
+      log.error('persistence matchRetained failed: %O', error)
+      return 0
+    }
     if (isPromise(found)) {
-      found.then(
-        (messages) => this.deliverRetained(session, subscription.qos, messages),
-        (error: unknown) => log.error('persistence matchRetained failed: %O', error),
-      )
+      found
+        .then((messages) => this.deliverRetained(session, subscription.qos, messages))
+        .catch((error: unknown) => log.error('persistence matchRetained failed: %O', error))
       return 0
     }
     this.deliverRetained(session, subscription.qos, found)
@@ -233,7 +249,7 @@ export class BrokerCore implements BrokerContext {
       return
     }
     if (isPromise(allowed)) {
-      allowed.then(send, (error: unknown) => log.error('authorizePublish failed for the will of %s: %O', client.id, error))
+      allowed.then(send).catch((error: unknown) => log.error('authorizePublish failed for the will of %s: %O', client.id, error))
     } else {
       send(allowed)
     }
