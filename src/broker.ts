@@ -63,14 +63,17 @@ export class Broker extends EventEmitterBase {
   private readonly core: BrokerCore
   private readonly listenersOpen = new Set<Listener>()
   private readonly ready: Promise<void>
+  private restored = false
   private closed = false
 
   constructor(options: BrokerOptions = {}) {
     super()
     this.core = new BrokerCore(options, (event, ...args) => this.fire(event, args))
-    this.ready = this.core.restore()
+    this.ready = this.core.restore().then(() => {
+      this.restored = true
+    })
     // Surfaced when awaited (listen/publish/subscribe); this keeps it from being unhandled meanwhile.
-    this.ready.catch(() => {})
+    this.ready.catch((error: unknown) => log.error('restoring sessions failed: %O', error))
   }
 
   /** The limits in force: the defaults overlaid with `options.limits`. */
@@ -90,6 +93,11 @@ export class Broker extends EventEmitterBase {
     if (this.closed) throw new Error('broker is closed')
     await this.ready
     const listener = await transport.listen((stream, info) => this.handle(stream, info))
+    if (this.closed) {
+      // close() ran while the transport was starting: it must not stay open behind our back.
+      await listener.close()
+      throw new Error('broker is closed')
+    }
     this.listenersOpen.add(listener)
     return listener
   }
@@ -100,7 +108,15 @@ export class Broker extends EventEmitterBase {
       stream.destroy()
       return
     }
-    this.core.handle(stream, info)
+    if (this.restored) {
+      this.core.handle(stream, info)
+      return
+    }
+    // Sessions from persistence are still loading: a client served now would miss its session.
+    this.ready.then(
+      () => this.handle(stream, info),
+      () => stream.destroy(),
+    )
   }
 
   /** Publishes a message from the host application to every matching subscriber. */
@@ -108,9 +124,11 @@ export class Broker extends EventEmitterBase {
     if (!isValidTopicName(options.topic)) throw new TypeError(`invalid topic name ${JSON.stringify(options.topic)}`)
     const qos = options.qos ?? 0
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new TypeError(`invalid QoS ${String(qos)}`)
+    if (this.closed) throw new Error('broker is closed')
     await this.ready
     const payload = options.payload ?? Buffer.alloc(0)
-    const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+    // A copy: the caller may reuse its buffer while the message is still queued or retained.
+    const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload)
     this.core.publish(new RoutedMessage(options.topic, bytes, qos, options.retain ?? false), null)
     await this.core.settle()
   }
@@ -121,6 +139,7 @@ export class Broker extends EventEmitterBase {
    */
   async subscribe(topicFilter: string, handler: MessageHandler): Promise<() => void> {
     if (!isValidTopicFilter(topicFilter)) throw new TypeError(`invalid topic filter ${JSON.stringify(topicFilter)}`)
+    if (this.closed) throw new Error('broker is closed')
     await this.ready
     const subscriber = new LocalSubscriber(handler)
     this.core.router.subscribe(topicFilter, subscriber, { qos: 2 })
@@ -141,7 +160,7 @@ export class Broker extends EventEmitterBase {
     this.listenersOpen.clear()
     for (const connection of [...this.core.connections]) connection.close('server-closing')
     await Promise.all(stopping)
-    await this.core.settle()
+    await this.core.settle(true)
     await this.core.persistence.close()
     log.broker('Broker closed')
   }

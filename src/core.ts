@@ -13,6 +13,29 @@ import { Router } from './routing/router.js'
 import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
 
+/** Ranges the limits must fall in: a packet identifier space of 65,535, a 16-bit keep alive, ... */
+const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
+  maxConnections: [1, Number.MAX_SAFE_INTEGER],
+  maxPacketSize: [2, 268_435_460],
+  maxKeepAlive: [0, 65_535],
+  connectTimeoutMs: [1, 2_147_483_647],
+  maxInflight: [1, 65_535],
+  maxQueued: [0, Number.MAX_SAFE_INTEGER],
+  maxSubscriptionsPerClient: [0, Number.MAX_SAFE_INTEGER],
+  maxWriteBuffer: [0, Number.MAX_SAFE_INTEGER],
+}
+
+/** Rejects limits the broker cannot honour (a maxInflight of 100,000 would exhaust packet identifiers). */
+function validateLimits(limits: Limits): Readonly<Limits> {
+  for (const [name, [min, max]] of Object.entries(LIMIT_RANGES) as Array<[keyof Limits, [number, number]]>) {
+    const value = limits[name]
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new RangeError(`limits.${name} must be an integer from ${min} to ${max}, got ${String(value)}`)
+    }
+  }
+  return Object.freeze(limits)
+}
+
 /** Stands for a client whose connection ended in an earlier run, for hooks and events. */
 function offlineClient(id: string): Client {
   return {
@@ -53,7 +76,7 @@ export class BrokerCore implements BrokerContext {
     options: BrokerOptions,
     readonly emit: Emit,
   ) {
-    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits })
+    this.limits = validateLimits({ ...DEFAULT_LIMITS, ...options.limits })
     this.authenticate = options.authenticate
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
@@ -127,9 +150,16 @@ export class BrokerCore implements BrokerContext {
     this.dirty.clear()
   }
 
-  /** Waits for every persistence write still under way. */
-  async settle(): Promise<void> {
+  /**
+   * Flushes dirty sessions and waits for the persistence writes under way now; with
+   * `everything`, also for any they lead to, until none is left (shutdown).
+   */
+  async settle(everything = false): Promise<void> {
     this.flushSessions()
+    if (!everything) {
+      await Promise.allSettled([...this.pendingWrites])
+      return
+    }
     while (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites])
   }
 
@@ -164,7 +194,9 @@ export class BrokerCore implements BrokerContext {
   private storeRetained(message: RoutedMessage): void {
     message.ownPayload()
     // [MQTT-3.3.1-5] the broker keeps the last retained message per topic; [MQTT-3.3.1-10] empty payload deletes it
-    this.track('storeRetained', () => this.persistence.storeRetained(message))
+    // A plain copy: the adapter must not keep the message's cached encodings alive.
+    const stored = message.toStored()
+    this.track('storeRetained', () => this.persistence.storeRetained(stored))
   }
 
   subscribe(session: Session, subscription: Subscription): void {

@@ -3,6 +3,7 @@ import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
 import { isSupportedProtocol } from '../../protocol/decoder.js'
 import type { ConnectPacket, ProtocolVersion } from '../../protocol/packets.js'
+import { isValidTopicName } from '../../protocol/topics.js'
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
 import type { Connection } from '../connection.js'
 
@@ -47,6 +48,10 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
   if (version === 3 && clientId.length > MQTT31_MAX_CLIENT_ID) {
     return refuse(connection, ConnackReturnCode.IdentifierRejected, 'MQTT 3.1 client identifier over 23 characters')
   }
+  // [MQTT-3.1.3-10] [MQTT-4.7.3-1] [MQTT-3.3.2-2] the will is published as a PUBLISH: its topic must be a valid topic name
+  if (packet.will !== undefined && !isValidTopicName(packet.will.topic)) {
+    return connection.protocolError(`invalid will topic ${JSON.stringify(packet.will.topic)}`)
+  }
   if (packet.keepAlive > broker.limits.maxKeepAlive) {
     // A 3.1/3.1.1 client cannot be told a lower keep alive, so it is refused, as Mosquitto does.
     return refuse(connection, ConnackReturnCode.IdentifierRejected, `keep alive ${packet.keepAlive} over the maximum ${broker.limits.maxKeepAlive}`)
@@ -67,11 +72,21 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
   return decide(connection, packet, result)
 }
 
+/** The CONNACK return code for an `authenticate` answer other than `true`. */
+function refusalCode(result: unknown): number {
+  if (result === false) return ConnackReturnCode.BadUsernameOrPassword
+  const code = (result as { reasonCode?: unknown } | null)?.reasonCode
+  // 3.1/3.1.1 define refusal codes 1 to 5 only; anything else (a typo, an MQTT 5 code, no answer)
+  // must still refuse, and say so in a code the client understands.
+  if (typeof code === 'number' && code >= 1 && code <= 5) return code
+  log.error('authenticate returned %j, which is neither true, false nor { reasonCode: 1..5 }: refusing with 5', result)
+  return ConnackReturnCode.NotAuthorized
+}
+
 function decide(connection: Connection, packet: ConnectPacket, result: AuthenticateResult): void {
   if (connection.state === 'closed') return
   if (result === true) return accept(connection, packet)
-  const returnCode = result === false ? ConnackReturnCode.BadUsernameOrPassword : result.reasonCode
-  if (returnCode === 0) return accept(connection, packet)
+  const returnCode = refusalCode(result)
   log.auth('authenticate refused %s (user %j): return code %d', connection.id, packet.username, returnCode)
   refuse(connection, returnCode, 'refused by authenticate')
 }
@@ -101,7 +116,8 @@ function accept(connection: Connection, packet: ConnectPacket): void {
   )
   log.client('Sending CONNACK to %s (%d, 0)', connection.id, present ? 1 : 0)
   // [MQTT-3.2.2-1..3] session present reflects whether a stored session was resumed
-  connection.send({ type: 'connack', sessionPresent: present, returnCode: 0 })
+  // MQTT 3.1 has no session present flag: its CONNACK flags byte is reserved.
+  connection.send({ type: 'connack', sessionPresent: present && connection.protocolVersion !== 3, returnCode: 0 })
   session.attach(connection)
   broker.sessionChanged(session)
   broker.emit('clientConnect', connection)
