@@ -68,7 +68,11 @@ export class Broker extends EventEmitterBase {
 
   constructor(options: BrokerOptions = {}) {
     super()
-    this.core = new BrokerCore(options, (event, ...args) => this.fire(event, args))
+    this.core = new BrokerCore(
+      options,
+      (event, ...args) => this.fire(event, args),
+      (event) => this.listenerCount(event) > 0,
+    )
     this.ready = this.core.restore().then(() => {
       this.restored = true
     })

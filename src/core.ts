@@ -13,6 +13,9 @@ import { Router } from './routing/router.js'
 import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
 
+/** Connections accepted past maxConnections, only to be told CONNACK 3 (server unavailable). */
+const HANDSHAKE_HEADROOM = 16
+
 /** Ranges the limits must fall in: a packet identifier space of 65,535, a 16-bit keep alive, ... */
 const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   maxConnections: [1, Number.MAX_SAFE_INTEGER],
@@ -75,6 +78,8 @@ export class BrokerCore implements BrokerContext {
   constructor(
     options: BrokerOptions,
     readonly emit: Emit,
+    /** Whether an event has listeners: per-message events are skipped (no argument arrays) when not. */
+    private readonly listens: (event: keyof BrokerEvents) => boolean,
   ) {
     this.limits = validateLimits({ ...DEFAULT_LIMITS, ...options.limits })
     this.authenticate = options.authenticate
@@ -187,7 +192,7 @@ export class BrokerCore implements BrokerContext {
 
   publish(message: RoutedMessage, from: Client | null): number {
     if (message.retain) this.storeRetained(message)
-    this.emit('publish', message, from)
+    if (this.listens('publish')) this.emit('publish', message, from)
     return this.router.route(message)
   }
 
@@ -242,7 +247,14 @@ export class BrokerCore implements BrokerContext {
   }
 
   /** Starts serving a client on any Duplex stream. */
-  handle(stream: Duplex, info: ConnectionInfo): Connection {
+  handle(stream: Duplex, info: ConnectionInfo): Connection | null {
+    // Sockets still in the CONNECT handshake count too; a little headroom past maxConnections
+    // lets the broker answer CONNACK 3 rather than drop connections without a word.
+    if (this.connections.size >= this.limits.maxConnections + HANDSHAKE_HEADROOM) {
+      log.client('Refusing a connection from %s: %d connections open', info.remoteAddress ?? 'unknown', this.connections.size)
+      stream.destroy()
+      return null
+    }
     const connection = new Connection(this, stream, info)
     this.connections.add(connection)
     return connection

@@ -17,6 +17,9 @@ export interface ConnectionInfo {
   remotePort?: number
 }
 
+/** Payload size above which QoS 1/2 subscribers share the payload bytes instead of each copying the packet. */
+const SHARED_PAYLOAD_MIN = 512
+
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
 function uncork(connection: Connection): void {
@@ -166,7 +169,17 @@ export class Connection implements Client, SessionLink {
       this.write(template)
       return
     }
-    // Only the packet identifier differs between subscribers: copy the shared encoding and patch it.
+    // Only the packet identifier differs between subscribers. A small packet is copied whole and
+    // patched; a large one gets its own header and shares the payload bytes (one writev, corked).
+    const idEnd = message.idOffset + 2
+    if (template.length - idEnd > SHARED_PAYLOAD_MIN) {
+      const head = Buffer.allocUnsafe(idEnd)
+      template.copy(head, 0, 0, idEnd)
+      setPacketId(head, message.idOffset, packetId, dup)
+      this.write(head)
+      this.write(template.subarray(idEnd))
+      return
+    }
     const bytes = Buffer.allocUnsafe(template.length)
     template.copy(bytes)
     setPacketId(bytes, message.idOffset, packetId, dup)

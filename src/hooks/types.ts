@@ -2,12 +2,13 @@ import type { Properties, ProtocolVersion, QoS, Subscription } from '../protocol
 
 /** An application message, as published by a client or by the host application. */
 export interface Message {
-  topic: string
-  payload: Buffer
-  qos: QoS
-  retain: boolean
+  readonly topic: string
+  /** Shared with every subscriber and hook: read it, do not write to it. */
+  readonly payload: Buffer
+  readonly qos: QoS
+  readonly retain: boolean
   /** MQTT 5 properties, when the publisher sent any. */
-  properties?: Properties
+  readonly properties?: Properties
 }
 
 /** What the host application sees of a connected client. */

@@ -470,7 +470,7 @@ export class PacketDecoder {
           retainHandling: retainHandling as 0 | 1 | 2,
         })
       } else {
-        // [MQTT-3-8.3-4] 3.1.1: the upper six bits of the requested QoS byte are reserved, and QoS 3 is malformed
+        // [MQTT-3.8.3-4] 3.1.1: the upper six bits of the requested QoS byte are reserved, and QoS 3 is malformed
         if (options & 0xfc) throw new DecodeError('reserved bits set in requested QoS')
         if (qos === 3) throw new DecodeError('subscription with QoS 3')
         subscriptions.push({ topicFilter, qos: qos as QoS })

@@ -17,7 +17,7 @@ const DOLLAR = 0x24
  *
  * Topics are expected to be valid topic names (no wildcards). The map holds at most one message
  * per topic; a caller deletes a topic when a retained PUBLISH with an empty payload arrives
- * [MQTT-3.3.1-6].
+ * [MQTT-3.3.1-10] [MQTT-3.3.1-11].
  */
 export class RetainedIndex<M> {
   private readonly root = new Node<M>()

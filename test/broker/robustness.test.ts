@@ -123,3 +123,17 @@ test('broker.publish copies the payload: a caller reusing its buffer does not ch
     await b.close()
   }
 })
+
+test('sockets that never send CONNECT count against maxConnections: past a small headroom they are closed at once', async () => {
+  const b = await startBroker({ limits: { maxConnections: 2 } })
+  try {
+    const idle = []
+    for (let i = 0; i < 18; i++) idle.push(await b.raw())
+    const extra = await b.raw()
+    await extra.waitClosed(2000)
+    assert.equal(extra.received.length, 0)
+    assert.ok(idle.every((r) => !r.closed), 'the sockets within the headroom stay open until their connect timeout')
+  } finally {
+    await b.close()
+  }
+})
