@@ -4,6 +4,7 @@ import { log } from '../logging.js'
 import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, setPacketId } from '../protocol/encoder.js'
 import type { Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
+import { ReasonCode } from '../protocol/reason-codes.js'
 import type { RoutedMessage } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
 import type { BrokerContext } from './context.js'
@@ -19,6 +20,15 @@ export interface ConnectionInfo {
 
 /** Payload size above which QoS 1/2 subscribers share the payload bytes instead of each copying the packet. */
 const SHARED_PAYLOAD_MIN = 512
+
+/** The DISCONNECT reason code an MQTT 5 client gets for each way the broker ends its connection. */
+const DISCONNECT_CODES: Partial<Record<DisconnectReason, number>> = {
+  'keep-alive-timeout': ReasonCode.KeepAliveTimeout,
+  'taken-over': ReasonCode.SessionTakenOver,
+  'server-closing': ReasonCode.ServerShuttingDown,
+  'closed-by-host': ReasonCode.AdministrativeAction,
+  'protocol-error': ReasonCode.ProtocolError,
+}
 
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
@@ -43,6 +53,18 @@ export class Connection implements Client, SessionLink {
   /** The will to publish if the connection ends without DISCONNECT. */
   will: WillMessage | undefined
 
+  // MQTT 5: what the client told us in CONNECT.
+  /** Unacknowledged QoS 1/2 PUBLISHes the client accepts from us (its Receive Maximum). */
+  clientReceiveMaximum = 65_535
+  /** Largest packet the client accepts; larger messages are not sent to it [MQTT-3.1.2-25]. */
+  clientMaximumPacketSize = Number.POSITIVE_INFINITY
+  /** Whether the client wants reason strings and user properties on acks (Request Problem Information). */
+  requestProblemInformation = true
+  /** Session Expiry Interval in force, seconds (0: the session ends with the connection). */
+  sessionExpiryInterval = 0
+  /** Topic aliases the client set on its PUBLISHes (inbound). */
+  inboundAliases: Map<number, string> | undefined
+
   readonly remoteAddress: string | undefined
   readonly remotePort: number | undefined
   private readonly decoder: PacketDecoder
@@ -66,7 +88,7 @@ export class Connection implements Client, SessionLink {
       (error) => this.fail(error),
     )
     this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize)
-    this.keepAliveTimer = new KeepAlive(() => this.close('keep-alive-timeout'))
+    this.keepAliveTimer = new KeepAlive(() => this.close('keep-alive-timeout', ReasonCode.KeepAliveTimeout))
     stream.on('data', (chunk: Buffer) => this.onData(chunk))
     stream.on('error', (error: Error) => this.onStreamError(error))
     stream.on('end', () => this.close('socket-closed'))
@@ -112,24 +134,27 @@ export class Connection implements Client, SessionLink {
       if (chunk === null) this.decoder.resume()
       else this.decoder.push(chunk)
     } catch (error) {
-      if (error instanceof DecodeError) this.protocolError(error.message)
+      if (error instanceof DecodeError) this.protocolError(error.message, error.reasonCode)
       else this.fail(error)
     }
   }
 
-  /** Closes on a protocol violation [MQTT-4.8.0-1]. */
-  protocolError(reason: string): void {
+  /**
+   * Closes on a protocol violation [MQTT-4.8.0-1]; an MQTT 5 client is told why first, with
+   * `reasonCode` (0x81 malformed, 0x82 protocol error, or a more precise code) [MQTT-4.13.1-1].
+   */
+  protocolError(reason: string, reasonCode: number = ReasonCode.ProtocolError): void {
     if (this.state === 'closed') return
     log.client('Protocol error from %s (%s): %s, closing', this.id || 'unknown client', this.peer, reason)
     if (this.state === 'connected') this.broker.emit('clientError', this, new Error(reason))
-    this.close('protocol-error')
+    this.close('protocol-error', reasonCode, reason)
   }
 
   private fail(error: unknown): void {
     const err = error instanceof Error ? error : new Error(String(error))
     log.error('Error handling %s (%s): %s', this.id || 'unknown client', this.peer, err.stack ?? err.message)
     if (this.state === 'connected') this.broker.emit('clientError', this, err)
-    this.close('protocol-error')
+    this.close('protocol-error', ReasonCode.UnspecifiedError)
   }
 
   private onStreamError(error: Error): void {
@@ -194,10 +219,20 @@ export class Connection implements Client, SessionLink {
     return this.stream.writableLength > this.broker.limits.maxWriteBuffer
   }
 
-  /** Closes at the host's request (Client API); the will is published. */
-  close(reason: DisconnectReason = 'closed-by-host'): void {
+  /**
+   * Closes the connection; the will is published unless the client sent DISCONNECT. An MQTT 5
+   * client that completed CONNECT is sent DISCONNECT with `reasonCode` first, where the spec
+   * lets the server say why (not after the client's own DISCONNECT, nor on a dead socket).
+   * Called without arguments it is the host's `client.close()`: Administrative action (0x98).
+   */
+  close(reason: DisconnectReason = 'closed-by-host', reasonCode?: number, reasonString?: string): void {
     if (this.state === 'closed') return
     const wasConnected = this.state === 'connected'
+    const code = reasonCode ?? DISCONNECT_CODES[reason]
+    if (wasConnected && this.protocolVersion === 5 && code !== undefined) {
+      const properties = reasonString !== undefined && this.requestProblemInformation ? { reasonString } : undefined
+      this.send(properties ? { type: 'disconnect', reasonCode: code, properties } : { type: 'disconnect', reasonCode: code })
+    }
     this.state = 'closed'
     if (this.connectTimer) clearTimeout(this.connectTimer)
     this.keepAliveTimer.stop()
@@ -205,6 +240,9 @@ export class Connection implements Client, SessionLink {
     this.flush()
     // end() lets a last CONNACK or DISCONNECT reach the peer; destroy() follows in case the peer never reads.
     this.stream.end()
+    // A paused socket would never read the peer's FIN and so never close, holding up
+    // server.close() and broker.close(); reading on only discards (onData ignores a closed connection).
+    this.stream.resume()
     const stream = this.stream
     setTimeout(() => stream.destroy(), 1000).unref()
     if (wasConnected) log.client('Client %s (%s) disconnected: %s', this.id, this.peer, reason)
