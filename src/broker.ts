@@ -30,6 +30,8 @@ export type MessageHandler = (message: Message) => void | Promise<void>
 class LocalSubscriber {
   matchGen = 0
   matchQos: QoS = 0
+  matchIds: number[] | undefined = undefined
+  matchRetainAsPublished = false
 
   constructor(private readonly handler: MessageHandler) {}
 

@@ -5,13 +5,17 @@ import type { BrokerContext, BrokerEvents } from './connection/context.js'
 import type { Client, DisconnectReason } from './hooks/types.js'
 import { isPromise } from './hooks/promise.js'
 import { log } from './logging.js'
-import { DEFAULT_LIMITS, type BrokerOptions, type Limits } from './options.js'
+import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type BrokerOptions, type Capabilities, type Limits } from './options.js'
 import type { Awaitable, PersistenceAdapter, StoredMessage } from './persistence/adapter.js'
 import { MemoryPersistence } from './persistence/memory.js'
-import type { QoS, Subscription, WillMessage } from './protocol/packets.js'
+import type { Subscription, WillMessage } from './protocol/packets.js'
 import { Router } from './routing/router.js'
 import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
+
+/** A Session Expiry Interval of 0xFFFFFFFF: the session never expires. */
+const NEVER_EXPIRES = 0xffffffff
+const MAX_TIMEOUT_MS = 2_147_483_647
 
 /** Connections accepted past maxConnections, only to be told CONNACK 3 (server unavailable). */
 const HANDSHAKE_HEADROOM = 16
@@ -26,6 +30,9 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   maxQueued: [0, Number.MAX_SAFE_INTEGER],
   maxSubscriptionsPerClient: [0, Number.MAX_SAFE_INTEGER],
   maxWriteBuffer: [0, Number.MAX_SAFE_INTEGER],
+  receiveMaximum: [1, 65_535],
+  topicAliasMaximum: [0, 65_535],
+  maxSessionExpiryInterval: [0, 0xffffffff],
 }
 
 /** Rejects limits the broker cannot honour (a maxInflight of 100,000 would exhaust packet identifiers). */
@@ -61,6 +68,7 @@ type Emit = <E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerE
  */
 export class BrokerCore implements BrokerContext {
   readonly limits: Readonly<Limits>
+  readonly capabilities: Readonly<Capabilities>
   readonly authenticate
   readonly authorizePublish
   readonly authorizeSubscribe
@@ -82,6 +90,7 @@ export class BrokerCore implements BrokerContext {
     private readonly listens: (event: keyof BrokerEvents) => boolean,
   ) {
     this.limits = validateLimits({ ...DEFAULT_LIMITS, ...options.limits })
+    this.capabilities = Object.freeze({ ...DEFAULT_CAPABILITIES, ...options.capabilities })
     this.authenticate = options.authenticate
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
@@ -96,6 +105,8 @@ export class BrokerCore implements BrokerContext {
       session.onChange = this.markDirty
       this.sessions.set(session.clientId, session)
       for (const sub of session.subscriptions.values()) this.router.subscribe(sub.topicFilter, session, sub)
+      // Offline since the previous run: its expiry counts from now, the earliest the broker knows.
+      this.scheduleExpiry(session)
     }
     if (records.length > 0) log.broker('Restored %d persistent sessions', records.length)
     // A will still stored belongs to a connection the previous run never saw close: it ended
@@ -113,17 +124,56 @@ export class BrokerCore implements BrokerContext {
     return this.clientIdPrefix + (++this.clientIdCounter).toString(36)
   }
 
-  openSession(clientId: string, cleanSession: boolean): { session: Session; present: boolean } {
+  openSession(clientId: string, cleanStart: boolean, persistent: boolean, expiryInterval: number): { session: Session; present: boolean } {
     const existing = this.sessions.get(clientId)
     if (existing !== undefined) {
       // [MQTT-3.1.2-6] clean session discards the previous session; [MQTT-3.1.2-4] otherwise it resumes
-      if (!cleanSession && existing.persistent) return { session: existing, present: true }
+      if (!cleanStart && existing.persistent) {
+        this.cancelExpiry(existing)
+        if (!persistent) {
+          // The session now ends with this connection: its stored record goes now.
+          this.dirty.delete(existing)
+          this.track('deleteSession', () => this.persistence.deleteSession(clientId))
+          existing.onChange = null
+        }
+        existing.persistent = persistent
+        existing.expiryInterval = expiryInterval
+        return { session: existing, present: true }
+      }
       this.endSession(existing)
     }
-    const session = new Session(clientId, !cleanSession, this.limits)
+    const session = new Session(clientId, persistent, this.limits)
+    session.expiryInterval = expiryInterval
     if (session.persistent) session.onChange = this.markDirty
     this.sessions.set(clientId, session)
     return { session, present: false }
+  }
+
+  /** Ends a persistent session once it has been without a connection for its expiry interval. */
+  private scheduleExpiry(session: Session): void {
+    this.cancelExpiry(session)
+    if (session.expiryInterval >= NEVER_EXPIRES) return
+    const due = Date.now() + session.expiryInterval * 1000
+    const arm = (): void => {
+      const left = due - Date.now()
+      if (left > 0) {
+        // setTimeout takes at most about 24.8 days; longer intervals re-arm.
+        session.expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMEOUT_MS))
+        session.expiryTimer.unref()
+        return
+      }
+      session.expiryTimer = undefined
+      if (session.link === null && this.sessions.get(session.clientId) === session) {
+        log.client('Session of %s expired', session.clientId)
+        this.endSession(session)
+      }
+    }
+    arm()
+  }
+
+  private cancelExpiry(session: Session): void {
+    if (session.expiryTimer !== undefined) clearTimeout(session.expiryTimer)
+    session.expiryTimer = undefined
   }
 
   endSession(session: Session): void {
@@ -134,6 +184,7 @@ export class BrokerCore implements BrokerContext {
       this.track('deleteSession', () => this.persistence.deleteSession(session.clientId))
     }
     session.onChange = null
+    this.cancelExpiry(session)
     session.clear()
   }
 
@@ -193,7 +244,7 @@ export class BrokerCore implements BrokerContext {
   publish(message: RoutedMessage, from: Client | null): number {
     if (message.retain) this.storeRetained(message)
     if (this.listens('publish')) this.emit('publish', message, from)
-    return this.router.route(message)
+    return this.router.route(message, from instanceof Connection ? from.session : null)
   }
 
   private storeRetained(message: RoutedMessage): void {
@@ -226,19 +277,24 @@ export class BrokerCore implements BrokerContext {
     }
     if (isPromise(found)) {
       found
-        .then((messages) => this.deliverRetained(session, subscription.qos, messages))
+        .then((messages) => this.deliverRetained(session, subscription, messages))
         .catch((error: unknown) => log.error('persistence matchRetained failed: %O', error))
       return 0
     }
-    this.deliverRetained(session, subscription.qos, found)
+    this.deliverRetained(session, subscription, found)
     return found.length
   }
 
-  private deliverRetained(session: Session, granted: QoS, messages: StoredMessage[]): void {
+  private deliverRetained(session: Session, subscription: Subscription, messages: StoredMessage[]): void {
+    const granted = subscription.qos
+    const ids = subscription.subscriptionIdentifier === undefined ? undefined : [subscription.subscriptionIdentifier]
+    const now = Date.now()
     for (const stored of messages) {
       const message = RoutedMessage.from(stored)
+      // [MQTT-3.3.2-5] an expired retained message is not sent
+      if (message.isExpired(now)) continue
       // [MQTT-3.3.1-8] retained messages sent for a new subscription carry RETAIN 1
-      session.deliver(message, message.qos < granted ? message.qos : granted, true)
+      session.deliver(message, message.qos < granted ? message.qos : granted, true, ids)
     }
   }
 
@@ -266,8 +322,12 @@ export class BrokerCore implements BrokerContext {
     if (session.link === (client as Connection)) session.detach()
     // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
     if (will !== undefined && reason !== 'disconnect') this.publishWill(client, will)
-    if (!session.persistent) this.endSession(session)
-    else this.sessionChanged(session)
+    if (!session.persistent || session.expiryInterval === 0) {
+      this.endSession(session)
+    } else {
+      this.sessionChanged(session)
+      this.scheduleExpiry(session)
+    }
     this.emit('clientDisconnect', client, reason)
   }
 

@@ -1,5 +1,6 @@
 import type { AuthenticateHook, AuthorizePublishHook, AuthorizeSubscribeHook } from './hooks/types.js'
 import type { PersistenceAdapter } from './persistence/adapter.js'
+import type { QoS } from './protocol/packets.js'
 
 /** Resource limits. Every one has a safe default; see docs/embedding.md. */
 export interface Limits {
@@ -26,7 +27,47 @@ export interface Limits {
    * client that does not read cannot grow the broker's memory. Default 4 MiB.
    */
   maxWriteBuffer: number
+  /**
+   * MQTT 5 Receive Maximum the broker advertises: QoS 1/2 PUBLISHes a client may have
+   * unacknowledged towards the broker; one more is answered with DISCONNECT 0x93. Default 100.
+   */
+  receiveMaximum: number
+  /** MQTT 5 Topic Alias Maximum the broker advertises and accepts. Default 10; 0 turns aliases off. */
+  topicAliasMaximum: number
+  /** Longest MQTT 5 session expiry interval granted, in seconds; longer requests are cut to it. Default 0xFFFFFFFF (never expires). */
+  maxSessionExpiryInterval: number
 }
+
+/** What the broker offers MQTT 5 clients, advertised in CONNACK and enforced. */
+export interface Capabilities {
+  /** Highest QoS accepted from clients and granted to subscriptions. Default 2. */
+  maximumQoS: QoS
+  /** Whether retained messages are kept. Default true; false refuses retained PUBLISH with 0x9A. */
+  retainAvailable: boolean
+  /** Whether filters may hold '+' or '#'. Default true; false refuses them with 0xA2. */
+  wildcardSubscriptionAvailable: boolean
+  /** Whether SUBSCRIBE may carry a subscription identifier. Default true; false refuses with 0xA1. */
+  subscriptionIdentifiersAvailable: boolean
+  /** Whether '$share/group/filter' subscriptions are served. Default false for now (not implemented yet): refused with 0x9E. */
+  sharedSubscriptionAvailable: boolean
+  /** Response Information sent to clients that ask for it (Request Response Information 1). Default: none. */
+  responseInformation?: string
+  /**
+   * Whether a PUBLISH whose Payload Format Indicator says UTF-8 but whose payload is not is refused
+   * (PUBACK/PUBREC 0x99 at QoS 1/2, DISCONNECT 0x99 at QoS 0). Default false: forwarded as is.
+   */
+  validatePayloadFormat: boolean
+}
+
+export const DEFAULT_CAPABILITIES: Readonly<Capabilities> = Object.freeze({
+  maximumQoS: 2,
+  retainAvailable: true,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifiersAvailable: true,
+  // Not served yet: '$share/...' filters are refused with 0x9E until shared subscriptions land.
+  sharedSubscriptionAvailable: false,
+  validatePayloadFormat: false,
+})
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxConnections: 10_000,
@@ -37,6 +78,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxQueued: 1_000,
   maxSubscriptionsPerClient: 10_000,
   maxWriteBuffer: 4 * 1024 * 1024,
+  receiveMaximum: 100,
+  topicAliasMaximum: 10,
+  maxSessionExpiryInterval: 0xffffffff,
 })
 
 /** Options of `new Broker(options)`. All are optional. */
@@ -51,4 +95,6 @@ export interface BrokerOptions {
   persistence?: PersistenceAdapter
   /** Resource limits; unset ones take their defaults. */
   limits?: Partial<Limits>
+  /** MQTT 5 capabilities; unset ones take their defaults. */
+  capabilities?: Partial<Capabilities>
 }

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream'
 import type { Client, DisconnectReason } from '../hooks/types.js'
 import { log } from '../logging.js'
 import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
-import { encodePacket, setPacketId } from '../protocol/encoder.js'
+import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
 import type { Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import type { RoutedMessage } from '../session/routed-message.js'
@@ -115,6 +115,8 @@ export class Connection implements Client, SessionLink {
   accepted(session: Session, keepAlive: number): void {
     this.state = 'connected'
     this.session = session
+    // [MQTT-3.3.4-9] never more unacknowledged QoS 1/2 PUBLISHes than the client's Receive Maximum
+    session.inflightLimit = Math.min(this.broker.limits.maxInflight, this.clientReceiveMaximum)
     this.keepAlive = keepAlive
     if (this.connectTimer) clearTimeout(this.connectTimer)
     this.connectTimer = undefined
@@ -185,30 +187,36 @@ export class Connection implements Client, SessionLink {
     this.write(encodePacket(packet, this.protocolVersion))
   }
 
-  sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean): void {
+  sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean, subscriptionIds: number[] | undefined): boolean {
+    const template = this.protocolVersion === 5 ? message.encodeV5(qos, retain, subscriptionIds) : message.encodeV4(qos, retain)
+    if (template.length > this.clientMaximumPacketSize) {
+      log.packet('Not sending PUBLISH on %j to %s: %d bytes over its Maximum Packet Size %d', message.topic, this.id, template.length, this.clientMaximumPacketSize)
+      return false
+    }
     if (log.packet.enabled) {
       log.packet('Sending PUBLISH to %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', this.id, dup ? 1 : 0, qos, retain ? 1 : 0, packetId, message.topic, message.payload.length)
     }
-    const template = message.encodeV4(qos, retain)
     if (qos === 0) {
       this.write(template)
-      return
+      return true
     }
     // Only the packet identifier differs between subscribers. A small packet is copied whole and
     // patched; a large one gets its own header and shares the payload bytes (one writev, corked).
-    const idEnd = message.idOffset + 2
+    const idOffset = publishPacketIdOffset(template)
+    const idEnd = idOffset + 2
     if (template.length - idEnd > SHARED_PAYLOAD_MIN) {
       const head = Buffer.allocUnsafe(idEnd)
       template.copy(head, 0, 0, idEnd)
-      setPacketId(head, message.idOffset, packetId, dup)
+      setPacketId(head, idOffset, packetId, dup)
       this.write(head)
       this.write(template.subarray(idEnd))
-      return
+      return true
     }
     const bytes = Buffer.allocUnsafe(template.length)
     template.copy(bytes)
-    setPacketId(bytes, message.idOffset, packetId, dup)
+    setPacketId(bytes, idOffset, packetId, dup)
     this.write(bytes)
+    return true
   }
 
   sendPubrel(packetId: number): void {

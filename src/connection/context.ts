@@ -6,7 +6,7 @@ import type {
   DisconnectReason,
   Message,
 } from '../hooks/types.js'
-import type { Limits } from '../options.js'
+import type { Capabilities, Limits } from '../options.js'
 import type { Subscription, WillMessage } from '../protocol/packets.js'
 import type { RoutedMessage } from '../session/routed-message.js'
 import type { Session } from '../session/session.js'
@@ -34,6 +34,7 @@ export type BrokerEvents = {
 /** What a connection needs from the broker it belongs to. */
 export interface BrokerContext {
   readonly limits: Readonly<Limits>
+  readonly capabilities: Readonly<Capabilities>
   readonly authenticate: AuthenticateHook | undefined
   readonly authorizePublish: AuthorizePublishHook | undefined
   readonly authorizeSubscribe: AuthorizeSubscribeHook | undefined
@@ -42,8 +43,11 @@ export interface BrokerContext {
   readonly sessions: ReadonlyMap<string, Session>
   /** A fresh client identifier for a client that sent an empty one. */
   assignClientId(): string
-  /** Starts a session for a client, ending or reusing the one it had [MQTT-3.1.2-4..6]. */
-  openSession(clientId: string, cleanSession: boolean): { session: Session; present: boolean }
+  /**
+   * Starts a session for a client, ending or reusing the one it had [MQTT-3.1.2-4..6]. `persistent`
+   * says whether it outlives the connection; `expiryInterval` for how long (seconds, MQTT 5).
+   */
+  openSession(clientId: string, cleanStart: boolean, persistent: boolean, expiryInterval: number): { session: Session; present: boolean }
   /** Ends a session: drops its subscriptions, queue and stored record. */
   endSession(session: Session): void
   /** Marks a persistent session for saving. */

@@ -30,7 +30,7 @@ export function dispatch(connection: Connection, packet: Packet): void | Promise
     case 'pingreq':
       return handlePingreq(connection)
     case 'disconnect':
-      return handleDisconnect(connection)
+      return handleDisconnect(connection, packet)
     case 'connect':
       // [MQTT-3.1.0-2] a second CONNECT is a protocol violation
       return connection.protocolError('second CONNECT')

@@ -34,6 +34,8 @@ export interface SessionRecord {
   incomingQos2: number[]
   /** The will of a connection that is still open, so a restarted broker can still publish it. */
   will?: WillMessage
+  /** Seconds the session outlives its connection; absent or 0xFFFFFFFF: for ever. */
+  expiryInterval?: number
 }
 
 /**

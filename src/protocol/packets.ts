@@ -98,6 +98,8 @@ export interface Subscription {
   noLocal?: boolean
   retainAsPublished?: boolean
   retainHandling?: 0 | 1 | 2
+  /** MQTT 5: the Subscription Identifier of the SUBSCRIBE that made this subscription. */
+  subscriptionIdentifier?: number
 }
 
 export interface SubscribePacket {

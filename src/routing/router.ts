@@ -3,35 +3,56 @@ import { SubscriptionTrie } from './subscription-trie.js'
 
 /** Anything that can receive routed messages: a client session or an in-process subscriber. */
 export interface Subscriber<M> {
-  /** Scratch fields the router uses to de-duplicate overlapping subscriptions without allocating. */
+  /** Scratch fields the router uses to merge overlapping subscriptions without allocating. */
   matchGen: number
   matchQos: QoS
-  deliver(message: M, qos: QoS): void
+  matchIds: number[] | undefined
+  matchRetainAsPublished: boolean
+  /**
+   * Delivers at `qos`. `retain` is the RETAIN flag to send (set only for Retain As Published
+   * subscriptions); `subscriptionIds` are the identifiers of every matching subscription.
+   */
+  deliver(message: M, qos: QoS, retain: boolean, subscriptionIds: number[] | undefined): void
 }
 
-/** The per-subscription data the router needs. */
+/** The per-subscription data the router needs (a `Subscription` fits). */
 export interface RouteOptions {
   qos: QoS
+  /** MQTT 5 No Local: not sent back to the publisher's own session [MQTT-3.8.3-3]. */
+  noLocal?: boolean
+  /** MQTT 5 Retain As Published: forward the RETAIN flag as published [MQTT-3.3.1-12]. */
+  retainAsPublished?: boolean
+  subscriptionIdentifier?: number
 }
 
 /**
  * Routes a message to every subscriber with a matching subscription, once per subscriber at the
- * highest QoS among its matching subscriptions (capped by the message's own QoS).
+ * highest QoS among its matching subscriptions (capped by the message's own QoS), with the
+ * identifiers of all of them [MQTT-3.3.4-3].
  */
-export class Router<M extends { topic: string; qos: QoS }, O extends RouteOptions = RouteOptions> {
+export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O extends RouteOptions = RouteOptions> {
   readonly trie = new SubscriptionTrie<Subscriber<M>, O>()
   private generation = 0
+  private publisher: Subscriber<M> | null = null
   private readonly targets: Array<Subscriber<M>> = []
   private readonly targetQos: QoS[] = []
+  private readonly targetIds: Array<number[] | undefined> = []
+  private readonly targetRetain: boolean[] = []
   // Bound once: match() takes a visitor, and a closure per publish would be garbage per message.
   private readonly collect = (subscriber: Subscriber<M>, options: O): void => {
+    if (options.noLocal === true && subscriber === this.publisher) return
+    const id = options.subscriptionIdentifier
     if (subscriber.matchGen !== this.generation) {
       subscriber.matchGen = this.generation
       subscriber.matchQos = options.qos
+      subscriber.matchIds = id === undefined ? undefined : [id]
+      subscriber.matchRetainAsPublished = options.retainAsPublished === true
       this.targets.push(subscriber)
-    } else if (options.qos > subscriber.matchQos) {
-      subscriber.matchQos = options.qos
+      return
     }
+    if (options.qos > subscriber.matchQos) subscriber.matchQos = options.qos
+    if (id !== undefined) (subscriber.matchIds ??= []).push(id)
+    if (options.retainAsPublished === true) subscriber.matchRetainAsPublished = true
   }
 
   subscribe(filter: string, subscriber: Subscriber<M>, options: O): boolean {
@@ -42,21 +63,31 @@ export class Router<M extends { topic: string; qos: QoS }, O extends RouteOption
     return this.trie.remove(filter, subscriber)
   }
 
-  /** Delivers `message`; returns how many subscribers it reached. */
-  route(message: M): number {
+  /**
+   * Delivers `message`; returns how many subscribers it reached. `publisher` is the publishing
+   * client's own subscriber, for No Local.
+   */
+  route(message: M, publisher: Subscriber<M> | null = null): number {
     this.generation++
     // Delivery may re-enter route() (an in-process subscriber publishing), so this call works
     // on its own slice of the shared arrays and reads the marks before delivering.
     const start = this.targets.length
+    this.publisher = publisher
     this.trie.match(message.topic, this.collect)
+    this.publisher = null
     const end = this.targets.length
-    const qos = this.targetQos
     for (let i = start; i < end; i++) {
-      const granted = (this.targets[i] as Subscriber<M>).matchQos
-      qos[i] = granted < message.qos ? granted : message.qos
+      const s = this.targets[i] as Subscriber<M>
+      this.targetQos[i] = s.matchQos < message.qos ? s.matchQos : message.qos
+      this.targetIds[i] = s.matchIds
+      // [MQTT-3.3.1-9] RETAIN is cleared when forwarding, unless Retain As Published [MQTT-3.3.1-12]
+      this.targetRetain[i] = s.matchRetainAsPublished && message.retain
     }
-    for (let i = start; i < end; i++) (this.targets[i] as Subscriber<M>).deliver(message, qos[i] as QoS)
+    for (let i = start; i < end; i++) {
+      ;(this.targets[i] as Subscriber<M>).deliver(message, this.targetQos[i] as QoS, this.targetRetain[i] as boolean, this.targetIds[i])
+    }
     this.targets.length = start
+    this.targetIds.length = start
     return end - start
   }
 }

@@ -1,6 +1,6 @@
 import type { Message } from '../hooks/types.js'
-import { encodePublish, publishPacketIdOffset } from '../protocol/encoder.js'
-import type { Properties, QoS } from '../protocol/packets.js'
+import { encodePublish } from '../protocol/encoder.js'
+import type { Properties, PublishPacket, QoS } from '../protocol/packets.js'
 import type { StoredMessage } from '../persistence/adapter.js'
 
 /**
@@ -11,8 +11,10 @@ export class RoutedMessage implements Message, StoredMessage {
   properties?: Properties
   /** Encodings for MQTT 3.1/3.1.1, indexed by qos * 2 + retain. */
   private readonly encodedV4: Array<Buffer | undefined> = [undefined, undefined, undefined, undefined, undefined, undefined]
-  private packetIdOffset = -1
   private owned = false
+  /** MQTT 5 encodings without subscription identifiers, for the expiry value they carry. */
+  private encodedV5: Array<Buffer | undefined> | undefined
+  private encodedV5Expiry: number | undefined
 
   constructor(
     readonly topic: string,
@@ -31,7 +33,7 @@ export class RoutedMessage implements Message, StoredMessage {
 
   /**
    * The bytes of this message as a 3.1/3.1.1 PUBLISH at `qos` with `retain`. For QoS 1/2 the
-   * packet identifier in it is a placeholder: copy it and call `setPacketId`.
+   * packet identifier in it is a placeholder: copy it and call `setPacketId` (both encodings).
    */
   encodeV4(qos: QoS, retain: boolean): Buffer {
     const key = qos * 2 + (retain ? 1 : 0)
@@ -42,9 +44,66 @@ export class RoutedMessage implements Message, StoredMessage {
         4,
       )
       this.encodedV4[key] = bytes
-      if (qos > 0 && this.packetIdOffset < 0) this.packetIdOffset = publishPacketIdOffset(bytes)
     }
     return bytes
+  }
+
+  /**
+   * The bytes of this message as an MQTT 5 PUBLISH: the publisher's properties are forwarded
+   * unchanged and in order [MQTT-3.3.2-17] [MQTT-3.3.2-18], except the Topic Alias (which belonged
+   * to the publisher's connection), its Subscription Identifiers (replaced by the subscriber's
+   * own [MQTT-3.3.4-3]) and the Message Expiry Interval, reduced by the time spent in the broker
+   * [MQTT-3.3.2-6]. Without subscription identifiers the encoding is shared (cached).
+   */
+  encodeV5(qos: QoS, retain: boolean, subscriptionIds: number[] | undefined): Buffer {
+    const expiry = this.properties?.messageExpiryInterval === undefined ? undefined : this.remainingExpiry(Date.now())
+    if (subscriptionIds === undefined) {
+      const key = qos * 2 + (retain ? 1 : 0)
+      const cached = this.encodedV5?.[key]
+      if (cached !== undefined && this.encodedV5Expiry === expiry) return cached
+      if (this.encodedV5 === undefined || this.encodedV5Expiry !== expiry) {
+        this.encodedV5 = [undefined, undefined, undefined, undefined, undefined, undefined]
+        this.encodedV5Expiry = expiry
+      }
+      const bytes = this.encode5(qos, retain, this.forwardedProperties(expiry, undefined))
+      this.encodedV5[key] = bytes
+      return bytes
+    }
+    return this.encode5(qos, retain, this.forwardedProperties(expiry, subscriptionIds))
+  }
+
+  private encode5(qos: QoS, retain: boolean, properties: Properties | undefined): Buffer {
+    const packet: PublishPacket = { type: 'publish', topic: this.topic, payload: this.payload, qos, retain, dup: false, packetId: qos > 0 ? 1 : 0 }
+    if (properties !== undefined) packet.properties = properties
+    return encodePublish(packet, 5)
+  }
+
+  private forwardedProperties(expiry: number | undefined, subscriptionIds: number[] | undefined): Properties | undefined {
+    const source = this.properties
+    if (source === undefined && subscriptionIds === undefined) return undefined
+    const out: Properties = {}
+    if (source !== undefined) {
+      for (const key of Object.keys(source) as Array<keyof Properties>) {
+        if (key === 'topicAlias' || key === 'subscriptionIdentifier') continue
+        ;(out as Record<string, unknown>)[key] = source[key]
+      }
+    }
+    if (expiry !== undefined) out.messageExpiryInterval = expiry
+    if (subscriptionIds !== undefined) out.subscriptionIdentifier = subscriptionIds
+    return out
+  }
+
+  /** Seconds left before the message expires (undefined: it does not expire). */
+  remainingExpiry(now: number): number | undefined {
+    const interval = this.properties?.messageExpiryInterval
+    if (interval === undefined) return undefined
+    return Math.max(0, interval - Math.floor((now - this.receivedAt) / 1000))
+  }
+
+  /** Whether the Message Expiry Interval has passed: such a message is no longer delivered [MQTT-3.3.2-5]. */
+  isExpired(now: number): boolean {
+    const interval = this.properties?.messageExpiryInterval
+    return interval !== undefined && now - this.receivedAt >= interval * 1000
   }
 
   /**
@@ -57,11 +116,6 @@ export class RoutedMessage implements Message, StoredMessage {
     this.owned = true
     const p = this.payload
     if (p.buffer.byteLength > 2 * p.length + 8192) this.payload = Buffer.from(p)
-  }
-
-  /** Where the packet identifier sits in this message's QoS 1/2 encodings. */
-  get idOffset(): number {
-    return this.packetIdOffset
   }
 
   /** Plain data for a persistence adapter. */

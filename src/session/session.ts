@@ -4,8 +4,11 @@ import { RoutedMessage } from './routed-message.js'
 
 /** What a session needs from the connection it is attached to. */
 export interface SessionLink {
-  /** Writes a PUBLISH of `message` at `qos` (packetId 0 for QoS 0). */
-  sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean): void
+  /**
+   * Writes a PUBLISH of `message` at `qos` (packetId 0 for QoS 0); returns false when the client
+   * cannot take it (larger than its Maximum Packet Size [MQTT-3.1.2-25]) and it was dropped.
+   */
+  sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean, subscriptionIds: number[] | undefined): boolean
   sendPubrel(packetId: number): void
   /** True when the write buffer is over its bound: QoS 0 messages are dropped rather than buffered. */
   isCongested(): boolean
@@ -15,6 +18,7 @@ interface Inflight {
   message: RoutedMessage
   qos: 1 | 2
   retain: boolean
+  ids: number[] | undefined
   state: 'publish' | 'pubrel'
 }
 
@@ -22,6 +26,7 @@ interface Queued {
   message: RoutedMessage
   qos: QoS
   retain: boolean
+  ids: number[] | undefined
 }
 
 /** Bounds a session works within. */
@@ -44,6 +49,10 @@ export class Session {
   will: WillMessage | undefined
   /** Messages dropped because the queue was full or the client too slow (QoS 0). */
   dropped = 0
+  /** Seconds the session outlives its connection (0xFFFFFFFF: for ever). */
+  expiryInterval = 0
+  /** Pending expiry while no connection is attached. */
+  expiryTimer: NodeJS.Timeout | undefined
 
   /** Called when in-flight or queued state changes, for persistent sessions (saved in batches). */
   onChange: ((session: Session) => void) | null = null
@@ -51,6 +60,10 @@ export class Session {
   /** Routing marks: the publish generation this session was last matched in, and the best QoS then. */
   matchGen = 0
   matchQos: QoS = 0
+  matchIds: number[] | undefined = undefined
+  matchRetainAsPublished = false
+  /** Unacknowledged messages allowed towards the client: maxInflight, or less if its Receive Maximum says so. */
+  inflightLimit: number
 
   private readonly inflight = new Map<number, Inflight>()
   private queue: Queued[] = []
@@ -61,7 +74,9 @@ export class Session {
     readonly clientId: string,
     public persistent: boolean,
     private readonly limits: SessionLimits,
-  ) {}
+  ) {
+    this.inflightLimit = limits.maxInflight
+  }
 
   get queuedCount(): number {
     return this.queue.length - this.queueHead
@@ -72,22 +87,21 @@ export class Session {
   }
 
   /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
-  deliver(message: RoutedMessage, qos: QoS, retain = false): void {
+  deliver(message: RoutedMessage, qos: QoS, retain = false, ids: number[] | undefined = undefined): void {
     const link = this.link
     if (qos === 0) {
-      if (link !== null && !link.isCongested()) link.sendPublish(message, 0, retain, 0, false)
-      else this.dropped++
+      if (link === null || link.isCongested() || !link.sendPublish(message, 0, retain, 0, false, ids)) this.dropped++
       return
     }
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
-    if (link !== null && this.queueHead === this.queue.length && this.inflight.size < this.limits.maxInflight) {
-      this.sendInflight(link, message, qos, retain)
+    if (link !== null && this.queueHead === this.queue.length && this.inflight.size < this.inflightLimit) {
+      this.sendInflight(link, message, qos, retain, ids)
     } else if (this.queuedCount >= this.limits.maxQueued) {
       this.dropped++
       return
     } else {
       message.ownPayload()
-      this.queue.push({ message, qos, retain })
+      this.queue.push({ message, qos, retain, ids })
     }
     this.onChange?.(this)
   }
@@ -101,6 +115,15 @@ export class Session {
     this.drain()
     this.onChange?.(this)
     return true
+  }
+
+  /** MQTT 5 PUBREC with an error code: the receiver refused the message; it is forgotten. */
+  refused(packetId: number): void {
+    const entry = this.inflight.get(packetId)
+    if (entry === undefined || entry.qos !== 2 || entry.state !== 'publish') return
+    this.inflight.delete(packetId)
+    this.drain()
+    this.onChange?.(this)
   }
 
   /** Handles PUBREC: the message is now owned by the receiver; PUBREL follows. */
@@ -117,7 +140,7 @@ export class Session {
     this.link = link
     for (const [packetId, entry] of this.inflight) {
       if (entry.state === 'pubrel') link.sendPubrel(packetId)
-      else link.sendPublish(entry.message, entry.qos, entry.retain, packetId, true)
+      else link.sendPublish(entry.message, entry.qos, entry.retain, packetId, true, entry.ids)
     }
     this.drain()
   }
@@ -139,11 +162,14 @@ export class Session {
   private drain(): void {
     const link = this.link
     if (link === null) return
-    while (this.queueHead < this.queue.length && this.inflight.size < this.limits.maxInflight) {
+    const now = Date.now()
+    while (this.queueHead < this.queue.length && this.inflight.size < this.inflightLimit) {
       const next = this.queue[this.queueHead] as Queued
       this.queueHead++
-      if (next.qos === 0) link.sendPublish(next.message, 0, next.retain, 0, false)
-      else this.sendInflight(link, next.message, next.qos, next.retain)
+      // [MQTT-3.3.2-5] an expired message still waiting is not sent
+      if (next.message.isExpired(now)) continue
+      if (next.qos === 0) link.sendPublish(next.message, 0, next.retain, 0, false, next.ids)
+      else this.sendInflight(link, next.message, next.qos, next.retain, next.ids)
     }
     if (this.queueHead === this.queue.length) {
       this.queue = []
@@ -154,11 +180,14 @@ export class Session {
     }
   }
 
-  private sendInflight(link: SessionLink, message: RoutedMessage, qos: 1 | 2, retain: boolean): void {
+  private sendInflight(link: SessionLink, message: RoutedMessage, qos: 1 | 2, retain: boolean, ids: number[] | undefined): void {
     const packetId = this.allocatePacketId()
     message.ownPayload()
-    this.inflight.set(packetId, { message, qos, retain, state: 'publish' })
-    link.sendPublish(message, qos, retain, packetId, false)
+    this.inflight.set(packetId, { message, qos, retain, ids, state: 'publish' })
+    if (!link.sendPublish(message, qos, retain, packetId, false, ids)) {
+      this.inflight.delete(packetId)
+      this.dropped++
+    }
   }
 
   private allocatePacketId(): number {
@@ -183,6 +212,7 @@ export class Session {
       incomingQos2: [...this.incomingQos2],
     }
     if (this.will) record.will = this.will
+    if (this.expiryInterval < 0xffffffff) record.expiryInterval = this.expiryInterval
     return record
   }
 
@@ -192,11 +222,12 @@ export class Session {
     for (const s of record.subscriptions) session.subscriptions.set(s.topicFilter, s)
     for (const e of record.inflight) {
       const message = RoutedMessage.from(e.message)
-      session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, state: e.state })
+      session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, ids: undefined, state: e.state })
     }
-    session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain }))
+    session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain, ids: undefined }))
     for (const id of record.incomingQos2) session.incomingQos2.add(id)
     if (record.will) session.will = record.will
+    session.expiryInterval = record.expiryInterval ?? 0xffffffff
     return session
   }
 }

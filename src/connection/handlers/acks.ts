@@ -1,5 +1,6 @@
 import { log } from '../../logging.js'
 import type { AckPacket } from '../../protocol/packets.js'
+import { ReasonCode } from '../../protocol/reason-codes.js'
 import type { Connection } from '../connection.js'
 
 /** PUBACK, PUBREC, PUBCOMP for messages we sent; PUBREL for QoS 2 messages we received. */
@@ -7,21 +8,30 @@ export function handleAck(connection: Connection, packet: AckPacket): void {
   const session = connection.session
   if (session === null) return
   const id = packet.packetId
+  const v5 = connection.protocolVersion === 5
   if (log.packet.enabled) log.packet('Received %s from %s (m%d)', packet.type.toUpperCase(), connection.id, id)
   switch (packet.type) {
     case 'puback':
     case 'pubcomp':
       session.complete(id, packet.type)
       break
-    case 'pubrec':
+    case 'pubrec': {
+      if (v5 && (packet.reasonCode ?? 0) >= 0x80) {
+        // MQTT 5: a PUBREC with an error code ends the exchange; no PUBREL follows [MQTT-4.3.3-4]
+        session.refused(id)
+        break
+      }
       // [MQTT-4.3.3-1] answer PUBREC with PUBREL, even for an identifier we no longer hold
-      session.received(id)
-      connection.send({ type: 'pubrel', packetId: id })
+      const known = session.received(id)
+      connection.send(v5 && !known ? { type: 'pubrel', packetId: id, reasonCode: ReasonCode.PacketIdentifierNotFound } : { type: 'pubrel', packetId: id })
       break
-    case 'pubrel':
+    }
+    case 'pubrel': {
       // [MQTT-4.3.3-2] PUBREL releases the identifier; PUBCOMP answers it, known or not
-      if (session.incomingQos2.delete(id)) connection.broker.sessionChanged(session)
-      connection.send({ type: 'pubcomp', packetId: id })
+      const known = session.incomingQos2.delete(id)
+      if (known) connection.broker.sessionChanged(session)
+      connection.send(v5 && !known ? { type: 'pubcomp', packetId: id, reasonCode: ReasonCode.PacketIdentifierNotFound } : { type: 'pubcomp', packetId: id })
       break
+    }
   }
 }

@@ -1,6 +1,8 @@
+import { isUtf8 } from 'node:buffer'
 import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
 import type { PublishPacket } from '../../protocol/packets.js'
+import { ReasonCode } from '../../protocol/reason-codes.js'
 import { isValidTopicName } from '../../protocol/topics.js'
 import { RoutedMessage } from '../../session/routed-message.js'
 import type { Connection } from '../connection.js'
@@ -9,16 +11,18 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   if (log.packet.enabled) {
     log.packet('Received PUBLISH from %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', connection.id, packet.dup ? 1 : 0, packet.qos, packet.retain ? 1 : 0, packet.packetId, packet.topic, packet.payload.length)
   }
-  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] at least one character
-  if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`)
   const session = connection.session
   if (session === null) return
+  if (connection.protocolVersion === 5 && !checkV5(connection, packet)) return
+  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] at least one character
+  if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`, ReasonCode.TopicNameInvalid)
   if (packet.qos === 2 && session.incomingQos2.has(packet.packetId)) {
     // [MQTT-4.3.3-2] a QoS 2 message already delivered and not yet released is not delivered again
     connection.send({ type: 'pubrec', packetId: packet.packetId })
     return
   }
   const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain)
+  if (packet.properties !== undefined) message.properties = packet.properties
   const authorize = connection.broker.authorizePublish
   if (authorize === undefined) return finish(connection, packet, message, true)
   const allowed = authorize(connection, message)
@@ -26,19 +30,92 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   finish(connection, packet, message, allowed)
 }
 
+/**
+ * The MQTT 5 checks: topic aliases, Receive Maximum, capabilities, payload format. Returns false
+ * when the packet was answered (refused) or the connection closed.
+ */
+function checkV5(connection: Connection, packet: PublishPacket): boolean {
+  const { limits, capabilities } = connection.broker
+  const properties = packet.properties
+  const alias = properties?.topicAlias
+  if (alias !== undefined) {
+    // [MQTT-3.3.2-8] alias 0, [MQTT-3.3.2-9] an alias above our Topic Alias Maximum
+    if (alias === 0 || alias > limits.topicAliasMaximum) {
+      connection.protocolError(`topic alias ${alias} outside 1..${limits.topicAliasMaximum}`, ReasonCode.TopicAliasInvalid)
+      return false
+    }
+    const aliases = (connection.inboundAliases ??= new Map())
+    if (packet.topic.length === 0) {
+      const topic = aliases.get(alias)
+      if (topic === undefined) {
+        connection.protocolError(`topic alias ${alias} used before it was set`, ReasonCode.ProtocolError)
+        return false
+      }
+      packet.topic = topic
+    } else {
+      // [MQTT-3.3.2-12] a topic with an alias (re)sets the mapping
+      aliases.set(alias, packet.topic)
+    }
+  }
+  if (properties?.subscriptionIdentifier !== undefined) {
+    // [MQTT-3.3.4-6] a client must not send subscription identifiers
+    connection.protocolError('subscription identifier on a PUBLISH from a client', ReasonCode.ProtocolError)
+    return false
+  }
+  if (packet.qos === 2 && !connection.session?.incomingQos2.has(packet.packetId) && (connection.session?.incomingQos2.size ?? 0) >= limits.receiveMaximum) {
+    // [MQTT-3.3.4-7] [MQTT-3.3.4-8] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum
+    connection.protocolError(`over the Receive Maximum of ${limits.receiveMaximum}`, ReasonCode.ReceiveMaximumExceeded)
+    return false
+  }
+  if (packet.qos > capabilities.maximumQoS) {
+    // [MQTT-3.2.2-11] a PUBLISH above the Maximum QoS in CONNACK
+    connection.protocolError(`PUBLISH at QoS ${packet.qos} over the Maximum QoS ${capabilities.maximumQoS}`, ReasonCode.QoSNotSupported)
+    return false
+  }
+  if (packet.retain && !capabilities.retainAvailable) {
+    // [MQTT-3.2.2-14] RETAIN 1 when Retain Available is 0
+    connection.protocolError('retained PUBLISH without retain support', ReasonCode.RetainNotSupported)
+    return false
+  }
+  if (capabilities.validatePayloadFormat && properties?.payloadFormatIndicator === 1 && !isUtf8(packet.payload)) {
+    // [MQTT-3.3.2-4] the receiver may refuse a payload that is not the UTF-8 it claims to be
+    if (packet.qos === 0) {
+      connection.protocolError('payload is not valid UTF-8 though its Payload Format Indicator says so', ReasonCode.PayloadFormatInvalid)
+    } else {
+      acknowledge(connection, packet, ReasonCode.PayloadFormatInvalid)
+    }
+    return false
+  }
+  return true
+}
+
 function finish(connection: Connection, packet: PublishPacket, message: RoutedMessage, allowed: boolean): void {
   if (connection.state === 'closed') return
-  if (allowed) connection.flow.addWork(connection.broker.publish(message, connection))
-  else log.auth('authorizePublish refused PUBLISH from %s to %j (q%d): dropped', connection.id, packet.topic, packet.qos)
-  // A refused QoS 1/2 message is still acknowledged: 3.1.1 has no way to say no.
+  let reasonCode: number = ReasonCode.Success
+  if (allowed) {
+    const reached = connection.broker.publish(message, connection)
+    connection.flow.addWork(reached)
+    if (reached === 0) reasonCode = ReasonCode.NoMatchingSubscribers
+  } else {
+    log.auth('authorizePublish refused PUBLISH from %s to %j (q%d): dropped', connection.id, packet.topic, packet.qos)
+    // 3.1.1 has no way to say no, so a refused QoS 1/2 message is still acknowledged; MQTT 5 says 0x87.
+    reasonCode = ReasonCode.NotAuthorized
+  }
+  acknowledge(connection, packet, reasonCode)
+}
+
+/** PUBACK or PUBREC for a QoS 1/2 PUBLISH; the reason code reaches MQTT 5 clients only. */
+function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number): void {
+  const code = connection.protocolVersion === 5 ? reasonCode : undefined
   if (packet.qos === 1) {
-    connection.send({ type: 'puback', packetId: packet.packetId })
+    connection.send(code ? { type: 'puback', packetId: packet.packetId, reasonCode: code } : { type: 'puback', packetId: packet.packetId })
   } else if (packet.qos === 2) {
     const session = connection.session
-    if (session !== null) {
+    // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
+    if (session !== null && (code === undefined || code < 0x80)) {
       session.incomingQos2.add(packet.packetId)
       connection.broker.sessionChanged(session)
     }
-    connection.send({ type: 'pubrec', packetId: packet.packetId })
+    connection.send(code ? { type: 'pubrec', packetId: packet.packetId, reasonCode: code } : { type: 'pubrec', packetId: packet.packetId })
   }
 }

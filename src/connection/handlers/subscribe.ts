@@ -1,51 +1,88 @@
 import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
 import type { QoS, SubscribePacket, Subscription } from '../../protocol/packets.js'
-import { SUBACK_FAILURE } from '../../protocol/reason-codes.js'
-import { isValidTopicFilter } from '../../protocol/topics.js'
+import { ReasonCode, SUBACK_FAILURE } from '../../protocol/reason-codes.js'
+import { hasWildcard, isValidTopicFilter } from '../../protocol/topics.js'
 import type { Connection } from '../connection.js'
 
-type Decision = boolean | QoS
+/** A hook's answer, or a SUBACK failure code decided before the hook (0x80 and up). */
+type Decision = boolean | QoS | { refuse: number }
+
+function isRefusal(decision: unknown): decision is { refuse: number } {
+  return typeof decision === 'object' && decision !== null && typeof (decision as { refuse?: unknown }).refuse === 'number'
+}
 
 export function handleSubscribe(connection: Connection, packet: SubscribePacket): void | Promise<void> {
   if (log.packet.enabled) {
     log.packet('Received SUBSCRIBE from %s: %s', connection.id, packet.subscriptions.map((s) => `${s.topicFilter} (QoS ${s.qos})`).join(', '))
   }
+  const v5 = connection.protocolVersion === 5
+  const { capabilities } = connection.broker
+  const id = packet.properties?.subscriptionIdentifier?.[0]
+  if (v5 && id !== undefined && !capabilities.subscriptionIdentifiersAvailable) {
+    // Subscription Identifiers Available 0 was advertised in CONNACK
+    return connection.protocolError('subscription identifier without support', ReasonCode.SubscriptionIdentifiersNotSupported)
+  }
   const authorize = connection.broker.authorizeSubscribe
   const decisions: Array<Decision | Promise<Decision>> = packet.subscriptions.map((s) => {
-    if (!isValidTopicFilter(s.topicFilter)) return false
+    const filter = s.topicFilter
+    if (filter.startsWith('$share/')) {
+      // [MQTT-4.8.2-2] a shared subscription must not use No Local
+      if (v5 && s.noLocal) return { refuse: -1 }
+      if (!capabilities.sharedSubscriptionAvailable) return { refuse: ReasonCode.SharedSubscriptionsNotSupported }
+    }
+    if (!isValidTopicFilter(filter)) return { refuse: ReasonCode.TopicFilterInvalid }
+    if (!capabilities.wildcardSubscriptionAvailable && hasWildcard(filter)) return { refuse: ReasonCode.WildcardSubscriptionsNotSupported }
     return authorize === undefined ? true : authorize(connection, s)
   })
+  if (decisions.some((d) => isRefusal(d) && d.refuse === -1)) {
+    return connection.protocolError('No Local on a shared subscription', ReasonCode.ProtocolError)
+  }
   if (decisions.some(isPromise)) return Promise.all(decisions).then((d) => finish(connection, packet, d))
   finish(connection, packet, decisions as Decision[])
 }
 
-function grantedQos(requested: QoS, decision: Decision): number {
-  if (decision === true) return requested
+/** The SUBACK code: the granted QoS, or a failure code (0x80 for 3.1.1, a precise one for MQTT 5). */
+function grantedQos(connection: Connection, requested: QoS, decision: Decision): number {
+  const v5 = connection.protocolVersion === 5
+  if (isRefusal(decision)) return v5 ? decision.refuse : SUBACK_FAILURE
+  // Never grant more than the Maximum QoS advertised in CONNACK
+  const cap = connection.broker.capabilities.maximumQoS
+  const wanted = requested < cap ? requested : cap
+  if (decision === true) return wanted
   // Anything but true or a QoS refuses (a JavaScript host returning 0x80 means no, too).
-  if (decision !== 0 && decision !== 1 && decision !== 2) return SUBACK_FAILURE
-  return decision < requested ? decision : requested
+  if (decision !== 0 && decision !== 1 && decision !== 2) {
+    return v5 && typeof decision === 'number' && decision >= 0x80 && decision <= 0xff ? decision : v5 ? ReasonCode.NotAuthorized : SUBACK_FAILURE
+  }
+  return decision < wanted ? decision : wanted
 }
 
 function finish(connection: Connection, packet: SubscribePacket, decisions: Decision[]): void {
   const session = connection.session
   if (connection.state === 'closed' || session === null) return
   const broker = connection.broker
+  const v5 = connection.protocolVersion === 5
+  const id = packet.properties?.subscriptionIdentifier?.[0]
   const granted: Subscription[] = []
+  /** Whether each granted subscription is new (for Retain Handling 1). */
+  const isNew: boolean[] = []
   const reasonCodes = packet.subscriptions.map((s, i) => {
-    const code = grantedQos(s.qos, decisions[i] as Decision)
-    if (code === SUBACK_FAILURE) {
-      log.auth('Subscription of %s to %j refused', connection.id, s.topicFilter)
+    const code = grantedQos(connection, s.qos, decisions[i] as Decision)
+    if (code >= 0x80) {
+      log.auth('Subscription of %s to %j refused (0x%s)', connection.id, s.topicFilter, code.toString(16))
       return code
     }
-    if (!session.subscriptions.has(s.topicFilter) && session.subscriptions.size >= broker.limits.maxSubscriptionsPerClient) {
+    const existed = session.subscriptions.has(s.topicFilter)
+    if (!existed && session.subscriptions.size >= broker.limits.maxSubscriptionsPerClient) {
       log.client('Subscription of %s to %j refused: maxSubscriptionsPerClient (%d) reached', connection.id, s.topicFilter, broker.limits.maxSubscriptionsPerClient)
-      return SUBACK_FAILURE
+      return v5 ? ReasonCode.QuotaExceeded : SUBACK_FAILURE
     }
     const subscription: Subscription = { ...s, qos: code as QoS }
+    if (id !== undefined) subscription.subscriptionIdentifier = id
     // [MQTT-3.8.4-3] a subscription to an existing filter replaces it
     broker.subscribe(session, subscription)
     granted.push(subscription)
+    isNew.push(!existed)
     return code
   })
   // [MQTT-3.8.4-1] [MQTT-3.8.4-5] one SUBACK return code per requested filter, in order
@@ -60,6 +97,9 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
     const subscription = granted[i] as Subscription
     if (sent.has(subscription.topicFilter)) continue
     sent.add(subscription.topicFilter)
+    // MQTT 5 Retain Handling: 0 always, 1 only for a new subscription, 2 never ([MQTT-3.3.1-9] to [MQTT-3.3.1-11] of 5.0)
+    const handling = subscription.retainHandling ?? 0
+    if (handling === 2 || (handling === 1 && !isNew[i])) continue
     connection.flow.addWork(broker.sendRetained(session, subscription))
   }
 }

@@ -1,13 +1,19 @@
 import { log } from '../../logging.js'
 import type { UnsubscribePacket } from '../../protocol/packets.js'
+import { ReasonCode } from '../../protocol/reason-codes.js'
 import type { Connection } from '../connection.js'
 
 export function handleUnsubscribe(connection: Connection, packet: UnsubscribePacket): void {
   const session = connection.session
   if (session === null) return
   if (log.packet.enabled) log.packet('Received UNSUBSCRIBE from %s: %j', connection.id, packet.topicFilters)
-  for (const filter of packet.topicFilters) connection.broker.unsubscribe(session, filter)
-  // [MQTT-3.10.4-4] [MQTT-3.10.4-5] UNSUBACK even when nothing matched
-  connection.send({ type: 'unsuback', packetId: packet.packetId })
+  const removed = packet.topicFilters.map((filter) => connection.broker.unsubscribe(session, filter))
+  // [MQTT-3.10.4-4] [MQTT-3.10.4-5] UNSUBACK even when nothing matched; MQTT 5 says which did, one code per filter
+  if (connection.protocolVersion === 5) {
+    const reasonCodes = removed.map((r) => (r ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted))
+    connection.send({ type: 'unsuback', packetId: packet.packetId, reasonCodes })
+  } else {
+    connection.send({ type: 'unsuback', packetId: packet.packetId })
+  }
   connection.broker.emit('unsubscribe', packet.topicFilters, connection)
 }
