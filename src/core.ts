@@ -130,6 +130,11 @@ export class BrokerCore implements BrokerContext {
       // [MQTT-3.1.2-6] clean session discards the previous session; [MQTT-3.1.2-4] otherwise it resumes
       if (!cleanStart && existing.persistent) {
         this.cancelExpiry(existing)
+        // [MQTT-3.1.3-9] reconnecting before the Will Delay Interval has passed cancels the will
+        if (existing.pendingWill !== undefined) {
+          clearTimeout(existing.pendingWill.timer)
+          existing.pendingWill = undefined
+        }
         if (!persistent) {
           // The session now ends with this connection: its stored record goes now.
           this.dirty.delete(existing)
@@ -177,6 +182,13 @@ export class BrokerCore implements BrokerContext {
   }
 
   endSession(session: Session): void {
+    // A delayed will still pending is due now: the session ends first [MQTT-3.1.3-9].
+    const pending = session.pendingWill
+    if (pending !== undefined) {
+      clearTimeout(pending.timer)
+      session.pendingWill = undefined
+      pending.fire()
+    }
     for (const filter of session.subscriptions.keys()) this.router.unsubscribe(filter, session)
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
     if (session.persistent) {
@@ -321,7 +333,8 @@ export class BrokerCore implements BrokerContext {
     if (session === null) return
     if (session.link === (client as Connection)) session.detach()
     // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
-    if (will !== undefined && reason !== 'disconnect') this.publishWill(client, will)
+    // (A DISCONNECT has cleared the will already, unless an MQTT 5 client asked for it with 0x04.)
+    if (will !== undefined) this.willDue(client, session, will)
     if (!session.persistent || session.expiryInterval === 0) {
       this.endSession(session)
     } else {
@@ -331,11 +344,35 @@ export class BrokerCore implements BrokerContext {
     this.emit('clientDisconnect', client, reason)
   }
 
+  /**
+   * The will is due: now, or after its MQTT 5 Will Delay Interval, or when the session ends,
+   * whichever comes first; a reconnect in time cancels it [MQTT-3.1.3-9].
+   */
+  private willDue(client: Client, session: Session, will: WillMessage): void {
+    const delay = will.properties?.willDelayInterval ?? 0
+    const sessionEnds = !session.persistent || session.expiryInterval === 0
+    if (delay === 0 || sessionEnds) {
+      this.publishWill(client, will)
+      return
+    }
+    const seconds = Math.min(delay, session.expiryInterval)
+    const timer = setTimeout(() => {
+      session.pendingWill = undefined
+      this.publishWill(client, will)
+    }, Math.min(seconds * 1000, MAX_TIMEOUT_MS))
+    timer.unref()
+    session.pendingWill = { timer, fire: () => this.publishWill(client, will) }
+  }
+
   private publishWill(client: Client, will: WillMessage): void {
     const message = new RoutedMessage(will.topic, will.payload, will.qos, will.retain)
-    if (will.properties) message.properties = will.properties
-    const send = (allowed: boolean): void => {
-      if (!allowed) {
+    if (will.properties) {
+      // Will properties travel with the message, all but the delay, which was for the broker alone.
+      const { willDelayInterval: _delay, ...forwarded } = will.properties
+      if (Object.keys(forwarded).length > 0) message.properties = forwarded
+    }
+    const send = (answer: boolean | number): void => {
+      if (answer !== true && answer !== 0) {
         log.auth('authorizePublish refused the will of %s on %j', client.id, will.topic)
         return
       }
@@ -345,7 +382,7 @@ export class BrokerCore implements BrokerContext {
     }
     const authorize = this.authorizePublish
     if (authorize === undefined) return send(true)
-    let allowed: boolean | Promise<boolean>
+    let allowed: boolean | number | Promise<boolean | number>
     try {
       allowed = authorize(client, message)
     } catch (error) {

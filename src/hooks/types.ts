@@ -47,19 +47,22 @@ export type AuthenticateResult = boolean | { reasonCode: number; reasonString?: 
 export type AuthenticateHook = (request: AuthenticateRequest) => AuthenticateResult | Promise<AuthenticateResult>
 
 /**
- * Decides whether a client may publish a message (wills included). A refused QoS 1/2 message
- * is still acknowledged, then dropped. May be async.
+ * Decides whether a client may publish a message (wills included): `true` allows, `false`
+ * refuses. For MQTT 5 clients a reason code of 0x80 or more refuses with that PUBACK/PUBREC code
+ * (e.g. 0x87 not authorized, 0x97 quota exceeded; `false` means 0x87). A refused QoS 1/2 message is
+ * still acknowledged (3.1.1 cannot say no), then dropped. May be async.
  */
-export type AuthorizePublishHook = (client: Client, message: Message) => boolean | Promise<boolean>
+export type AuthorizePublishHook = (client: Client, message: Message) => boolean | number | Promise<boolean | number>
 
 /**
- * Decides a subscription: `false` refuses it (SUBACK 0x80), `true` grants the requested QoS,
- * a QoS grants at most that. May be async.
+ * Decides a subscription: `false` refuses it (SUBACK 0x80; 0x87 for MQTT 5), `true` grants the
+ * requested QoS, a QoS (0, 1, 2) grants at most that, and for MQTT 5 clients a reason code of 0x80
+ * or more refuses with that SUBACK code. May be async.
  */
 export type AuthorizeSubscribeHook = (
   client: Client,
   subscription: Subscription,
-) => boolean | QoS | Promise<boolean | QoS>
+) => boolean | QoS | number | Promise<boolean | QoS | number>
 
 /** Why a client went away, as `clientDisconnect` reports it. */
 export type DisconnectReason =

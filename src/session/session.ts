@@ -53,6 +53,8 @@ export class Session {
   expiryInterval = 0
   /** Pending expiry while no connection is attached. */
   expiryTimer: NodeJS.Timeout | undefined
+  /** An MQTT 5 will waiting for its Will Delay Interval; `fire` publishes it at once. */
+  pendingWill: { timer: NodeJS.Timeout; fire: () => void } | undefined
 
   /** Called when in-flight or queued state changes, for persistent sessions (saved in batches). */
   onChange: ((session: Session) => void) | null = null

@@ -89,17 +89,19 @@ function checkV5(connection: Connection, packet: PublishPacket): boolean {
   return true
 }
 
-function finish(connection: Connection, packet: PublishPacket, message: RoutedMessage, allowed: boolean): void {
+function finish(connection: Connection, packet: PublishPacket, message: RoutedMessage, answer: boolean | number): void {
   if (connection.state === 'closed') return
   let reasonCode: number = ReasonCode.Success
+  const allowed = answer === true || answer === 0
   if (allowed) {
     const reached = connection.broker.publish(message, connection)
     connection.flow.addWork(reached)
     if (reached === 0) reasonCode = ReasonCode.NoMatchingSubscribers
   } else {
     log.auth('authorizePublish refused PUBLISH from %s to %j (q%d): dropped', connection.id, packet.topic, packet.qos)
-    // 3.1.1 has no way to say no, so a refused QoS 1/2 message is still acknowledged; MQTT 5 says 0x87.
-    reasonCode = ReasonCode.NotAuthorized
+    // 3.1.1 has no way to say no, so a refused QoS 1/2 message is still acknowledged; MQTT 5
+    // says why: the hook's reason code, or 0x87.
+    reasonCode = typeof answer === 'number' && answer >= 0x80 && answer <= 0xff ? answer : ReasonCode.NotAuthorized
   }
   acknowledge(connection, packet, reasonCode)
 }

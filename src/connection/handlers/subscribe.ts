@@ -6,7 +6,7 @@ import { hasWildcard, isValidTopicFilter } from '../../protocol/topics.js'
 import type { Connection } from '../connection.js'
 
 /** A hook's answer, or a SUBACK failure code decided before the hook (0x80 and up). */
-type Decision = boolean | QoS | { refuse: number }
+type Decision = boolean | number | { refuse: number }
 
 function isRefusal(decision: unknown): decision is { refuse: number } {
   return typeof decision === 'object' && decision !== null && typeof (decision as { refuse?: unknown }).refuse === 'number'
