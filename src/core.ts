@@ -10,6 +10,7 @@ import type { Awaitable, PersistenceAdapter, StoredMessage } from './persistence
 import { MemoryPersistence } from './persistence/memory.js'
 import type { Subscription, WillMessage } from './protocol/packets.js'
 import { Router } from './routing/router.js'
+import { parseSharedFilter, SharedGroup } from './routing/shared-group.js'
 import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
 
@@ -75,6 +76,8 @@ export class BrokerCore implements BrokerContext {
   readonly persistence: PersistenceAdapter
   readonly router = new Router<RoutedMessage>()
   readonly sessions = new Map<string, Session>()
+  /** Shared subscriptions by their full '$share/{ShareName}/{filter}'. */
+  private readonly sharedGroups = new Map<string, SharedGroup<RoutedMessage>>()
   /** Every open network connection, connected or still in the CONNECT handshake. */
   readonly connections = new Set<Connection>()
   private readonly dirty = new Set<Session>()
@@ -104,7 +107,7 @@ export class BrokerCore implements BrokerContext {
       const session = Session.fromRecord(record, this.limits)
       session.onChange = this.markDirty
       this.sessions.set(session.clientId, session)
-      for (const sub of session.subscriptions.values()) this.router.subscribe(sub.topicFilter, session, sub)
+      for (const sub of session.subscriptions.values()) this.route(session, sub.topicFilter, sub)
       // Offline since the previous run: its expiry counts from now, the earliest the broker knows.
       this.scheduleExpiry(session)
     }
@@ -189,7 +192,9 @@ export class BrokerCore implements BrokerContext {
       session.pendingWill = undefined
       pending.fire()
     }
-    for (const filter of session.subscriptions.keys()) this.router.unsubscribe(filter, session)
+    for (const filter of session.subscriptions.keys()) this.unroute(session, filter)
+    // QoS 1/2 messages a shared subscription gave this session, not yet received, go to another member.
+    for (const { message, group } of session.takeShared()) group.deliverExcept(message, session)
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
     if (session.persistent) {
       this.dirty.delete(session)
@@ -269,14 +274,44 @@ export class BrokerCore implements BrokerContext {
 
   subscribe(session: Session, subscription: Subscription): void {
     session.subscriptions.set(subscription.topicFilter, subscription)
-    this.router.subscribe(subscription.topicFilter, session, subscription)
+    this.route(session, subscription.topicFilter, subscription)
   }
 
   unsubscribe(session: Session, topicFilter: string): boolean {
     if (!session.subscriptions.delete(topicFilter)) return false
-    this.router.unsubscribe(topicFilter, session)
+    this.unroute(session, topicFilter)
     this.sessionChanged(session)
     return true
+  }
+
+  /** Puts a session's subscription in the trie, directly or through its shared group. */
+  private route(session: Session, topicFilter: string, options: Subscription): void {
+    const shared = parseSharedFilter(topicFilter)
+    if (shared === null) {
+      this.router.subscribe(topicFilter, session, options)
+      return
+    }
+    let group = this.sharedGroups.get(topicFilter)
+    if (group === undefined) {
+      group = new SharedGroup<RoutedMessage>(shared.shareName, shared.filter)
+      this.sharedGroups.set(topicFilter, group)
+      // The group takes every QoS; each member gets the message at its own granted QoS.
+      this.router.subscribe(shared.filter, group, { qos: 2 })
+    }
+    group.join(session, options)
+  }
+
+  private unroute(session: Session, topicFilter: string): void {
+    const group = this.sharedGroups.get(topicFilter)
+    if (group === undefined) {
+      this.router.unsubscribe(topicFilter, session)
+      return
+    }
+    group.leave(session)
+    if (group.size === 0) {
+      this.sharedGroups.delete(topicFilter)
+      this.router.unsubscribe(group.filter, group)
+    }
   }
 
   sendRetained(session: Session, subscription: Subscription): number {

@@ -48,7 +48,7 @@ export interface Capabilities {
   wildcardSubscriptionAvailable: boolean
   /** Whether SUBSCRIBE may carry a subscription identifier. Default true; false refuses with 0xA1. */
   subscriptionIdentifiersAvailable: boolean
-  /** Whether '$share/group/filter' subscriptions are served. Default false for now (not implemented yet): refused with 0x9E. */
+  /** Whether '$share/{ShareName}/{filter}' subscriptions are served (to 3.1.1 clients too). Default true; false refuses them with 0x9E (0x80 for 3.1.1). */
   sharedSubscriptionAvailable: boolean
   /** Response Information sent to clients that ask for it (Request Response Information 1). Default: none. */
   responseInformation?: string
@@ -64,8 +64,7 @@ export const DEFAULT_CAPABILITIES: Readonly<Capabilities> = Object.freeze({
   retainAvailable: true,
   wildcardSubscriptionAvailable: true,
   subscriptionIdentifiersAvailable: true,
-  // Not served yet: '$share/...' filters are refused with 0x9E until shared subscriptions land.
-  sharedSubscriptionAvailable: false,
+  sharedSubscriptionAvailable: true,
   validatePayloadFormat: false,
 })
 

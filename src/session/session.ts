@@ -14,12 +14,19 @@ export interface SessionLink {
   isCongested(): boolean
 }
 
+/** The shared subscription a message came through; it can hand the message to another member. */
+export interface SharedOrigin {
+  deliverExcept(message: RoutedMessage, except: Session): boolean
+}
+
 interface Inflight {
   message: RoutedMessage
   qos: 1 | 2
   retain: boolean
   ids: number[] | undefined
   state: 'publish' | 'pubrel'
+  /** The shared subscription it came through, to hand it to another member if this session ends. */
+  group: SharedOrigin | undefined
 }
 
 interface Queued {
@@ -27,6 +34,7 @@ interface Queued {
   qos: QoS
   retain: boolean
   ids: number[] | undefined
+  group: SharedOrigin | undefined
 }
 
 /** Bounds a session works within. */
@@ -89,7 +97,18 @@ export class Session {
   }
 
   /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
-  deliver(message: RoutedMessage, qos: QoS, retain = false, ids: number[] | undefined = undefined): void {
+  /** Whether a connection is attached (for shared subscriptions, which prefer online members). */
+  get online(): boolean {
+    return this.link !== null
+  }
+
+  deliver(
+    message: RoutedMessage,
+    qos: QoS,
+    retain = false,
+    ids: number[] | undefined = undefined,
+    group: SharedOrigin | undefined = undefined,
+  ): void {
     const link = this.link
     if (qos === 0) {
       if (link === null || link.isCongested() || !link.sendPublish(message, 0, retain, 0, false, ids)) this.dropped++
@@ -97,13 +116,13 @@ export class Session {
     }
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
     if (link !== null && this.queueHead === this.queue.length && this.inflight.size < this.inflightLimit) {
-      this.sendInflight(link, message, qos, retain, ids)
+      this.sendInflight(link, message, qos, retain, ids, group)
     } else if (this.queuedCount >= this.limits.maxQueued) {
       this.dropped++
       return
     } else {
       message.ownPayload()
-      this.queue.push({ message, qos, retain, ids })
+      this.queue.push({ message, qos, retain, ids, group })
     }
     this.onChange?.(this)
   }
@@ -152,6 +171,24 @@ export class Session {
     this.will = undefined
   }
 
+  /**
+   * QoS 1/2 messages that came through shared subscriptions and were not yet received by this
+   * client (queued, or sent and not acknowledged), taken out so another member can have them.
+   */
+  takeShared(): Array<{ message: RoutedMessage; group: SharedOrigin }> {
+    const taken: Array<{ message: RoutedMessage; group: SharedOrigin }> = []
+    for (const [packetId, e] of this.inflight) {
+      if (e.group === undefined || e.state !== 'publish') continue
+      taken.push({ message: e.message, group: e.group })
+      this.inflight.delete(packetId)
+    }
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const q = this.queue[i] as Queued
+      if (q.group !== undefined && q.qos > 0) taken.push({ message: q.message, group: q.group })
+    }
+    return taken
+  }
+
   /** Forgets in-flight and queued messages (a clean session ending, or a clean start). */
   clear(): void {
     this.inflight.clear()
@@ -171,7 +208,7 @@ export class Session {
       // [MQTT-3.3.2-5] an expired message still waiting is not sent
       if (next.message.isExpired(now)) continue
       if (next.qos === 0) link.sendPublish(next.message, 0, next.retain, 0, false, next.ids)
-      else this.sendInflight(link, next.message, next.qos, next.retain, next.ids)
+      else this.sendInflight(link, next.message, next.qos, next.retain, next.ids, next.group)
     }
     if (this.queueHead === this.queue.length) {
       this.queue = []
@@ -182,10 +219,17 @@ export class Session {
     }
   }
 
-  private sendInflight(link: SessionLink, message: RoutedMessage, qos: 1 | 2, retain: boolean, ids: number[] | undefined): void {
+  private sendInflight(
+    link: SessionLink,
+    message: RoutedMessage,
+    qos: 1 | 2,
+    retain: boolean,
+    ids: number[] | undefined,
+    group: SharedOrigin | undefined,
+  ): void {
     const packetId = this.allocatePacketId()
     message.ownPayload()
-    this.inflight.set(packetId, { message, qos, retain, ids, state: 'publish' })
+    this.inflight.set(packetId, { message, qos, retain, ids, group, state: 'publish' })
     if (!link.sendPublish(message, qos, retain, packetId, false, ids)) {
       this.inflight.delete(packetId)
       this.dropped++
@@ -224,9 +268,9 @@ export class Session {
     for (const s of record.subscriptions) session.subscriptions.set(s.topicFilter, s)
     for (const e of record.inflight) {
       const message = RoutedMessage.from(e.message)
-      session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, ids: undefined, state: e.state })
+      session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, ids: undefined, group: undefined, state: e.state })
     }
-    session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain, ids: undefined }))
+    session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain, ids: undefined, group: undefined }))
     for (const id of record.incomingQos2) session.incomingQos2.add(id)
     if (record.will) session.will = record.will
     session.expiryInterval = record.expiryInterval ?? 0xffffffff

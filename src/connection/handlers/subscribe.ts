@@ -3,6 +3,7 @@ import { log } from '../../logging.js'
 import type { QoS, SubscribePacket, Subscription } from '../../protocol/packets.js'
 import { ReasonCode, SUBACK_FAILURE } from '../../protocol/reason-codes.js'
 import { hasWildcard, isValidTopicFilter } from '../../protocol/topics.js'
+import { parseSharedFilter } from '../../routing/shared-group.js'
 import type { Connection } from '../connection.js'
 
 /** A hook's answer, or a SUBACK failure code decided before the hook (0x80 and up). */
@@ -25,11 +26,14 @@ export function handleSubscribe(connection: Connection, packet: SubscribePacket)
   }
   const authorize = connection.broker.authorizeSubscribe
   const decisions: Array<Decision | Promise<Decision>> = packet.subscriptions.map((s) => {
-    const filter = s.topicFilter
+    let filter = s.topicFilter
     if (filter.startsWith('$share/')) {
-      // [MQTT-4.8.2-2] a shared subscription must not use No Local
+      // [MQTT-3.8.3-4] (5.0) a shared subscription must not use No Local
       if (v5 && s.noLocal) return { refuse: -1 }
       if (!capabilities.sharedSubscriptionAvailable) return { refuse: ReasonCode.SharedSubscriptionsNotSupported }
+      const shared = parseSharedFilter(filter)
+      if (shared === null) return { refuse: ReasonCode.TopicFilterInvalid }
+      filter = shared.filter
     }
     if (!isValidTopicFilter(filter)) return { refuse: ReasonCode.TopicFilterInvalid }
     if (!capabilities.wildcardSubscriptionAvailable && hasWildcard(filter)) return { refuse: ReasonCode.WildcardSubscriptionsNotSupported }
@@ -100,6 +104,8 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
     // MQTT 5 Retain Handling: 0 always, 1 only for a new subscription, 2 never ([MQTT-3.3.1-9] to [MQTT-3.3.1-11] of 5.0)
     const handling = subscription.retainHandling ?? 0
     if (handling === 2 || (handling === 1 && !isNew[i])) continue
+    // Retained messages are not sent for a shared subscription (5.0 section 4.8.2)
+    if (subscription.topicFilter.startsWith('$share/')) continue
     connection.flow.addWork(broker.sendRetained(session, subscription))
   }
 }
