@@ -7,128 +7,19 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { describe, it } from 'node:test'
 import { Duplex } from 'node:stream'
-import type { MqttClient } from 'mqtt'
 import { Broker, DEFAULT_LIMITS, tcp, type Client, type DisconnectReason, type Message, type Subscription } from '../../src/index.js'
-import { PacketDecoder } from '../../src/protocol/decoder.js'
-import { encodePacket } from '../../src/protocol/encoder.js'
-import type { Packet } from '../../src/protocol/packets.js'
-import { delay, once, startBroker } from '../helpers.js'
+import { connect } from '../connection/raw.js'
+import { RawMqtt } from '../connection/packets.js'
+import { delay, disconnected, Inbox, once, RawStream, startBroker, subackCodes } from '../helpers.js'
 
-/** The packet shape of a type name (PUBACK..PUBCOMP share one shape whose `type` is a union). */
-type PacketOf<T extends Packet['type']> = Packet extends infer P ? (P extends { type: infer U } ? (T extends U ? P : never) : never) : never
-
-interface Received {
-  topic: string
-  payload: Buffer
-  qos: number
-  retain: boolean
-}
-
-/** Collects what an `mqtt` client receives. */
-function inbox(client: MqttClient): { messages: Received[]; waitCount(n: number, ms?: number): Promise<void> } {
-  const messages: Received[] = []
-  let waiters: Array<() => void> = []
-  client.on('message', (topic, payload, packet) => {
-    messages.push({ topic, payload, qos: packet.qos, retain: packet.retain })
-    const w = waiters
-    waiters = []
-    for (const f of w) f()
-  })
-  return {
-    messages,
-    async waitCount(n, ms = 3000) {
-      const deadline = Date.now() + ms
-      while (messages.length < n) {
-        const left = deadline - Date.now()
-        if (left <= 0) throw new Error(`timed out waiting for ${n} messages, got ${messages.length}`)
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, left)
-          waiters.push(() => {
-            clearTimeout(t)
-            resolve()
-          })
-        })
-      }
-    },
-  }
-}
-
-/** Resolves when the broker reports that client `id` went away. */
-function disconnected(b: { broker: Broker }, id: string, ms = 3000): Promise<[Client, DisconnectReason]> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out waiting for ${id} to disconnect`)), ms)
-    const onDisconnect = (client: Client, reason: DisconnectReason): void => {
-      if (client.id !== id) return
-      clearTimeout(t)
-      b.broker.off('clientDisconnect', onDisconnect)
-      resolve([client, reason])
-    }
-    b.broker.on('clientDisconnect', onDisconnect)
-  })
-}
-
-/** Speaks raw MQTT over any stream: writes encoded packets, decodes what comes back. */
-class StreamPeer {
-  private readonly inbox: Packet[] = []
-  private readonly decoder = new PacketDecoder((p) => this.inbox.push(p))
-  private waiters: Array<() => void> = []
-  closed = false
-
-  constructor(readonly stream: Duplex) {
-    stream.on('data', (chunk: Buffer) => {
-      this.decoder.push(chunk)
-      this.wake()
-    })
-    stream.on('end', () => {
-      this.closed = true
-      this.wake()
-    })
-    stream.on('close', () => {
-      this.closed = true
-      this.wake()
-    })
-    stream.on('error', () => {})
-  }
-
-  private wake(): void {
-    const w = this.waiters
-    this.waiters = []
-    for (const f of w) f()
-  }
-
-  send(packet: Packet): void {
-    this.stream.write(encodePacket(packet, 4))
-  }
-
-  async until(predicate: () => boolean, what: string, ms = 3000): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!predicate()) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out waiting for ${what}`)
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left)
-        this.waiters.push(() => {
-          clearTimeout(t)
-          resolve()
-        })
-      })
-    }
-  }
-
-  /** Waits for the next packet, which must be of `type`. */
-  async take<T extends Packet['type']>(type: T): Promise<PacketOf<T>> {
-    await this.until(() => this.inbox.length > 0 || this.closed, type.toUpperCase())
-    const packet = this.inbox.shift()
-    if (packet === undefined) throw new Error(`stream closed while waiting for ${type.toUpperCase()}`)
-    assert.equal(packet.type, type, `expected ${type.toUpperCase()}, got ${JSON.stringify(packet)}`)
-    return packet as PacketOf<T>
-  }
-}
-
-/** Two connected in-memory Duplex streams: what one writes, the other reads. */
+/**
+ * Two connected in-memory Duplex streams: what one writes, the other reads. Like a TCP socket, each
+ * ends its side when the other has ended (allowHalfOpen false), and then emits 'close'.
+ */
 function duplexPair(): [Duplex, Duplex] {
   const make = (peer: () => Duplex): Duplex =>
     new Duplex({
+      allowHalfOpen: false,
       read() {},
       write(chunk: Buffer, _encoding, callback) {
         peer().push(chunk)
@@ -240,12 +131,7 @@ describe('events', () => {
       const fired = once<[Subscription[], Client]>(b.broker, 'subscribe')
       const sub = await b.connect({ clientId: 'ev-sub' })
       // `subscribeAsync` rejects when a filter is refused, so read the SUBACK from the callback.
-      const granted = await new Promise<number[]>((resolve, reject) => {
-        sub.subscribe({ 'ev/full': { qos: 2 }, 'ev/low': { qos: 2 }, 'ev/refused': { qos: 1 } }, (err, _granted, packet) => {
-          if (packet !== undefined) resolve([...(packet.granted as number[])])
-          else reject(err ?? new Error('no SUBACK'))
-        })
-      })
+      const granted = await subackCodes(sub, { 'ev/full': { qos: 2 }, 'ev/low': { qos: 2 }, 'ev/refused': { qos: 1 } })
       assert.deepEqual(granted, [2, 0, 0x80])
       const [subscriptions, client] = await fired
       assert.equal(client.id, 'ev-sub')
@@ -282,7 +168,7 @@ describe('events', () => {
     const b = await startBroker()
     try {
       const raw = await b.raw()
-      raw.write(encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'ev-bad' }, 4))
+      raw.write(connect({ clientId: 'ev-bad' }))
       await raw.waitBytes(4)
       const fired = once<[Client, Error]>(b.broker, 'clientError')
       raw.write([0x00, 0x00]) // reserved packet type 0
@@ -345,7 +231,7 @@ describe('broker.publish', () => {
     const b = await startBroker()
     try {
       const sub = await b.connect({ clientId: 'bp-sub' })
-      const box = inbox(sub)
+      const box = new Inbox(sub)
       await sub.subscribeAsync('bp/#', { qos: 1 })
       const binary = Buffer.from([0, 1, 2, 0xfe, 0xff])
       await b.broker.publish({ topic: 'bp/string0', payload: 'text zero', qos: 0 })
@@ -354,7 +240,7 @@ describe('broker.publish', () => {
       await b.broker.publish({ topic: 'bp/buffer1', payload: binary, qos: 1 })
       await box.waitCount(4)
       assert.deepEqual(
-        box.messages.map((m) => [m.topic, m.payload, m.qos, m.retain]),
+        box.packets.map((m) => [m.topic, m.payload, m.qos, m.retain]),
         [
           ['bp/string0', Buffer.from('text zero'), 0, false],
           ['bp/buffer0', binary, 0, false],
@@ -373,10 +259,13 @@ describe('broker.publish', () => {
     try {
       await b.broker.publish({ topic: 'bp/retained', payload: 'kept', qos: 1, retain: true })
       const sub = await b.connect({ clientId: 'bp-late' })
-      const box = inbox(sub)
+      const box = new Inbox(sub)
       await sub.subscribeAsync('bp/retained', { qos: 1 })
       await box.waitCount(1)
-      assert.deepEqual(box.messages, [{ topic: 'bp/retained', payload: Buffer.from('kept'), qos: 1, retain: true }])
+      assert.deepEqual(
+        box.packets.map((m) => ({ topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain })),
+        [{ topic: 'bp/retained', payload: Buffer.from('kept'), qos: 1, retain: true }],
+      )
     } finally {
       await b.close()
     }
@@ -504,19 +393,19 @@ describe('broker.handle', () => {
     try {
       const [brokerSide, clientSide] = duplexPair()
       b.broker.handle(brokerSide)
-      const peer = new StreamPeer(clientSide)
+      const peer = new RawMqtt(new RawStream(clientSide))
       peer.send({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'in-memory' })
-      const connack = await peer.take('connack')
+      const connack = await peer.next('connack')
       assert.equal(connack.returnCode, 0)
       peer.send({ type: 'subscribe', packetId: 7, subscriptions: [{ topicFilter: 'mem/t', qos: 1 }] })
-      const suback = await peer.take('suback')
+      const suback = await peer.next('suback')
       assert.equal(suback.packetId, 7)
       assert.deepEqual(suback.reasonCodes, [1])
 
       // A TCP client reaches the in-memory one ...
       const tcpClient = await b.connect({ clientId: 'over-tcp' })
       await tcpClient.publishAsync('mem/t', 'via tcp', { qos: 1 })
-      const publish = await peer.take('publish')
+      const publish = await peer.next('publish')
       assert.equal(publish.topic, 'mem/t')
       assert.equal(publish.payload.toString(), 'via tcp')
       assert.equal(publish.qos, 1)
@@ -531,11 +420,11 @@ describe('broker.handle', () => {
       assert.equal(payload.toString(), 'via duplex')
 
       peer.send({ type: 'pingreq' })
-      await peer.take('pingresp')
+      await peer.next('pingresp')
       const gone = disconnected(b, 'in-memory')
       peer.send({ type: 'disconnect' })
       assert.equal((await gone)[1], 'disconnect')
-      await peer.until(() => peer.closed, 'the broker to end the stream')
+      await peer.raw.until(() => peer.raw.closed, 3000, 'the broker to end the stream')
     } finally {
       await b.close()
     }
@@ -600,7 +489,7 @@ describe('broker.listen', () => {
       const connected = once<[Client]>(broker, 'clientConnect')
       const socket = net.connect(address.port, '127.0.0.1')
       socket.on('error', () => {})
-      socket.write(encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'by-port' }, 4))
+      socket.write(connect({ clientId: 'by-port' }))
       const [client] = await connected
       assert.equal(client.id, 'by-port')
       socket.destroy()

@@ -7,9 +7,8 @@ import assert from 'node:assert/strict'
 import { Duplex, PassThrough } from 'node:stream'
 import { test } from 'node:test'
 import { Broker } from '../../src/index.js'
-import { delay, startBroker } from '../helpers.js'
+import { delay, startBroker, subackCodes } from '../helpers.js'
 import { connect, PINGREQ } from './raw.js'
-import { subackCodes } from './packets.js'
 
 test('a client that does not read is not read either, once its answers fill the write buffer', async () => {
   const broker = new Broker({ limits: { maxWriteBuffer: 64 * 1024 } })

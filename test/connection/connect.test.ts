@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { AuthenticateRequest, BrokerOptions, Client } from '../../src/index.js'
-import { once, startBroker, type TestBroker } from '../helpers.js'
+import type { AuthenticateRequest, Client } from '../../src/index.js'
+import { once, withBroker, type TestBroker } from '../helpers.js'
 import {
   connect,
   connectAccepted,
@@ -23,15 +23,6 @@ import {
   readConnack,
   subscribe,
 } from './raw.js'
-
-async function withBroker(options: BrokerOptions, fn: (b: TestBroker) => Promise<void>): Promise<void> {
-  const b = await startBroker(options)
-  try {
-    await fn(b)
-  } finally {
-    await b.close()
-  }
-}
 
 /** Collects the clients the broker accepted, as its `clientConnect` event reports them. */
 function connectedClients(b: TestBroker): Client[] {

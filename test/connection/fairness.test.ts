@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { Duplex, PassThrough } from 'node:stream'
 import { test } from 'node:test'
 import { Broker } from '../../src/index.js'
-import { encodePacket } from '../../src/protocol/encoder.js'
+import { connect, publish } from './raw.js'
 
 test('a burst from one client is processed across event-loop turns, and all of it is delivered', async () => {
   const broker = new Broker()
@@ -19,14 +19,14 @@ test('a burst from one client is processed across event-loop turns, and all of i
     const fromBroker = new PassThrough()
     broker.handle(Duplex.from({ readable: toBroker, writable: fromBroker }))
     const connack = new Promise<Buffer>((resolve) => fromBroker.once('data', resolve))
-    toBroker.write(encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'burst' }, 4))
+    toBroker.write(connect({ clientId: 'burst' }))
     assert.equal((await connack)[0], 0x20)
 
     // 400 KiB of QoS 0 PUBLISH packets, written in one go.
     const chunks = 100
     const perChunk = 200
-    const publish = encodePacket({ type: 'publish', topic: 'burst/a', payload: Buffer.alloc(8), qos: 0, retain: false, dup: false, packetId: 0 }, 4)
-    const chunk = Buffer.concat(Array.from({ length: perChunk }, () => publish))
+    const onePublish = publish('burst/a', Buffer.alloc(8))
+    const chunk = Buffer.concat(Array.from({ length: perChunk }, () => onePublish))
     for (let i = 0; i < chunks; i++) toBroker.write(chunk)
 
     await new Promise((resolve) => setImmediate(resolve))

@@ -6,21 +6,12 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { DisconnectReason } from '../../src/index.js'
-import { delay, once, startBroker, type RawClient, type TestBroker } from '../helpers.js'
+import { delay, once, withBroker, type RawClient } from '../helpers.js'
 import { connect, connectAccepted, decodeAll, PINGREQ, PINGRESP, publish } from './raw.js'
 
 /** keepAlive 1 s: the broker must close after 1.5 s of silence; under 2 s tells 1.5x from 2x, with slack for a busy machine. */
 const MIN_MS = 1400
 const MAX_MS = 1950
-
-async function withBroker(fn: (b: TestBroker) => Promise<void>): Promise<void> {
-  const b = await startBroker()
-  try {
-    await fn(b)
-  } finally {
-    await b.close()
-  }
-}
 
 /** Sends PINGREQ every `everyMs` for `forMs`; returns how many were sent. */
 async function keepPinging(raw: RawClient, everyMs: number, forMs: number, bytes: Buffer = PINGREQ): Promise<number> {
@@ -38,7 +29,7 @@ async function keepPinging(raw: RawClient, everyMs: number, forMs: number, bytes
 describe('keep alive', { concurrency: true }, () => {
   test('a silent client is disconnected 1.5 × keep alive after its CONNECT', async () => {
     // [MQTT-3.1.2-24] no control packet within 1.5 × keep alive: the server MUST disconnect
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const reason = once<[unknown, DisconnectReason]>(b.broker, 'clientDisconnect', 5000)
       const raw = await b.raw()
       const lastPacket = Date.now()
@@ -54,7 +45,7 @@ describe('keep alive', { concurrency: true }, () => {
 
   test('the 1.5 × keep alive is counted from the last packet, not from CONNECT', async () => {
     // [MQTT-3.1.2-24] the period runs from the last control packet received
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const raw = await b.raw()
       await connectAccepted(raw, connect({ clientId: 'late-ping', keepAlive: 1 }))
       await delay(800)
@@ -70,7 +61,7 @@ describe('keep alive', { concurrency: true }, () => {
 
   test('PINGREQ is answered with PINGRESP (D0 00) and pings keep the connection alive', async () => {
     // [MQTT-3.12.4-1] the server MUST send PINGRESP in response to PINGREQ; [MQTT-3.1.2-24]
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const raw = await b.raw()
       await connectAccepted(raw, connect({ clientId: 'pinger', keepAlive: 1 }))
       raw.write(PINGREQ)
@@ -86,7 +77,7 @@ describe('keep alive', { concurrency: true }, () => {
 
   test('any control packet, not only PINGREQ, keeps the connection alive', async () => {
     // [MQTT-3.1.2-24] "does not receive a Control Packet": a PUBLISH counts
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const raw = await b.raw()
       await connectAccepted(raw, connect({ clientId: 'publisher', keepAlive: 1 }))
       await keepPinging(raw, 500, 2500, publish('ka/data', 'tick'))
@@ -97,7 +88,7 @@ describe('keep alive', { concurrency: true }, () => {
 
   test('an mqtt client with keepalive 1 stays connected past 1.5 s (its pings are answered)', async () => {
     // [MQTT-3.1.2-23] the client sends PINGREQ when idle; [MQTT-3.12.4-1] the server answers
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const client = await b.connect({ clientId: 'mqtt-pinger', keepalive: 1 })
       let closed = false
       client.on('close', () => {
@@ -111,7 +102,7 @@ describe('keep alive', { concurrency: true }, () => {
 
   test('keep alive 0 disables the check: a silent client is not closed', async () => {
     // [MQTT-3.1.2-10] section 3.1.2.10: a keep alive of zero turns the mechanism off
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const raw = await b.raw()
       await connectAccepted(raw, connect({ clientId: 'no-keep-alive', keepAlive: 0 }))
       await delay(2000)
@@ -125,7 +116,7 @@ describe('keep alive', { concurrency: true }, () => {
   test('the will is published when the keep alive times out', async () => {
     // [MQTT-3.1.2-8] the will MUST be published when the connection is closed other than by
     // DISCONNECT; section 3.1.2.5 lists "failure to communicate within the Keep Alive time"
-    await withBroker(async (b) => {
+    await withBroker({}, async (b) => {
       const watcher = await b.connect({ clientId: 'will-watcher' })
       await watcher.subscribeAsync('will/keep-alive', { qos: 1 })
       const got = once<[string, Buffer, { qos: number; retain: boolean }]>(watcher, 'message', 5000)

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { RawClient } from '../helpers.js'
+import { RawClient, Waiters } from '../helpers.js'
 import { connect, connectAccepted, DISCONNECT, lp, PINGREQ, publish, rawConnect, readConnack, subscribe } from './raw.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/log-broker.ts', import.meta.url))
@@ -17,7 +17,7 @@ const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
 class LoggedBroker {
   stderr = ''
   stdout = ''
-  private waiters: Array<() => void> = []
+  private readonly waiters = new Waiters()
   exited = false
 
   constructor(readonly child: ChildProcessWithoutNullStreams) {
@@ -25,15 +25,15 @@ class LoggedBroker {
     child.stdout.setEncoding('utf8')
     child.stderr.on('data', (s: string) => {
       this.stderr += s
-      this.wake()
+      this.waiters.notify()
     })
     child.stdout.on('data', (s: string) => {
       this.stdout += s
-      this.wake()
+      this.waiters.notify()
     })
     child.on('exit', () => {
       this.exited = true
-      this.wake()
+      this.waiters.notify()
     })
   }
 
@@ -46,27 +46,14 @@ class LoggedBroker {
     return new LoggedBroker(child)
   }
 
-  private wake(): void {
-    const w = this.waiters
-    this.waiters = []
-    for (const f of w) f()
-  }
-
-  async until(predicate: () => boolean, what: string, ms = 10_000): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!predicate()) {
-      const left = deadline - Date.now()
-      if (left <= 0 || this.exited) {
-        throw new Error(`${this.exited ? 'broker exited' : 'timed out'} waiting for ${what}\n--- stderr ---\n${this.stderr}`)
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left)
-        this.waiters.push(() => {
-          clearTimeout(t)
-          resolve()
-        })
-      })
-    }
+  /** Waits until `predicate` holds; fails after `ms`, or at once if the broker has exited. */
+  until(predicate: () => boolean, what: string, ms = 10_000): Promise<void> {
+    return this.waiters.until(
+      predicate,
+      ms,
+      () => `${this.exited ? 'broker exited' : 'timed out'} waiting for ${what}\n--- stderr ---\n${this.stderr}`,
+      () => this.exited,
+    )
   }
 
   async port(): Promise<number> {

@@ -1,18 +1,24 @@
 /**
  * Raw-packet helpers for integration tests: build valid packets with the broker's own encoder,
- * read what the broker sends back with its own decoder, over a `RawClient` socket.
+ * read what the broker sends back with its own decoder, over a `RawClient` socket (or any
+ * `RawStream`).
  */
-import type { MqttClient } from 'mqtt'
+import assert from 'node:assert/strict'
 import { encodePacket } from '../../src/protocol/encoder.js'
 import { PacketDecoder } from '../../src/protocol/decoder.js'
-import type { Packet, ProtocolVersion, PublishPacket, QoS } from '../../src/protocol/packets.js'
-import type { RawClient, TestBroker } from '../helpers.js'
+import type { ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, QoS } from '../../src/protocol/packets.js'
+import { disconnected, type RawClient, type RawStream, type TestBroker } from '../helpers.js'
+import { buildConnect, lp, packet } from './raw.js'
+
+// `mqtt` client helpers, now in ../helpers.ts; still exported here under the same names because
+// test/connection/fuzz.test.ts imports `Inbox` from this file.
+export { Inbox, subackCodes, type Received } from '../helpers.js'
 
 /** The packet interface(s) whose `type` can be `T` (AckPacket covers four types, so Extract won't do). */
-type PacketOf<T extends Packet['type']> = Packet extends infer P ? (P extends { type: infer U } ? (T extends U ? P : never) : never) : never
+export type PacketOf<T extends Packet['type']> = Packet extends infer P ? (P extends { type: infer U } ? (T extends U ? P : never) : never) : never
 
 /** A raw MQTT session: writes packets, decodes and queues what the broker sends. */
-export class RawMqtt {
+export class RawMqtt<Raw extends RawStream = RawClient> {
   /** Packets received and not taken yet, in arrival order. */
   readonly inbox: Packet[] = []
   private readonly decoder: PacketDecoder
@@ -20,27 +26,32 @@ export class RawMqtt {
   private decodeError: Error | undefined
 
   constructor(
-    readonly raw: RawClient,
+    readonly raw: Raw,
     readonly version: ProtocolVersion = 4,
   ) {
     this.decoder = new PacketDecoder((p) => this.inbox.push(p))
     this.decoder.protocolVersion = version
   }
 
-  /** Opens a raw socket to `b` and completes a CONNECT/CONNACK handshake. */
+  /**
+   * Opens a raw socket to `b` and sends a CONNECT with `fields` (3.1.1, clean session, keep alive 0
+   * unless told otherwise); asserts that the broker's first packet is a CONNACK accepting it.
+   */
+  static async connect(
+    b: TestBroker,
+    fields: Partial<Omit<ConnectPacket, 'type' | 'protocolVersion'>> & { clientId: string; protocolVersion?: 3 | 4 },
+  ): Promise<{ peer: RawMqtt; connack: ConnackPacket }> {
+    const connect = buildConnect(fields)
+    const peer = new RawMqtt(await b.raw(), connect.protocolVersion as ProtocolVersion)
+    peer.send(connect)
+    const connack = await peer.next('connack')
+    assert.equal(connack.returnCode, 0, 'CONNACK return code')
+    return { peer, connack }
+  }
+
+  /** Opens a raw socket to `b` and completes a CONNECT/CONNACK handshake with a clean session. */
   static async open(b: TestBroker, clientId: string, version: 3 | 4 = 4): Promise<RawMqtt> {
-    const session = new RawMqtt(await b.raw(), version)
-    session.send({
-      type: 'connect',
-      protocolName: version === 3 ? 'MQIsdp' : 'MQTT',
-      protocolVersion: version,
-      cleanSession: true,
-      keepAlive: 0,
-      clientId,
-    })
-    const connack = await session.take('connack')
-    if (connack.returnCode !== 0) throw new Error(`CONNACK ${connack.returnCode}`)
-    return session
+    return (await RawMqtt.connect(b, { clientId, protocolVersion: version })).peer
   }
 
   send(packet: Packet): void {
@@ -100,6 +111,27 @@ export class RawMqtt {
     return this.inbox.splice(found, 1)[0] as PacketOf<T>
   }
 
+  /** Waits for the next packet, which must be of `type`, and takes it. */
+  async next<T extends Packet['type']>(type: T, ms = 3000): Promise<PacketOf<T>> {
+    const look = (): boolean => {
+      this.pump()
+      if (this.decodeError) throw this.decodeError
+      return this.inbox.length > 0 || this.raw.closed
+    }
+    await this.raw.until(look, ms, `a ${type.toUpperCase()} from the broker`)
+    const packet = this.inbox.shift()
+    if (packet === undefined) throw new Error(`connection closed while waiting for ${type.toUpperCase()}`)
+    assert.equal(packet.type, type, `expected ${type.toUpperCase()}, got ${JSON.stringify(packet)}`)
+    return packet as PacketOf<T>
+  }
+
+  /** Subscribes to one filter and asserts that the next packet is a SUBACK granting `qos`. */
+  async subscribe(topicFilter: string, qos: QoS, packetId = 1): Promise<void> {
+    this.send({ type: 'subscribe', packetId, subscriptions: [{ topicFilter, qos }] })
+    const suback = await this.next('suback')
+    assert.deepEqual(suback.reasonCodes, [qos])
+  }
+
   /** Waits for a PUBLISH with this payload. */
   takePublish(payload: string, ms = 3000): Promise<PublishPacket> {
     return this.take('publish', (p) => p.payload.toString() === payload, ms)
@@ -108,93 +140,27 @@ export class RawMqtt {
   waitClosed(ms = 3000): Promise<void> {
     return this.raw.waitClosed(ms)
   }
+
+  /** Drops the connection without DISCONNECT and waits until the broker has noticed that `clientId` left. */
+  async drop(b: TestBroker, clientId: string): Promise<void> {
+    const gone = disconnected(b, clientId)
+    this.raw.stream.destroy()
+    await gone
+  }
 }
 
 /** The first byte and remaining length of a fixed header, for hand-crafted packets. */
 export function fixedHeader(first: number, body: number[] | Buffer): Buffer {
-  const b = Buffer.from(body)
-  if (b.length > 127) throw new RangeError('fixedHeader: body too long for a one-byte length')
-  return Buffer.concat([Buffer.from([first, b.length]), b])
+  if (body.length > 127) throw new RangeError('fixedHeader: body too long for a one-byte length')
+  return packet(first, body)
 }
 
 /** A length-prefixed UTF-8 string, as bytes. */
 export function str(s: string): number[] {
-  const b = Buffer.from(s)
-  return [b.length >> 8, b.length & 0xff, ...b]
+  return [...lp(s)]
 }
 
 /** A 16-bit big-endian integer, as bytes. */
 export function u16(n: number): number[] {
   return [n >> 8, n & 0xff]
-}
-
-/** What an `mqtt` client saw of one received PUBLISH. */
-export interface Received {
-  topic: string
-  payload: string
-  qos: number
-  retain: boolean
-  dup: boolean
-}
-
-/** Collects the messages an `mqtt` client receives, and waits for some of them. */
-export class Inbox {
-  readonly messages: Received[] = []
-  private waiters: Array<() => void> = []
-
-  constructor(client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain, dup: packet.dup })
-      const w = this.waiters
-      this.waiters = []
-      for (const f of w) f()
-    })
-  }
-
-  /** Waits until `predicate` holds over the messages received so far. */
-  async until(predicate: (messages: Received[]) => boolean, ms = 3000, what = 'messages'): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!predicate(this.messages)) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages.map((m) => `${m.topic}:${m.payload}`))}`)
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left)
-        this.waiters.push(() => {
-          clearTimeout(t)
-          resolve()
-        })
-      })
-    }
-  }
-
-  /** Waits for a message with this payload and returns it. */
-  async waitFor(payload: string, ms = 3000): Promise<Received> {
-    await this.until((m) => m.some((x) => x.payload === payload), ms, `a message ${JSON.stringify(payload)}`)
-    return this.messages.find((x) => x.payload === payload) as Received
-  }
-
-  /** Waits for `n` messages in all. */
-  waitCount(n: number, ms = 3000): Promise<void> {
-    return this.until((m) => m.length >= n, ms, `${n} messages`)
-  }
-
-  /** Messages with this payload. */
-  withPayload(payload: string): Received[] {
-    return this.messages.filter((x) => x.payload === payload)
-  }
-
-  /** Messages on this topic. */
-  onTopic(topic: string): Received[] {
-    return this.messages.filter((x) => x.topic === topic)
-  }
-}
-
-/** Subscribes and returns the SUBACK return codes, including failures (which make `subscribeAsync` reject). */
-export function subackCodes(client: MqttClient, subscriptions: Record<string, { qos: QoS }>): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    client.subscribe(subscriptions, (err, _granted, packet) => {
-      if (packet !== undefined) resolve([...(packet.granted as number[])])
-      else reject(err ?? new Error('no SUBACK'))
-    })
-  })
 }

@@ -7,10 +7,10 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { IClientOptions } from 'mqtt'
 import type { Client, Message } from '../../src/hooks/types.js'
-import { encodePacket } from '../../src/protocol/encoder.js'
 import type { QoS } from '../../src/protocol/packets.js'
-import { delay, startBroker, type TestBroker } from '../helpers.js'
-import { fixedHeader, Inbox, RawMqtt, str, u16 } from './packets.js'
+import { delay, Inbox, startBroker, type TestBroker } from '../helpers.js'
+import { fixedHeader, RawMqtt, str, u16 } from './packets.js'
+import { publish } from './raw.js'
 
 /** A broker that never answers must fail the test, not hang the run. */
 const TEST_TIMEOUT = 10_000
@@ -343,7 +343,7 @@ describe('ordering', () => {
       const pub = await RawMqtt.open(b, 'raw-pub')
       const bytes = Buffer.concat(
         Array.from({ length: 200 }, (_, i) =>
-          encodePacket({ type: 'publish', topic: 'seq/raw', payload: Buffer.from(String(i)), qos: 1, packetId: i + 1, dup: false, retain: false }, 4),
+          publish('seq/raw', String(i), 1, i + 1),
         ),
       )
       pub.write(bytes)

@@ -55,21 +55,27 @@ export function rawConnect(options: {
   )
 }
 
+/**
+ * A CONNECT packet, not yet encoded: 3.1.1 (3.1 with its protocol name 'MQIsdp' if `protocolVersion`
+ * is 3), clean session, keep alive 0 and client id 'raw' unless `fields` say otherwise.
+ */
+export function buildConnect(fields: Partial<Omit<ConnectPacket, 'type'>> = {}): ConnectPacket {
+  const version = fields.protocolVersion ?? 4
+  return {
+    type: 'connect',
+    protocolName: version === 3 ? 'MQIsdp' : 'MQTT',
+    protocolVersion: version,
+    cleanSession: true,
+    keepAlive: 0,
+    clientId: 'raw',
+    ...fields,
+  }
+}
+
 /** A valid CONNECT from the project's encoder; 3.1.1 with clean session unless told otherwise. */
 export function connect(fields: Partial<Omit<ConnectPacket, 'type'>> = {}): Buffer {
-  const version = (fields.protocolVersion ?? 4) as ProtocolVersion
-  return encodePacket(
-    {
-      type: 'connect',
-      protocolName: version === 3 ? 'MQIsdp' : 'MQTT',
-      protocolVersion: version,
-      cleanSession: true,
-      keepAlive: 0,
-      clientId: 'raw',
-      ...fields,
-    },
-    version,
-  )
+  const packet = buildConnect(fields)
+  return encodePacket(packet, packet.protocolVersion as ProtocolVersion)
 }
 
 export function subscribe(packetId: number, topicFilter: string, qos: QoS = 0): Buffer {

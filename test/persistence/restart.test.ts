@@ -4,110 +4,9 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
-import { MemoryPersistence, type Client, type DisconnectReason } from '../../src/index.js'
-import { PacketDecoder } from '../../src/protocol/decoder.js'
-import { encodePacket } from '../../src/protocol/encoder.js'
-import type { ConnackPacket, Packet } from '../../src/protocol/packets.js'
-import { startBroker, type RawClient, type TestBroker } from '../helpers.js'
-
-/** The packet shape of a type name (PUBACK..PUBCOMP share one shape whose `type` is a union). */
-type PacketOf<T extends Packet['type']> = Packet extends infer P ? (P extends { type: infer U } ? (T extends U ? P : never) : never) : never
-
-interface Received {
-  topic: string
-  payload: string
-  qos: number
-  retain: boolean
-}
-
-/** An `mqtt` client that records its CONNACK and every message from the first byte on. */
-async function connectRecorded(
-  b: TestBroker,
-  options: IClientOptions,
-): Promise<{ client: MqttClient; connack: IConnackPacket; messages: Received[]; waitCount(n: number): Promise<void> }> {
-  const client = mqtt.connect({ host: '127.0.0.1', port: b.port, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...options })
-  const messages: Received[] = []
-  let waiters: Array<() => void> = []
-  client.on('message', (topic, payload, packet) => {
-    messages.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain })
-    const w = waiters
-    waiters = []
-    for (const f of w) f()
-  })
-  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
-    client.once('connect', resolve)
-    client.once('error', reject)
-  })
-  client.removeAllListeners('error')
-  client.on('error', () => {})
-  const waitCount = async (n: number): Promise<void> => {
-    const deadline = Date.now() + 3000
-    while (messages.length < n) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out waiting for ${n} messages; got ${JSON.stringify(messages)}`)
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left)
-        waiters.push(() => {
-          clearTimeout(t)
-          resolve()
-        })
-      })
-    }
-  }
-  return { client, connack, messages, waitCount }
-}
-
-function disconnected(b: TestBroker, id: string): Promise<[Client, DisconnectReason]> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out waiting for ${id} to disconnect`)), 3000)
-    const onDisconnect = (client: Client, reason: DisconnectReason): void => {
-      if (client.id !== id) return
-      clearTimeout(t)
-      b.broker.off('clientDisconnect', onDisconnect)
-      resolve([client, reason])
-    }
-    b.broker.on('clientDisconnect', onDisconnect)
-  })
-}
-
-/** A raw 3.1.1 client reading the broker's packets in order. */
-class RawPeer {
-  private readonly inbox: Packet[] = []
-  private readonly decoder = new PacketDecoder((p) => this.inbox.push(p))
-  private consumed = 0
-
-  private constructor(readonly raw: RawClient) {}
-
-  static async connect(b: TestBroker, clientId: string): Promise<{ peer: RawPeer; connack: ConnackPacket }> {
-    const peer = new RawPeer(await b.raw())
-    peer.send({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: false, keepAlive: 0, clientId })
-    const connack = await peer.take('connack')
-    assert.equal(connack.returnCode, 0)
-    return { peer, connack }
-  }
-
-  send(packet: Packet): void {
-    this.raw.write(encodePacket(packet, 4))
-  }
-
-  async take<T extends Packet['type']>(type: T): Promise<PacketOf<T>> {
-    const pending = (): number => {
-      const received = this.raw.received
-      if (received.length > this.consumed) {
-        const chunk = received.subarray(this.consumed)
-        this.consumed = received.length
-        this.decoder.push(chunk)
-      }
-      return this.inbox.length
-    }
-    await this.raw.until(() => pending() > 0 || this.raw.closed, 3000, type.toUpperCase())
-    const packet = this.inbox.shift()
-    if (packet === undefined) throw new Error(`connection closed while waiting for ${type.toUpperCase()}`)
-    assert.equal(packet.type, type, `expected ${type.toUpperCase()}, got ${JSON.stringify(packet)}`)
-    return packet as PacketOf<T>
-  }
-}
+import { MemoryPersistence } from '../../src/index.js'
+import { RawMqtt, type PacketOf } from '../connection/packets.js'
+import { leave, startBroker } from '../helpers.js'
 
 describe('restart on the same persistence', () => {
   it('restores a persistent session with its queued messages, and the retained messages', async () => {
@@ -119,11 +18,9 @@ describe('restart on the same persistence', () => {
 
     const first = await startBroker({ persistence })
     try {
-      const sub = await connectRecorded(first, { clientId: 'survivor', clean: false })
+      const sub = await first.connectRecorded({ clientId: 'survivor', clean: false })
       await sub.client.subscribeAsync('news/+', { qos: 1 })
-      const gone = disconnected(first, 'survivor')
-      await sub.client.endAsync()
-      await gone
+      await leave(first, sub.client)
 
       const pub = await first.connect({ clientId: 'publisher' })
       await pub.publishAsync('kept/topic', 'retained across restarts', { qos: 1, retain: true })
@@ -134,11 +31,11 @@ describe('restart on the same persistence', () => {
 
     const second = await startBroker({ persistence })
     try {
-      const back = await connectRecorded(second, { clientId: 'survivor', clean: false })
+      const back = await second.connectRecorded({ clientId: 'survivor', clean: false })
       assert.equal(back.connack.sessionPresent, true)
-      await back.waitCount(3)
+      await back.inbox.waitCount(3)
       assert.deepEqual(
-        back.messages.map((m) => [m.topic, m.payload, m.qos]),
+        back.inbox.messages.map((m) => [m.topic, m.payload, m.qos]),
         [
           ['news/1', 'queued 1', 1],
           ['news/2', 'queued 2', 1],
@@ -147,13 +44,13 @@ describe('restart on the same persistence', () => {
       )
       // The restored subscription routes new messages without re-subscribing.
       await second.broker.publish({ topic: 'news/4', payload: 'live', qos: 1 })
-      await back.waitCount(4)
-      assert.deepEqual(back.messages[3], { topic: 'news/4', payload: 'live', qos: 1, retain: false })
+      await back.inbox.waitCount(4)
+      assert.deepEqual(back.inbox.messages[3], { topic: 'news/4', payload: 'live', qos: 1, retain: false, dup: false })
 
-      const late = await connectRecorded(second, { clientId: 'late' })
+      const late = await second.connectRecorded({ clientId: 'late' })
       await late.client.subscribeAsync('kept/#', { qos: 1 })
-      await late.waitCount(1)
-      assert.deepEqual(late.messages, [{ topic: 'kept/topic', payload: 'retained across restarts', qos: 1, retain: true }])
+      await late.inbox.waitCount(1)
+      assert.deepEqual(late.inbox.messages, [{ topic: 'kept/topic', payload: 'retained across restarts', qos: 1, retain: true, dup: false }])
       await back.client.endAsync()
       await late.client.endAsync()
     } finally {
@@ -169,11 +66,10 @@ describe('restart on the same persistence', () => {
     let original: PacketOf<'publish'>
     const first = await startBroker({ persistence })
     try {
-      const { peer } = await RawPeer.connect(first, 'unacked')
-      peer.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'inflight/t', qos: 1 }] })
-      await peer.take('suback')
+      const { peer } = await RawMqtt.connect(first, { clientId: 'unacked', cleanSession: false })
+      await peer.subscribe('inflight/t', 1)
       await first.broker.publish({ topic: 'inflight/t', payload: 'never acked', qos: 1 })
-      original = await peer.take('publish')
+      original = await peer.next('publish')
       assert.equal(original.dup, false)
     } finally {
       await first.close()
@@ -181,9 +77,9 @@ describe('restart on the same persistence', () => {
 
     const second = await startBroker({ persistence })
     try {
-      const { peer, connack } = await RawPeer.connect(second, 'unacked')
+      const { peer, connack } = await RawMqtt.connect(second, { clientId: 'unacked', cleanSession: false })
       assert.equal(connack.sessionPresent, true)
-      const resent = await peer.take('publish')
+      const resent = await peer.next('publish')
       assert.equal(resent.dup, true)
       assert.equal(resent.packetId, original.packetId)
       assert.equal(resent.topic, 'inflight/t')
@@ -198,11 +94,9 @@ describe('restart on the same persistence', () => {
     const persistence = new MemoryPersistence()
     const first = await startBroker({ persistence })
     try {
-      const once = await connectRecorded(first, { clientId: 'ephemeral', clean: true })
+      const once = await first.connectRecorded({ clientId: 'ephemeral', clean: true })
       await once.client.subscribeAsync('x/#', { qos: 1 })
-      const gone = disconnected(first, 'ephemeral')
-      await once.client.endAsync()
-      await gone
+      await leave(first, once.client)
     } finally {
       await first.close()
     }
@@ -210,7 +104,7 @@ describe('restart on the same persistence', () => {
 
     const second = await startBroker({ persistence })
     try {
-      const again = await connectRecorded(second, { clientId: 'ephemeral', clean: false })
+      const again = await second.connectRecorded({ clientId: 'ephemeral', clean: false })
       assert.equal(again.connack.sessionPresent, false)
       await again.client.endAsync()
     } finally {
@@ -227,7 +121,7 @@ describe('restart on the same persistence', () => {
     const snapshot = new MemoryPersistence()
     const first = await startBroker({ persistence })
     try {
-      await connectRecorded(first, {
+      await first.connectRecorded({
         clientId: 'crashed',
         clean: false,
         will: { topic: 'wills/crashed', payload: Buffer.from('gone with the broker'), qos: 1, retain: true },
@@ -246,10 +140,10 @@ describe('restart on the same persistence', () => {
 
     const second = await startBroker({ persistence: snapshot })
     try {
-      const late = await connectRecorded(second, { clientId: 'late' })
+      const late = await second.connectRecorded({ clientId: 'late' })
       await late.client.subscribeAsync('wills/#', { qos: 1 })
-      await late.waitCount(1)
-      assert.deepEqual(late.messages, [{ topic: 'wills/crashed', payload: 'gone with the broker', qos: 1, retain: true }])
+      await late.inbox.waitCount(1)
+      assert.deepEqual(late.inbox.messages, [{ topic: 'wills/crashed', payload: 'gone with the broker', qos: 1, retain: true, dup: false }])
       await late.client.endAsync()
     } finally {
       await second.close()

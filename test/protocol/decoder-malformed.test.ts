@@ -11,6 +11,8 @@ import { DecodeError, PacketDecoder, isSupportedProtocol } from '../../src/proto
 import { encodePacket } from '../../src/protocol/encoder.js'
 import type { ConnectPacket, Packet, ProtocolVersion, PublishPacket } from '../../src/protocol/packets.js'
 import { hasWildcard, isValidTopicFilter, isValidTopicName, topicMatches } from '../../src/protocol/topics.js'
+import { u16 } from '../connection/packets.js'
+import { packet, varint } from '../connection/raw.js'
 
 const MALFORMED = 0x81
 const PROTOCOL_ERROR = 0x82
@@ -18,34 +20,13 @@ const UNSUPPORTED_PROTOCOL_VERSION = 0x84
 const TOO_LARGE = 0x95
 
 // ---------------------------------------------------------------------------------------------
-// Byte builders
+// Byte builders (besides `packet`, `varint` and `u16`, shared with the connection tests)
 // ---------------------------------------------------------------------------------------------
 
 type Bytes = Buffer | number[]
 
 function cat(...parts: Bytes[]): Buffer {
   return Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p))))
-}
-
-function varint(n: number): number[] {
-  const out: number[] = []
-  do {
-    let b = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    out.push(b)
-  } while (n > 0)
-  return out
-}
-
-/** A whole packet: first byte, remaining length, body. */
-function packet(first: number, ...body: Bytes[]): Buffer {
-  const b = cat(...body)
-  return cat([first, ...varint(b.length)], b)
-}
-
-function u16(n: number): number[] {
-  return [n >> 8, n & 0xff]
 }
 
 function u32(n: number): number[] {

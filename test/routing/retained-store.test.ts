@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { RetainedIndex } from '../../src/routing/retained-store.js'
 import { topicMatches } from '../../src/protocol/topics.js'
+import { filterArb, topicArb } from './topic-arbitraries.js'
 
 /** An index where each topic's message is the topic itself, so results read as topic lists. */
 function indexOf(topics: string[]): RetainedIndex<string> {
@@ -106,16 +107,6 @@ describe('RetainedIndex.match', () => {
 })
 
 describe('RetainedIndex against topicMatches', () => {
-  const level = fc.constantFrom('', '$SYS', 'a', 'b', 'c')
-  const topicArb = fc
-    .array(level, { minLength: 1, maxLength: 5 })
-    .map((ls) => ls.join('/'))
-    .filter((t) => t !== '')
-  const filterArb = fc
-    .tuple(fc.array(fc.oneof(level, fc.constant('+')), { maxLength: 5 }), fc.boolean())
-    .map(([ls, hash]) => (hash ? [...ls, '#'] : ls).join('/'))
-    .filter((f) => f !== '')
-
   it('returns exactly the stored topics topicMatches accepts', () => {
     fc.assert(
       fc.property(fc.array(topicArb, { maxLength: 30 }), fc.array(filterArb, { minLength: 1, maxLength: 10 }), (stored, filters) => {

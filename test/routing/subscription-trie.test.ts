@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { SubscriptionTrie } from '../../src/routing/subscription-trie.js'
 import { topicMatches } from '../../src/protocol/topics.js'
+import { filterArb, topicArb } from './topic-arbitraries.js'
 
 interface Client {
   id: string
@@ -243,20 +244,6 @@ describe('SubscriptionTrie add and remove', () => {
 })
 
 describe('SubscriptionTrie against topicMatches', () => {
-  const level = fc.constantFrom('', '$SYS', 'a', 'b', 'c')
-  // Both sides of the comparison need valid input, and '' is neither a topic nor a filter.
-  const topicArb = fc
-    .array(level, { minLength: 1, maxLength: 5 })
-    .map((ls) => ls.join('/'))
-    .filter((t) => t !== '')
-  const filterArb = fc
-    .tuple(
-      fc.array(fc.oneof(level, fc.constant('+')), { minLength: 0, maxLength: 5 }),
-      fc.boolean(),
-    )
-    .map(([ls, hash]) => (hash ? [...ls, '#'] : ls).join('/'))
-    .filter((f) => f !== '')
-
   it('visits exactly the (subscriber, filter) pairs topicMatches accepts', () => {
     fc.assert(
       fc.property(

@@ -5,110 +5,26 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { MqttClient } from 'mqtt'
-import { MemoryPersistence, type BrokerOptions, type Client, type DisconnectReason, type Message } from '../../src/index.js'
-import { PacketDecoder } from '../../src/protocol/decoder.js'
-import { encodePacket } from '../../src/protocol/encoder.js'
-import type { ConnackPacket, Packet, QoS, WillMessage } from '../../src/protocol/packets.js'
-import { delay, once, startBroker, type RawClient, type TestBroker } from '../helpers.js'
+import { MemoryPersistence, type BrokerOptions, type Client, type Message } from '../../src/index.js'
+import type { QoS, WillMessage } from '../../src/protocol/packets.js'
+import { RawMqtt } from '../connection/packets.js'
+import { delay, disconnected, Inbox, once, withBroker, type TestBroker } from '../helpers.js'
 
-interface Received {
-  topic: string
-  payload: string
-  qos: number
-  retain: boolean
+/** Connects an `mqtt` client subscribed to `filter` at QoS 2; its inbox records what it receives. */
+async function watch(b: TestBroker, filter = 'will/#'): Promise<Inbox> {
+  const client = await b.connect({ clientId: `watcher-${Math.random().toString(36).slice(2)}` })
+  const inbox = new Inbox(client)
+  await client.subscribeAsync(filter, { qos: 2 })
+  return inbox
 }
 
-/** An `mqtt` client subscribed to `will/#` at QoS 2, recording what it receives. */
-class Watcher {
-  readonly messages: Received[] = []
-  private waiters: Array<() => void> = []
-
-  private constructor(readonly client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain })
-      const w = this.waiters
-      this.waiters = []
-      for (const f of w) f()
-    })
-  }
-
-  static async start(b: TestBroker, filter = 'will/#'): Promise<Watcher> {
-    const watcher = new Watcher(await b.connect({ clientId: `watcher-${Math.random().toString(36).slice(2)}` }))
-    await watcher.client.subscribeAsync(filter, { qos: 2 })
-    return watcher
-  }
-
-  /** Waits for the first message on `topic`. */
-  async next(topic: string, ms = 3000): Promise<Received> {
-    const deadline = Date.now() + ms
-    for (;;) {
-      const found = this.messages.find((m) => m.topic === topic)
-      if (found) return found
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out waiting for a message on ${topic}`)
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left)
-        this.waiters.push(() => {
-          clearTimeout(t)
-          resolve()
-        })
-      })
-    }
-  }
-}
-
-/** A raw client that connected with a will; replies are decoded with the broker's decoder. */
-class Victim {
-  private readonly inbox: Packet[] = []
-  private readonly decoder = new PacketDecoder((p) => this.inbox.push(p))
-  private consumed = 0
-
-  private constructor(readonly raw: RawClient) {}
-
-  static async connect(b: TestBroker, clientId: string, will: WillMessage | undefined, keepAlive = 0): Promise<Victim> {
-    const victim = new Victim(await b.raw())
-    const packet: Packet = { type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive, clientId }
-    if (will) packet.will = will
-    victim.raw.write(encodePacket(packet, 4))
-    await victim.raw.until(() => victim.pending().length > 0, 3000, 'CONNACK')
-    const connack = victim.inbox.shift() as ConnackPacket
-    assert.equal(connack.type, 'connack')
-    assert.equal(connack.returnCode, 0)
-    return victim
-  }
-
-  pending(): Packet[] {
-    const received = this.raw.received
-    if (received.length > this.consumed) {
-      const chunk = received.subarray(this.consumed)
-      this.consumed = received.length
-      this.decoder.push(chunk)
-    }
-    return this.inbox
-  }
-
-  send(packet: Packet): void {
-    this.raw.write(encodePacket(packet, 4))
-  }
+/** A raw client connected (3.1.1, clean session) with `will` and `keepAlive`. */
+async function connectVictim(b: TestBroker, clientId: string, will: WillMessage | undefined, keepAlive = 0): Promise<RawMqtt> {
+  return (await RawMqtt.connect(b, { clientId, will, keepAlive })).peer
 }
 
 function will(topic: string, payload: string, qos: QoS, retain = false): WillMessage {
   return { topic, payload: Buffer.from(payload), qos, retain }
-}
-
-/** Resolves when the broker reports that client `id` went away. */
-function disconnected(b: TestBroker, id: string, ms = 3000): Promise<[Client, DisconnectReason]> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out waiting for ${id} to disconnect`)), ms)
-    const onDisconnect = (client: Client, reason: DisconnectReason): void => {
-      if (client.id !== id) return
-      clearTimeout(t)
-      b.broker.off('clientDisconnect', onDisconnect)
-      resolve([client, reason])
-    }
-    b.broker.on('clientDisconnect', onDisconnect)
-  })
 }
 
 /** Records `willPublish` events. */
@@ -116,15 +32,6 @@ function recordWills(b: TestBroker): Array<[Message, Client]> {
   const wills: Array<[Message, Client]> = []
   b.broker.on('willPublish', (message, client) => wills.push([message, client]))
   return wills
-}
-
-async function withBroker(options: BrokerOptions, body: (b: TestBroker) => Promise<void>): Promise<void> {
-  const b = await startBroker(options)
-  try {
-    await body(b)
-  } finally {
-    await b.close()
-  }
 }
 
 // Section 3.1.2.5: "Situations in which the Will Message is published include, but are not limited
@@ -136,25 +43,25 @@ describe('wills are published when a connection ends without DISCONNECT', () => 
     // [MQTT-3.1.2-8] the will is published when the network connection is closed (not by DISCONNECT);
     // 3.1.2.6: the will QoS is the QoS it is published with.
     await withBroker({}, async (b) => {
-      const watcher = await Watcher.start(b)
-      const victim = await Victim.connect(b, 'w-socket', will('will/socket', 'lost', 2))
+      const watcher = await watch(b)
+      const victim = await connectVictim(b, 'w-socket', will('will/socket', 'lost', 2))
       victim.raw.socket.destroy()
-      const got = await watcher.next('will/socket')
-      assert.deepEqual(got, { topic: 'will/socket', payload: 'lost', qos: 2, retain: false })
+      const got = await watcher.waitForTopic('will/socket')
+      assert.deepEqual(got, { topic: 'will/socket', payload: 'lost', qos: 2, retain: false, dup: false })
     })
   })
 
   it('when the client breaks the protocol (garbage bytes), with the will QoS 1', async () => {
     // [MQTT-3.1.2-8]; 3.1.2.5 "the Server closes the Network Connection because of a protocol error".
     await withBroker({}, async (b) => {
-      const watcher = await Watcher.start(b)
-      const victim = await Victim.connect(b, 'w-garbage', will('will/garbage', 'malformed', 1))
+      const watcher = await watch(b)
+      const victim = await connectVictim(b, 'w-garbage', will('will/garbage', 'malformed', 1))
       const gone = disconnected(b, 'w-garbage')
       victim.raw.write([0x00, 0x00, 0xff, 0xff]) // packet type 0 is reserved [MQTT-2.2.2-2]
       await victim.raw.waitClosed()
       assert.equal((await gone)[1], 'protocol-error')
-      const got = await watcher.next('will/garbage')
-      assert.deepEqual(got, { topic: 'will/garbage', payload: 'malformed', qos: 1, retain: false })
+      const got = await watcher.waitForTopic('will/garbage')
+      assert.deepEqual(got, { topic: 'will/garbage', payload: 'malformed', qos: 1, retain: false, dup: false })
     })
   })
 
@@ -162,15 +69,15 @@ describe('wills are published when a connection ends without DISCONNECT', () => 
     // [MQTT-3.1.4-2] the existing connection is closed by the server, without DISCONNECT from the
     // client, so [MQTT-3.1.2-8] its will is published.
     await withBroker({}, async (b) => {
-      const watcher = await Watcher.start(b)
+      const watcher = await watch(b)
       const wills = recordWills(b)
-      const victim = await Victim.connect(b, 'w-twin', will('will/twin', 'replaced', 0))
+      const victim = await connectVictim(b, 'w-twin', will('will/twin', 'replaced', 0))
       const gone = disconnected(b, 'w-twin')
-      await Victim.connect(b, 'w-twin', undefined)
+      await connectVictim(b, 'w-twin', undefined)
       await victim.raw.waitClosed()
       assert.equal((await gone)[1], 'taken-over')
-      const got = await watcher.next('will/twin')
-      assert.deepEqual(got, { topic: 'will/twin', payload: 'replaced', qos: 0, retain: false })
+      const got = await watcher.waitForTopic('will/twin')
+      assert.deepEqual(got, { topic: 'will/twin', payload: 'replaced', qos: 0, retain: false, dup: false })
       assert.equal(wills.length, 1, 'only the first connection had a will')
     })
   })
@@ -179,15 +86,15 @@ describe('wills are published when a connection ends without DISCONNECT', () => 
     // [MQTT-3.1.2-24] the server disconnects a client silent for 1.5 x keep alive; 3.1.2.5 the will
     // is published when "the Client fails to communicate within the Keep Alive time".
     await withBroker({}, async (b) => {
-      const watcher = await Watcher.start(b)
+      const watcher = await watch(b)
       const started = Date.now()
-      await Victim.connect(b, 'w-silent', will('will/silent', 'timed out', 1), 1)
+      await connectVictim(b, 'w-silent', will('will/silent', 'timed out', 1), 1)
       const [, reason] = await disconnected(b, 'w-silent', 4000)
       const elapsed = Date.now() - started
       assert.equal(reason, 'keep-alive-timeout')
       assert.ok(elapsed >= 1400 && elapsed < 3000, `disconnected after ${elapsed} ms`)
-      const got = await watcher.next('will/silent')
-      assert.deepEqual(got, { topic: 'will/silent', payload: 'timed out', qos: 1, retain: false })
+      const got = await watcher.waitForTopic('will/silent')
+      assert.deepEqual(got, { topic: 'will/silent', payload: 'timed out', qos: 1, retain: false, dup: false })
     })
   })
 
@@ -195,19 +102,19 @@ describe('wills are published when a connection ends without DISCONNECT', () => 
     // Issue 2 / the Client API: `close()` ends the connection as any ungraceful end does, so
     // [MQTT-3.1.2-8] the will is published.
     await withBroker({}, async (b) => {
-      const watcher = await Watcher.start(b)
+      const watcher = await watch(b)
       let victimClient: Client | undefined
       b.broker.on('clientConnect', (c) => {
         if (c.id === 'w-host') victimClient = c
       })
-      const victim = await Victim.connect(b, 'w-host', will('will/host', 'kicked', 2))
+      const victim = await connectVictim(b, 'w-host', will('will/host', 'kicked', 2))
       assert.ok(victimClient)
       const gone = disconnected(b, 'w-host')
       victimClient.close()
       await victim.raw.waitClosed()
       assert.equal((await gone)[1], 'closed-by-host')
-      const got = await watcher.next('will/host')
-      assert.deepEqual(got, { topic: 'will/host', payload: 'kicked', qos: 2, retain: false })
+      const got = await watcher.waitForTopic('will/host')
+      assert.deepEqual(got, { topic: 'will/host', payload: 'kicked', qos: 2, retain: false, dup: false })
     })
   })
 })
@@ -217,16 +124,16 @@ describe('wills are not published', () => {
     // [MQTT-3.1.2-10] the will is removed on receipt of DISCONNECT; [MQTT-3.14.4-3] on DISCONNECT
     // the server discards the will without publishing it.
     await withBroker({}, async (b) => {
-      const watcher = await Watcher.start(b)
+      const watcher = await watch(b)
       const wills = recordWills(b)
-      const victim = await Victim.connect(b, 'w-polite', will('will/polite', 'never', 1))
+      const victim = await connectVictim(b, 'w-polite', will('will/polite', 'never', 1))
       const gone = disconnected(b, 'w-polite')
       victim.send({ type: 'disconnect' })
       victim.raw.socket.destroy()
       assert.equal((await gone)[1], 'disconnect')
       // A marker published after the disconnect reaches the watcher; a will would have come first.
       await b.broker.publish({ topic: 'will/marker', payload: 'after', qos: 1 })
-      await watcher.next('will/marker')
+      await watcher.waitForTopic('will/marker')
       await delay(100)
       assert.deepEqual(
         watcher.messages.map((m) => m.topic),
@@ -246,10 +153,10 @@ describe('wills are not published', () => {
       },
     }
     await withBroker(options, async (b) => {
-      const watcher = await Watcher.start(b)
+      const watcher = await watch(b)
       const wills = recordWills(b)
-      const refused = await Victim.connect(b, 'w-refused', will('will/forbidden', 'nope', 1))
-      const allowed = await Victim.connect(b, 'w-allowed', will('will/allowed', 'yes', 1))
+      const refused = await connectVictim(b, 'w-refused', will('will/forbidden', 'nope', 1))
+      const allowed = await connectVictim(b, 'w-allowed', will('will/allowed', 'yes', 1))
       let gone = disconnected(b, 'w-refused')
       refused.raw.socket.destroy()
       await gone
@@ -257,7 +164,7 @@ describe('wills are not published', () => {
       allowed.raw.socket.destroy()
       await gone
       // The allowed will, sent after the refused one, arrives; the refused one never does.
-      await watcher.next('will/allowed')
+      await watcher.waitForTopic('will/allowed')
       await delay(100)
       assert.deepEqual(
         watcher.messages.map((m) => m.topic),
@@ -281,10 +188,10 @@ describe('will details', () => {
     // [MQTT-3.3.1-8] a new subscriber then receives it with RETAIN 1.
     const persistence = new MemoryPersistence()
     await withBroker({ persistence }, async (b) => {
-      const watcher = await Watcher.start(b)
-      const victim = await Victim.connect(b, 'w-retained', will('will/retained', 'last words', 1, true))
+      const watcher = await watch(b)
+      const victim = await connectVictim(b, 'w-retained', will('will/retained', 'last words', 1, true))
       victim.raw.socket.destroy()
-      const live = await watcher.next('will/retained')
+      const live = await watcher.waitForTopic('will/retained')
       // [MQTT-3.3.1-9] forwarded to an existing subscriber with RETAIN 0.
       assert.equal(live.retain, false)
 
@@ -293,9 +200,9 @@ describe('will details', () => {
       assert.equal(stored[0]?.payload.toString(), 'last words')
       assert.equal(stored[0]?.qos, 1)
 
-      const late = await Watcher.start(b, 'will/retained')
-      const got = await late.next('will/retained')
-      assert.deepEqual(got, { topic: 'will/retained', payload: 'last words', qos: 1, retain: true })
+      const late = await watch(b, 'will/retained')
+      const got = await late.waitForTopic('will/retained')
+      assert.deepEqual(got, { topic: 'will/retained', payload: 'last words', qos: 1, retain: true, dup: false })
     })
   })
 
@@ -303,10 +210,10 @@ describe('will details', () => {
     // [MQTT-3.1.2-16] Will Retain 0: the will is published as a non-retained message.
     const persistence = new MemoryPersistence()
     await withBroker({ persistence }, async (b) => {
-      const watcher = await Watcher.start(b)
-      const victim = await Victim.connect(b, 'w-plain', will('will/plain', 'gone', 1, false))
+      const watcher = await watch(b)
+      const victim = await connectVictim(b, 'w-plain', will('will/plain', 'gone', 1, false))
       victim.raw.socket.destroy()
-      await watcher.next('will/plain')
+      await watcher.waitForTopic('will/plain')
       assert.deepEqual(await persistence.matchRetained('will/plain'), [])
     })
   })
@@ -319,7 +226,7 @@ describe('will details', () => {
         if (c.id === 'w-event') victimClient = c
       })
       const fired = once<[Message, Client]>(b.broker, 'willPublish')
-      const victim = await Victim.connect(b, 'w-event', will('will/event', 'payload', 2, true))
+      const victim = await connectVictim(b, 'w-event', will('will/event', 'payload', 2, true))
       victim.raw.socket.destroy()
       const [message, client] = await fired
       assert.equal(message.topic, 'will/event')
