@@ -5,7 +5,7 @@ import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
 import type { Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
-import type { RoutedMessage } from '../session/routed-message.js'
+import type { RoutedMessage, TopicAliasUse } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
 import type { BrokerContext } from './context.js'
 import { dispatch } from './dispatch.js'
@@ -17,6 +17,9 @@ export interface ConnectionInfo {
   remoteAddress?: string
   remotePort?: number
 }
+
+/** Topics shorter than this are sent as they are: an alias (3 bytes) would save little. */
+const ALIAS_MIN_TOPIC_LENGTH = 8
 
 /** Payload size above which QoS 1/2 subscribers share the payload bytes instead of each copying the packet. */
 const SHARED_PAYLOAD_MIN = 512
@@ -64,6 +67,10 @@ export class Connection implements Client, SessionLink {
   sessionExpiryInterval = 0
   /** Topic aliases the client set on its PUBLISHes (inbound). */
   inboundAliases: Map<number, string> | undefined
+  /** How many topic aliases the client accepts from us (its Topic Alias Maximum). */
+  clientTopicAliasMaximum = 0
+  /** Aliases we set towards the client, by topic. */
+  private outboundAliases: Map<string, number> | undefined
 
   readonly remoteAddress: string | undefined
   readonly remotePort: number | undefined
@@ -188,8 +195,11 @@ export class Connection implements Client, SessionLink {
   }
 
   sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean, subscriptionIds: number[] | undefined): boolean {
-    const template = this.protocolVersion === 5 ? message.encodeV5(qos, retain, subscriptionIds) : message.encodeV4(qos, retain)
+    const alias = this.protocolVersion === 5 && this.clientTopicAliasMaximum > 0 ? this.topicAlias(message.topic) : undefined
+    const template = this.protocolVersion !== 5 ? message.encodeV4(qos, retain) : message.encodeV5(qos, retain, subscriptionIds, alias)
     if (template.length > this.clientMaximumPacketSize) {
+      // The client never learns an alias whose first PUBLISH it did not get.
+      if (alias?.sendTopic) this.outboundAliases?.delete(message.topic)
       log.packet('Not sending PUBLISH on %j to %s: %d bytes over its Maximum Packet Size %d', message.topic, this.id, template.length, this.clientMaximumPacketSize)
       return false
     }
@@ -217,6 +227,22 @@ export class Connection implements Client, SessionLink {
     setPacketId(bytes, idOffset, packetId, dup)
     this.write(bytes)
     return true
+  }
+
+  /**
+   * An outbound topic alias for a topic worth one (long enough to save bytes), while the client's
+   * Topic Alias Maximum allows; the first use carries the topic, later ones only the alias
+   * [MQTT-3.3.2-10]. Aliases are never reassigned, so they need no eviction bookkeeping.
+   */
+  private topicAlias(topic: string): TopicAliasUse | undefined {
+    if (topic.length < ALIAS_MIN_TOPIC_LENGTH) return undefined
+    const aliases = (this.outboundAliases ??= new Map())
+    const known = aliases.get(topic)
+    if (known !== undefined) return { alias: known, sendTopic: false }
+    if (aliases.size >= this.clientTopicAliasMaximum) return undefined
+    const alias = aliases.size + 1
+    aliases.set(topic, alias)
+    return { alias, sendTopic: true }
   }
 
   sendPubrel(packetId: number): void {

@@ -3,6 +3,12 @@ import { encodePublish } from '../protocol/encoder.js'
 import type { Properties, PublishPacket, QoS } from '../protocol/packets.js'
 import type { StoredMessage } from '../persistence/adapter.js'
 
+/** An outbound topic alias: the alias to send, and whether the topic goes with it (first use). */
+export interface TopicAliasUse {
+  alias: number
+  sendTopic: boolean
+}
+
 /**
  * A message on its way through the broker. It is created once per PUBLISH and shared by every
  * subscriber; it caches its encodings so each outgoing form (QoS, retain flag) is encoded once.
@@ -55,8 +61,14 @@ export class RoutedMessage implements Message, StoredMessage {
    * own [MQTT-3.3.4-3]) and the Message Expiry Interval, reduced by the time spent in the broker
    * [MQTT-3.3.2-6]. Without subscription identifiers the encoding is shared (cached).
    */
-  encodeV5(qos: QoS, retain: boolean, subscriptionIds: number[] | undefined): Buffer {
+  encodeV5(qos: QoS, retain: boolean, subscriptionIds: number[] | undefined, alias?: TopicAliasUse): Buffer {
     const expiry = this.properties?.messageExpiryInterval === undefined ? undefined : this.remainingExpiry(Date.now())
+    if (alias !== undefined) {
+      const properties = this.forwardedProperties(expiry, subscriptionIds) ?? {}
+      properties.topicAlias = alias.alias
+      const packet: PublishPacket = { type: 'publish', topic: alias.sendTopic ? this.topic : '', payload: this.payload, qos, retain, dup: false, packetId: qos > 0 ? 1 : 0, properties }
+      return encodePublish(packet, 5)
+    }
     if (subscriptionIds === undefined) {
       const key = qos * 2 + (retain ? 1 : 0)
       const cached = this.encodedV5?.[key]

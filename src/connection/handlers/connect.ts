@@ -96,6 +96,7 @@ function readConnectProperties(connection: Connection, properties: Properties): 
   if (properties.receiveMaximum !== undefined) connection.clientReceiveMaximum = properties.receiveMaximum
   if (properties.maximumPacketSize !== undefined) connection.clientMaximumPacketSize = properties.maximumPacketSize
   if (properties.requestProblemInformation === 0) connection.requestProblemInformation = false
+  if (properties.topicAliasMaximum !== undefined) connection.clientTopicAliasMaximum = properties.topicAliasMaximum
   const expiry = properties.sessionExpiryInterval ?? 0
   connection.sessionExpiryInterval = Math.min(expiry, limits.maxSessionExpiryInterval)
 }
