@@ -71,6 +71,7 @@ export class BrokerCore implements BrokerContext {
   readonly limits: Readonly<Limits>
   readonly capabilities: Readonly<Capabilities>
   readonly authenticate
+  readonly enhancedAuthenticate
   readonly authorizePublish
   readonly authorizeSubscribe
   readonly persistence: PersistenceAdapter
@@ -95,6 +96,7 @@ export class BrokerCore implements BrokerContext {
     this.limits = validateLimits({ ...DEFAULT_LIMITS, ...options.limits })
     this.capabilities = Object.freeze({ ...DEFAULT_CAPABILITIES, ...options.capabilities })
     this.authenticate = options.authenticate
+    this.enhancedAuthenticate = options.enhancedAuthenticate
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
     this.persistence = options.persistence ?? new MemoryPersistence()

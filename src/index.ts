@@ -20,10 +20,13 @@ export type {
   AuthorizeSubscribeHook,
   Client,
   DisconnectReason,
+  EnhancedAuthenticateHook,
+  EnhancedAuthRequest,
+  EnhancedAuthResult,
   Message,
 } from './hooks/types.js'
-export { DEFAULT_LIMITS } from './options.js'
-export type { BrokerOptions, Limits } from './options.js'
+export { DEFAULT_CAPABILITIES, DEFAULT_LIMITS } from './options.js'
+export type { BrokerOptions, Capabilities, Limits } from './options.js'
 export type {
   Awaitable,
   PersistenceAdapter,

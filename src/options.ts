@@ -1,4 +1,4 @@
-import type { AuthenticateHook, AuthorizePublishHook, AuthorizeSubscribeHook } from './hooks/types.js'
+import type { AuthenticateHook, AuthorizePublishHook, AuthorizeSubscribeHook, EnhancedAuthenticateHook } from './hooks/types.js'
 import type { PersistenceAdapter } from './persistence/adapter.js'
 import type { QoS } from './protocol/packets.js'
 
@@ -86,6 +86,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
 export interface BrokerOptions {
   /** Decides who may connect. Absent: everyone may. */
   authenticate?: AuthenticateHook
+  /**
+   * MQTT 5 enhanced authentication: called for clients whose CONNECT names an Authentication
+   * Method, and for re-authentication. Absent: such clients are refused with 0x8C.
+   */
+  enhancedAuthenticate?: EnhancedAuthenticateHook
   /** Decides who may publish what. Absent: every publish is allowed. */
   authorizePublish?: AuthorizePublishHook
   /** Decides subscriptions. Absent: every valid subscription is granted. */

@@ -3,7 +3,7 @@ import type { Client, DisconnectReason } from '../hooks/types.js'
 import { log } from '../logging.js'
 import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
-import type { Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
+import type { ConnectPacket, Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
 import { ReasonCode } from '../protocol/reason-codes.js'
 import type { RoutedMessage, TopicAliasUse } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
@@ -65,6 +65,8 @@ export class Connection implements Client, SessionLink {
   requestProblemInformation = true
   /** Session Expiry Interval in force, seconds (0: the session ends with the connection). */
   sessionExpiryInterval = 0
+  /** An MQTT 5 enhanced authentication exchange, from CONNECT on (kept for re-authentication). */
+  auth: { method: string; state: unknown; connect: ConnectPacket; reauthenticating?: boolean; finalData?: Buffer } | undefined
   /** Topic aliases the client set on its PUBLISHes (inbound). */
   inboundAliases: Map<number, string> | undefined
   /** How many topic aliases the client accepts from us (its Topic Alias Maximum). */

@@ -1,5 +1,6 @@
 import type {
   AuthenticateHook,
+  EnhancedAuthenticateHook,
   AuthorizePublishHook,
   AuthorizeSubscribeHook,
   Client,
@@ -36,6 +37,7 @@ export interface BrokerContext {
   readonly limits: Readonly<Limits>
   readonly capabilities: Readonly<Capabilities>
   readonly authenticate: AuthenticateHook | undefined
+  readonly enhancedAuthenticate: EnhancedAuthenticateHook | undefined
   readonly authorizePublish: AuthorizePublishHook | undefined
   readonly authorizeSubscribe: AuthorizeSubscribeHook | undefined
   /** Network connections open now, connected or not. */

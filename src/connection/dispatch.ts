@@ -1,6 +1,7 @@
 import type { Packet } from '../protocol/packets.js'
 import type { Connection } from './connection.js'
 import { handleAck } from './handlers/acks.js'
+import { handleAuth } from './handlers/auth.js'
 import { handleConnect } from './handlers/connect.js'
 import { handleDisconnect } from './handlers/disconnect.js'
 import { handlePingreq } from './handlers/ping.js'
@@ -15,7 +16,13 @@ export function dispatch(connection: Connection, packet: Packet): void | Promise
     if (packet.type !== 'connect') return connection.protocolError(`first packet is ${packet.type.toUpperCase()}, not CONNECT`)
     return handleConnect(connection, packet)
   }
+  if (connection.state === 'connecting' && packet.type !== 'auth' && packet.type !== 'disconnect') {
+    // Only AUTH (or DISCONNECT) may come while an enhanced authentication exchange runs (section 4.12)
+    return connection.protocolError(`${packet.type.toUpperCase()} before authentication completed`)
+  }
   switch (packet.type) {
+    case 'auth':
+      return handleAuth(connection, packet)
     case 'publish':
       return handlePublish(connection, packet)
     case 'puback':

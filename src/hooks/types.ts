@@ -74,3 +74,31 @@ export type DisconnectReason =
   | 'server-closing'
   | 'closed-by-host'
   | 'connect-refused'
+
+/** One step of an MQTT 5 enhanced authentication exchange (CONNECT, then AUTH packets). */
+export interface EnhancedAuthRequest {
+  /** The client's Authentication Method, e.g. 'SCRAM-SHA-256'. */
+  method: string
+  /** The client's Authentication Data for this step, if it sent any. */
+  data: Buffer | undefined
+  clientId: string
+  username: string | undefined
+  /** What the previous step returned as `state`; undefined on the first step. */
+  state: unknown
+  /** True when a connected client asked to re-authenticate (AUTH 0x19). */
+  reauthenticate: boolean
+}
+
+/**
+ * The answer to a step: `{ continue }` sends the client AUTH 0x18 with that data and waits for its
+ * next step (`state` comes back in the next request); `{ success }` completes (CONNACK 0, or AUTH
+ * 0x00 on re-authentication) with optional final data; `{ reasonCode }` refuses (CONNACK, or
+ * DISCONNECT on re-authentication), e.g. 0x86 bad credentials, 0x8C unknown method.
+ */
+export type EnhancedAuthResult =
+  | { continue: Buffer | undefined; state?: unknown }
+  | { success: true; data?: Buffer }
+  | { reasonCode: number; reasonString?: string }
+
+/** Runs MQTT 5 enhanced authentication, one step per call. May be async. */
+export type EnhancedAuthenticateHook = (request: EnhancedAuthRequest) => EnhancedAuthResult | Promise<EnhancedAuthResult>

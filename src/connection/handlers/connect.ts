@@ -6,30 +6,11 @@ import type { ConnectPacket, Properties, ProtocolVersion } from '../../protocol/
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
 import { isValidTopicName } from '../../protocol/topics.js'
 import type { Connection } from '../connection.js'
+import { startEnhancedAuth } from './auth.js'
+import { accept, refuse } from './connack.js'
 
 /** MQTT 3.1 limits client identifiers to 23 characters (3.1.1 lifted the limit, [MQTT-3.1.3-5]). */
 const MQTT31_MAX_CLIENT_ID = 23
-
-/** The MQTT 5 reason code for each 3.1.1 CONNACK return code. */
-const V5_REFUSAL: Record<number, number> = {
-  [ConnackReturnCode.UnacceptableProtocolVersion]: ReasonCode.UnsupportedProtocolVersion,
-  [ConnackReturnCode.IdentifierRejected]: ReasonCode.ClientIdentifierNotValid,
-  [ConnackReturnCode.ServerUnavailable]: ReasonCode.ServerUnavailable,
-  [ConnackReturnCode.BadUsernameOrPassword]: ReasonCode.BadUserNameOrPassword,
-  [ConnackReturnCode.NotAuthorized]: ReasonCode.NotAuthorized,
-}
-
-/**
- * Refuses the connection: CONNACK with `returnCode` (a 3.1.1 code, translated for MQTT 5 clients,
- * or an MQTT 5 code as is), then close. [MQTT-3.2.2-4] session present 0; [MQTT-3.2.2-5] close.
- */
-function refuse(connection: Connection, returnCode: number, why: string, reasonString?: string): void {
-  const code = connection.protocolVersion === 5 && returnCode < 0x80 ? (V5_REFUSAL[returnCode] ?? ReasonCode.UnspecifiedError) : returnCode
-  log.client('Refusing %s (%s): %s; sending CONNACK %d', connection.id || 'client', connection.peer, why, code)
-  const properties: Properties | undefined = connection.protocolVersion === 5 && reasonString !== undefined ? { reasonString } : undefined
-  connection.send(properties ? { type: 'connack', sessionPresent: false, returnCode: code, properties } : { type: 'connack', sessionPresent: false, returnCode: code })
-  connection.close('connect-refused')
-}
 
 /** The CONNECT handshake: version, identifier, limits, authentication, then the session. */
 export function handleConnect(connection: Connection, packet: ConnectPacket): void | Promise<void> {
@@ -77,6 +58,8 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
   if (broker.openConnections > broker.limits.maxConnections) {
     return refuse(connection, v5 ? ReasonCode.QuotaExceeded : ConnackReturnCode.ServerUnavailable, `maxConnections (${broker.limits.maxConnections}) reached`)
   }
+  const method = v5 ? packet.properties?.authenticationMethod : undefined
+  if (method !== undefined) return startEnhancedAuth(connection, packet, method)
   const authenticate = broker.authenticate
   if (authenticate === undefined) return accept(connection, packet)
   const result = authenticate({
@@ -120,77 +103,4 @@ function decide(connection: Connection, packet: ConnectPacket, result: Authentic
   const reasonString = typeof result === 'object' && result !== null ? result.reasonString : undefined
   log.auth('authenticate refused %s (user %j): return code %d', connection.id, packet.username, returnCode)
   refuse(connection, returnCode, 'refused by authenticate', reasonString)
-}
-
-function accept(connection: Connection, packet: ConnectPacket): void {
-  const broker = connection.broker
-  const v5 = connection.protocolVersion === 5
-  const existing = broker.sessions.get(connection.id)
-  // [MQTT-3.1.4-2] a client connecting with an identifier already in use takes over
-  if (existing?.link) {
-    const previous = existing.link as unknown as Connection
-    log.client('Client %s already connected from %s, closing the old connection', connection.id, previous.peer)
-    previous.close('taken-over')
-  }
-  // 3.1.1: clean session 0 makes the session persistent; MQTT 5: a non-zero Session Expiry Interval.
-  const persistent = v5 ? connection.sessionExpiryInterval > 0 : !packet.cleanSession
-  const expiryInterval = v5 ? connection.sessionExpiryInterval : persistent ? 0xffffffff : 0
-  const { session, present } = broker.openSession(connection.id, packet.cleanSession, persistent, expiryInterval)
-  connection.will = packet.will
-  session.will = packet.will
-  let keepAlive = packet.keepAlive
-  const maxKeepAlive = broker.limits.maxKeepAlive
-  // MQTT 5: a keep alive over the maximum (or none, where there is a maximum) is replaced by the
-  // maximum, which the client is told in Server Keep Alive and must use [MQTT-3.2.2-21].
-  const serverKeepAlive = v5 && (keepAlive > maxKeepAlive || (keepAlive === 0 && maxKeepAlive < 65_535)) ? maxKeepAlive : undefined
-  if (serverKeepAlive !== undefined) keepAlive = serverKeepAlive
-  connection.accepted(session, keepAlive)
-  log.client(
-    'New client connected from %s as %s (p%d, c%d, k%d%s%s)',
-    connection.peer,
-    connection.id,
-    connection.protocolVersion,
-    packet.cleanSession ? 1 : 0,
-    keepAlive,
-    packet.username === undefined ? '' : `, u'${packet.username}'`,
-    packet.will ? `, will on '${packet.will.topic}'` : '',
-  )
-  log.client('Sending CONNACK to %s (%d, 0)', connection.id, present ? 1 : 0)
-  // [MQTT-3.2.2-1..3] session present reflects whether a stored session was resumed
-  // MQTT 3.1 has no session present flag: its CONNACK flags byte is reserved.
-  const sessionPresent = present && connection.protocolVersion !== 3
-  if (v5) {
-    connection.send({ type: 'connack', sessionPresent, returnCode: 0, properties: connackProperties(connection, packet, serverKeepAlive) })
-  } else {
-    connection.send({ type: 'connack', sessionPresent, returnCode: 0 })
-  }
-  session.attach(connection)
-  broker.sessionChanged(session)
-  broker.emit('clientConnect', connection)
-}
-
-/** What the broker tells an MQTT 5 client it accepted: its limits and capabilities, section 3.2.2.3. */
-function connackProperties(connection: Connection, packet: ConnectPacket, serverKeepAlive: number | undefined): Properties {
-  const { limits, capabilities } = connection.broker
-  const requested = packet.properties ?? {}
-  const properties: Properties = {
-    receiveMaximum: limits.receiveMaximum,
-    maximumPacketSize: limits.maxPacketSize,
-    topicAliasMaximum: limits.topicAliasMaximum,
-    retainAvailable: capabilities.retainAvailable ? 1 : 0,
-    wildcardSubscriptionAvailable: capabilities.wildcardSubscriptionAvailable ? 1 : 0,
-    subscriptionIdentifiersAvailable: capabilities.subscriptionIdentifiersAvailable ? 1 : 0,
-    sharedSubscriptionAvailable: capabilities.sharedSubscriptionAvailable ? 1 : 0,
-  }
-  // [MQTT-3.2.2-9] Maximum QoS is sent only when below 2
-  if (capabilities.maximumQoS < 2) properties.maximumQoS = capabilities.maximumQoS
-  if (packet.clientId.length === 0) properties.assignedClientIdentifier = connection.id
-  if (serverKeepAlive !== undefined) properties.serverKeepAlive = serverKeepAlive
-  if ((requested.sessionExpiryInterval ?? 0) !== connection.sessionExpiryInterval) {
-    properties.sessionExpiryInterval = connection.sessionExpiryInterval
-  }
-  if (requested.requestResponseInformation === 1 && capabilities.responseInformation !== undefined) {
-    properties.responseInformation = capabilities.responseInformation
-  }
-  return properties
 }
