@@ -9,7 +9,7 @@ export interface CliOptions {
 
 export const USAGE = `Usage: culex [options]
 
-Runs a standalone MQTT broker (MQTT 3.1 and 3.1.1 over TCP).
+Runs a standalone MQTT broker (MQTT 3.1, 3.1.1 and 5.0 over TCP).
 
 Options:
   -p, --port <port>   TCP port to listen on (default 1883; 0 picks a free port)
