@@ -55,7 +55,7 @@ export type AuthenticateHook = (request: AuthenticateRequest) => AuthenticateRes
 export type AuthorizePublishHook = (client: Client, message: Message) => boolean | number | Promise<boolean | number>
 
 /**
- * Decides a subscription: `false` refuses it (SUBACK 0x80; 0x87 for MQTT 5), `true` grants the
+ * Decides a subscription: `false` refuses it (SUBACK 0x80, for both versions), `true` grants the
  * requested QoS, a QoS (0, 1, 2) grants at most that, and for MQTT 5 clients a reason code of 0x80
  * or more refuses with that SUBACK code. May be async.
  */

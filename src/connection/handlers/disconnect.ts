@@ -8,7 +8,7 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
   const session = connection.session
   const expiry = packet.properties?.sessionExpiryInterval
   if (expiry !== undefined && session !== null) {
-    // [MQTT-3.14.2-2] a session that was to end with the connection cannot be given a life now
+    // Section 3.14.2.2.2: a session that was to end with the connection cannot be given a life now
     if (connection.sessionExpiryInterval === 0 && expiry !== 0) {
       return connection.protocolError('DISCONNECT sets a Session Expiry Interval after CONNECT had 0', ReasonCode.ProtocolError)
     }

@@ -78,7 +78,7 @@ function checkV5(connection: Connection, packet: PublishPacket): boolean {
     return false
   }
   if (capabilities.validatePayloadFormat && properties?.payloadFormatIndicator === 1 && !isUtf8(packet.payload)) {
-    // [MQTT-3.3.2-4] the receiver may refuse a payload that is not the UTF-8 it claims to be
+    // Section 3.3.2.3.2: the receiver may refuse a payload that is not the UTF-8 it claims to be
     if (packet.qos === 0) {
       connection.protocolError('payload is not valid UTF-8 though its Payload Format Indicator says so', ReasonCode.PayloadFormatInvalid)
     } else {

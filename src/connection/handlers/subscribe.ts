@@ -54,9 +54,10 @@ function grantedQos(connection: Connection, requested: QoS, decision: Decision):
   const cap = connection.broker.capabilities.maximumQoS
   const wanted = requested < cap ? requested : cap
   if (decision === true) return wanted
-  // Anything but true or a QoS refuses (a JavaScript host returning 0x80 means no, too).
+  // Anything but true or a QoS refuses. `false` is 0x80 for both versions (MQTT 5: Unspecified
+  // error), as interoperability suites expect; an MQTT 5 host wanting 0x87 returns 0x87.
   if (decision !== 0 && decision !== 1 && decision !== 2) {
-    return v5 && typeof decision === 'number' && decision >= 0x80 && decision <= 0xff ? decision : v5 ? ReasonCode.NotAuthorized : SUBACK_FAILURE
+    return v5 && typeof decision === 'number' && decision >= 0x80 && decision <= 0xff ? decision : SUBACK_FAILURE
   }
   return decision < wanted ? decision : wanted
 }
