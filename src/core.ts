@@ -32,6 +32,7 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   maxSubscriptionsPerClient: [0, Number.MAX_SAFE_INTEGER],
   maxWriteBuffer: [0, Number.MAX_SAFE_INTEGER],
   receiveMaximum: [1, 65_535],
+  maxPublishRate: [0, Number.MAX_SAFE_INTEGER],
   topicAliasMaximum: [0, 65_535],
   maxSessionExpiryInterval: [0, 0xffffffff],
 }

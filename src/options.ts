@@ -34,6 +34,12 @@ export interface Limits {
   receiveMaximum: number
   /** MQTT 5 Topic Alias Maximum the broker advertises and accepts. Default 10; 0 turns aliases off. */
   topicAliasMaximum: number
+  /**
+   * PUBLISH packets per second one client may send, with bursts of up to one second's worth; a
+   * client going faster is disconnected (MQTT 5: DISCONNECT 0x96, Message rate too high).
+   * Default 0: no limit.
+   */
+  maxPublishRate: number
   /** Longest MQTT 5 session expiry interval granted, in seconds; longer requests are cut to it. Default 0xFFFFFFFF (never expires). */
   maxSessionExpiryInterval: number
 }
@@ -78,6 +84,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxSubscriptionsPerClient: 10_000,
   maxWriteBuffer: 4 * 1024 * 1024,
   receiveMaximum: 100,
+  maxPublishRate: 0,
   topicAliasMaximum: 10,
   maxSessionExpiryInterval: 0xffffffff,
 })

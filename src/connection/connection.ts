@@ -11,6 +11,7 @@ import type { BrokerContext } from './context.js'
 import { dispatch } from './dispatch.js'
 import { InboundFlow } from './inbound-flow.js'
 import { KeepAlive } from './keep-alive.js'
+import { RateBucket } from './rate-bucket.js'
 
 /** What a transport knows about a new connection. */
 export interface ConnectionInfo {
@@ -18,8 +19,8 @@ export interface ConnectionInfo {
   remotePort?: number
 }
 
-/** Topics shorter than this are sent as they are: an alias (3 bytes) would save little. */
-const ALIAS_MIN_TOPIC_LENGTH = 8
+/** Topics shorter than this are sent as they are: the alias property (3 bytes) would save nothing. */
+const ALIAS_MIN_TOPIC_LENGTH = 4
 
 /** Payload size above which QoS 1/2 subscribers share the payload bytes instead of each copying the packet. */
 const SHARED_PAYLOAD_MIN = 512
@@ -67,6 +68,8 @@ export class Connection implements Client, SessionLink {
   sessionExpiryInterval = 0
   /** An MQTT 5 enhanced authentication exchange, from CONNECT on (kept for re-authentication). */
   auth: { method: string; state: unknown; connect: ConnectPacket; reauthenticating?: boolean; finalData?: Buffer } | undefined
+  /** Counts PUBLISHes against limits.maxPublishRate (only used when that limit is set). */
+  readonly publishRate = new RateBucket()
   /** Topic aliases the client set on its PUBLISHes (inbound). */
   inboundAliases: Map<number, string> | undefined
   /** How many topic aliases the client accepts from us (its Topic Alias Maximum). */

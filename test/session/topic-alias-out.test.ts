@@ -64,3 +64,21 @@ test('a client without Topic Alias Maximum never gets an alias', async () => {
     await b.close()
   }
 })
+
+test('short topics get aliases too, from 4 characters (an alias costs 3 bytes)', async () => {
+  const b = await startBroker()
+  try {
+    const received: Packet[] = []
+    const socket = await rawV5(b.port, { topicAliasMaximum: 2 }, received)
+    const pub = await b.connect({ clientId: 'pub' })
+    for (let i = 0; i < 2; i++) await pub.publishAsync('sensors', `${i}`)
+    const deadline = Date.now() + 3000
+    while (received.filter((p) => p.type === 'publish').length < 2 && Date.now() < deadline) await delay(5)
+    const publishes = received.filter((p): p is PublishPacket => p.type === 'publish')
+    assert.equal(publishes[1]?.topic, '')
+    assert.equal(publishes[1]?.properties?.topicAlias, 1)
+    socket.destroy()
+  } finally {
+    await b.close()
+  }
+})

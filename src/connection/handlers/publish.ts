@@ -13,6 +13,9 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const session = connection.session
   if (session === null) return
+  if (connection.broker.limits.maxPublishRate > 0 && !connection.publishRate.take(connection.broker.limits.maxPublishRate)) {
+    return connection.protocolError(`over ${connection.broker.limits.maxPublishRate} PUBLISH per second`, ReasonCode.MessageRateTooHigh)
+  }
   if (connection.protocolVersion === 5 && !checkV5(connection, packet)) return
   // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] at least one character
   if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`, ReasonCode.TopicNameInvalid)
