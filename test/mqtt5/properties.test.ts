@@ -1,0 +1,43 @@
+/**
+ * Invalid MQTT 5 properties after CONNECT: the broker answers DISCONNECT with the right reason
+ * code, then closes, and goes on serving other clients.
+ */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { hex, TEST_TIMEOUT, withV5Broker } from './v5-helpers.js'
+
+/** A QoS 0 PUBLISH on topic 't' whose property block is `props` (raw bytes, length included). */
+function publishWithProperties(props: number[]): Buffer {
+  const body = [0x00, 0x01, 0x74, ...props, 0x78]
+  return Buffer.from([0x30, body.length, ...body])
+}
+
+const cases: Array<[string, number[], number]> = [
+  // [MQTT-2.2.2-1] (5.0 section 2.2.2.2) an unknown property identifier is a malformed packet
+  ['an unknown property identifier', [0x02, 0x7f, 0x00], 0x81],
+  // A property that does not belong on PUBLISH (Session Expiry Interval) is malformed
+  ['a property not allowed on PUBLISH', [0x05, 0x11, 0x00, 0x00, 0x00, 0x0a], 0x81],
+  // [MQTT-2.2.2-2] (5.0) a single-valued property twice is a protocol error
+  ['a duplicated single-valued property', [0x04, 0x01, 0x00, 0x01, 0x01], 0x82],
+  // [MQTT-1.5.4-1] invalid UTF-8 in a string property (Content Type) is malformed
+  ['invalid UTF-8 in a string property', [0x05, 0x03, 0x00, 0x02, 0xc0, 0xaf], 0x81],
+  // Property length running past the packet
+  ['a property length longer than the packet', [0x20, 0x01, 0x00], 0x81],
+]
+
+describe('invalid properties', () => {
+  for (const [name, props, code] of cases) {
+    test(`${name}: DISCONNECT 0x${code.toString(16)}, then close; others still served`, { timeout: TEST_TIMEOUT }, async () => {
+      await withV5Broker({}, async (b) => {
+        const { raw } = await b.rawConnect({ clientId: 'bad' })
+        raw.socket.write(publishWithProperties(props))
+        const disconnect = await raw.next('disconnect')
+        assert.equal(hex(disconnect.reasonCode), hex(code))
+        await raw.waitClosed()
+        const { raw: good } = await b.rawConnect({ clientId: 'good' })
+        const suback = await good.subscribe([{ topicFilter: 'x', qos: 0 }])
+        assert.deepEqual(suback.reasonCodes, [0])
+      })
+    })
+  }
+})
