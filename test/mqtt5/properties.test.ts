@@ -41,3 +41,20 @@ describe('invalid properties', () => {
     })
   }
 })
+
+describe('hooks answering with MQTT 5 reason codes', () => {
+  test('authorizePublish answering 0x97 gives PUBACK 0x97 and PUBREC 0x97; the message is dropped', { timeout: TEST_TIMEOUT }, async () => {
+    await withV5Broker({ authorizePublish: (_client, message) => (message.topic === 'metered' ? 0x97 : true) }, async (b) => {
+      const { raw: sub } = await b.rawConnect({ clientId: 'sub' })
+      await sub.subscribe([{ topicFilter: '#', qos: 2 }])
+      const { raw } = await b.rawConnect({ clientId: 'pub' })
+      raw.publish('metered', 'x', 1, { packetId: 1 })
+      assert.equal(hex((await raw.next('puback')).reasonCode), hex(0x97))
+      raw.publish('metered', 'x', 2, { packetId: 2 })
+      assert.equal(hex((await raw.next('pubrec')).reasonCode), hex(0x97))
+      raw.publish('free', 'y', 1, { packetId: 3 })
+      const delivered = await sub.next('publish')
+      assert.equal(delivered.topic, 'free')
+    })
+  })
+})
