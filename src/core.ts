@@ -341,8 +341,12 @@ export class BrokerCore implements BrokerContext {
     const now = Date.now()
     for (const stored of messages) {
       const message = RoutedMessage.from(stored)
-      // [MQTT-3.3.2-5] an expired retained message is not sent
-      if (message.isExpired(now)) continue
+      // [MQTT-3.3.2-5] an expired retained message is not sent, and is dropped from storage
+      if (message.isExpired(now)) {
+        const gone: StoredMessage = { ...stored, payload: Buffer.alloc(0) }
+        this.track('storeRetained', () => this.persistence.storeRetained(gone))
+        continue
+      }
       // [MQTT-3.3.1-8] retained messages sent for a new subscription carry RETAIN 1
       session.deliver(message, message.qos < granted ? message.qos : granted, true, ids)
     }

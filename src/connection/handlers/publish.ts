@@ -6,6 +6,7 @@ import { ReasonCode } from '../../protocol/reason-codes.js'
 import { isValidTopicName } from '../../protocol/topics.js'
 import { RoutedMessage } from '../../session/routed-message.js'
 import type { Connection } from '../connection.js'
+import { problemProperties } from '../problem.js'
 
 export function handlePublish(connection: Connection, packet: PublishPacket): void | Promise<void> {
   if (log.packet.enabled) {
@@ -112,8 +113,9 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
 /** PUBACK or PUBREC for a QoS 1/2 PUBLISH; the reason code reaches MQTT 5 clients only. */
 function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number): void {
   const code = connection.protocolVersion === 5 ? reasonCode : undefined
+  const properties = code === undefined ? undefined : problemProperties(connection.requestProblemInformation, [code])
   if (packet.qos === 1) {
-    connection.send(code ? { type: 'puback', packetId: packet.packetId, reasonCode: code } : { type: 'puback', packetId: packet.packetId })
+    connection.send(code ? { type: 'puback', packetId: packet.packetId, reasonCode: code, properties } : { type: 'puback', packetId: packet.packetId })
   } else if (packet.qos === 2) {
     const session = connection.session
     // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
@@ -121,6 +123,6 @@ function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: 
       session.incomingQos2.add(packet.packetId)
       connection.broker.sessionChanged(session)
     }
-    connection.send(code ? { type: 'pubrec', packetId: packet.packetId, reasonCode: code } : { type: 'pubrec', packetId: packet.packetId })
+    connection.send(code ? { type: 'pubrec', packetId: packet.packetId, reasonCode: code, properties } : { type: 'pubrec', packetId: packet.packetId })
   }
 }

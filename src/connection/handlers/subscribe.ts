@@ -5,6 +5,7 @@ import { ReasonCode, SUBACK_FAILURE } from '../../protocol/reason-codes.js'
 import { hasWildcard, isValidTopicFilter } from '../../protocol/topics.js'
 import { parseSharedFilter } from '../../routing/shared-group.js'
 import type { Connection } from '../connection.js'
+import { problemProperties } from '../problem.js'
 
 /** A hook's answer, or a SUBACK failure code decided before the hook (0x80 and up). */
 type Decision = boolean | number | { refuse: number }
@@ -91,7 +92,8 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
     return code
   })
   // [MQTT-3.8.4-1] [MQTT-3.8.4-5] one SUBACK return code per requested filter, in order
-  connection.send({ type: 'suback', packetId: packet.packetId, reasonCodes })
+  const properties = v5 ? problemProperties(connection.requestProblemInformation, reasonCodes) : undefined
+  connection.send(properties ? { type: 'suback', packetId: packet.packetId, reasonCodes, properties } : { type: 'suback', packetId: packet.packetId, reasonCodes })
   if (log.packet.enabled) log.packet('Sending SUBACK to %s: %j', connection.id, reasonCodes)
   broker.sessionChanged(session)
   if (granted.length > 0) broker.emit('subscribe', granted, connection)
