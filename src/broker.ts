@@ -164,7 +164,7 @@ export class Broker extends EventEmitterBase {
     await this.ready.catch(() => {})
     const stopping = [...this.listenersOpen].map((l) => l.close())
     this.listenersOpen.clear()
-    for (const connection of [...this.core.connections]) connection.close('server-closing')
+    for (const connection of [...this.core.connections]) connection.end('server-closing')
     await Promise.all(stopping)
     await this.core.settle(true)
     await this.core.persistence.close()

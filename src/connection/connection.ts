@@ -100,15 +100,15 @@ export class Connection implements Client, SessionLink {
       (error) => this.fail(error),
     )
     this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize)
-    this.keepAliveTimer = new KeepAlive(() => this.close('keep-alive-timeout', ReasonCode.KeepAliveTimeout))
+    this.keepAliveTimer = new KeepAlive(() => this.end('keep-alive-timeout', ReasonCode.KeepAliveTimeout))
     stream.on('data', (chunk: Buffer) => this.onData(chunk))
     stream.on('error', (error: Error) => this.onStreamError(error))
-    stream.on('end', () => this.close('socket-closed'))
-    stream.on('close', () => this.close('socket-closed'))
+    stream.on('end', () => this.end('socket-closed'))
+    stream.on('close', () => this.end('socket-closed'))
     // Section 3.1: a server should close a connection that sends no CONNECT within a reasonable time.
     this.connectTimer = setTimeout(() => {
       log.client('No CONNECT from %s within %d ms, closing', this.peer, broker.limits.connectTimeoutMs)
-      this.close('protocol-error')
+      this.end('protocol-error')
     }, broker.limits.connectTimeoutMs)
     this.connectTimer.unref?.()
     log.client('New connection from %s', this.peer)
@@ -161,20 +161,20 @@ export class Connection implements Client, SessionLink {
     if (this.state === 'closed') return
     log.client('Protocol error from %s (%s): %s, closing', this.id || 'unknown client', this.peer, reason)
     if (this.state === 'connected') this.broker.emit('clientError', this, new Error(reason))
-    this.close('protocol-error', reasonCode, reason)
+    this.end('protocol-error', reasonCode, reason)
   }
 
   private fail(error: unknown): void {
     const err = error instanceof Error ? error : new Error(String(error))
     log.error('Error handling %s (%s): %s', this.id || 'unknown client', this.peer, err.stack ?? err.message)
     if (this.state === 'connected') this.broker.emit('clientError', this, err)
-    this.close('protocol-error', ReasonCode.UnspecifiedError)
+    this.end('protocol-error', ReasonCode.UnspecifiedError)
   }
 
   private onStreamError(error: Error): void {
     log.client('Socket error on %s (%s): %s', this.id || 'unknown client', this.peer, error.message)
     if (this.state === 'connected') this.broker.emit('clientError', this, error)
-    this.close('socket-closed')
+    this.end('socket-closed')
   }
 
   /** Writes bytes; writes within one event-loop turn leave in as few syscalls as possible. */
@@ -258,13 +258,19 @@ export class Connection implements Client, SessionLink {
     return this.stream.writableLength > this.broker.limits.maxWriteBuffer
   }
 
+  /** The host's `client.close()`: see `Client.close`. */
+  close(reasonCode: number = ReasonCode.AdministrativeAction, reasonString?: string): void {
+    // Only DISCONNECT reason codes (0x80 and up) say why the server ends a connection.
+    const code = reasonCode >= 0x80 && reasonCode <= 0xff ? reasonCode : ReasonCode.AdministrativeAction
+    this.end('closed-by-host', code, reasonString)
+  }
+
   /**
-   * Closes the connection; the will is published unless the client sent DISCONNECT. An MQTT 5
+   * Ends the connection; the will is published unless the client sent DISCONNECT. An MQTT 5
    * client that completed CONNECT is sent DISCONNECT with `reasonCode` first, where the spec
    * lets the server say why (not after the client's own DISCONNECT, nor on a dead socket).
-   * Called without arguments it is the host's `client.close()`: Administrative action (0x98).
    */
-  close(reason: DisconnectReason = 'closed-by-host', reasonCode?: number, reasonString?: string): void {
+  end(reason: DisconnectReason, reasonCode?: number, reasonString?: string): void {
     if (this.state === 'closed') return
     const wasConnected = this.state === 'connected'
     const code = reasonCode ?? DISCONNECT_CODES[reason]

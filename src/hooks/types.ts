@@ -24,8 +24,12 @@ export interface Client {
   readonly keepAlive: number
   /** Whether the network connection is still open. */
   readonly connected: boolean
-  /** Closes the connection (publishing the will, as for any ungraceful end). */
-  close(): void
+  /**
+   * Closes the connection (publishing the will, as for any ungraceful end). An MQTT 5 client is
+   * first sent DISCONNECT with `reasonCode` (default 0x98, administrative action), e.g. 0x97 when
+   * the host enforces a quota of its own, or 0x9C/0x9D to send it elsewhere.
+   */
+  close(reasonCode?: number, reasonString?: string): void
 }
 
 /** What `authenticate` is asked about. */

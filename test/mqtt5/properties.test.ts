@@ -58,3 +58,17 @@ describe('hooks answering with MQTT 5 reason codes', () => {
     })
   })
 })
+
+describe('the host closing a client', () => {
+  test('client.close(0x97, reason) sends DISCONNECT 0x97 with the reason string (a quota the host enforces)', { timeout: TEST_TIMEOUT }, async () => {
+    await withV5Broker({}, async (b) => {
+      const connected = new Promise<import('../../src/index.js').Client>((resolve) => b.broker.once('clientConnect', resolve))
+      const { raw } = await b.rawConnect({ clientId: 'greedy' })
+      ;(await connected).close(0x97, 'daily quota used up')
+      const disconnect = await raw.next('disconnect')
+      assert.equal(hex(disconnect.reasonCode), hex(0x97))
+      assert.equal(disconnect.properties?.reasonString, 'daily quota used up')
+      await raw.waitClosed()
+    })
+  })
+})

@@ -74,6 +74,6 @@ function answer(connection: Connection, result: EnhancedAuthResult, reauthentica
   const code = result.reasonCode >= 0x80 && result.reasonCode <= 0xff ? result.reasonCode : ReasonCode.NotAuthorized
   log.auth('Enhanced authentication of %s failed: 0x%s', connection.id, code.toString(16))
   // [MQTT-4.12.1-2] a failed re-authentication ends the connection with DISCONNECT
-  if (reauthenticate) connection.close('protocol-error', code, result.reasonString)
+  if (reauthenticate) connection.end('protocol-error', code, result.reasonString)
   else refuse(connection, code, 'refused by enhancedAuthenticate', result.reasonString)
 }

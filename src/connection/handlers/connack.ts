@@ -21,7 +21,7 @@ export function refuse(connection: Connection, returnCode: number, why: string, 
   log.client('Refusing %s (%s): %s; sending CONNACK %d', connection.id || 'client', connection.peer, why, code)
   const properties: Properties | undefined = connection.protocolVersion === 5 && reasonString !== undefined ? { reasonString } : undefined
   connection.send(properties ? { type: 'connack', sessionPresent: false, returnCode: code, properties } : { type: 'connack', sessionPresent: false, returnCode: code })
-  connection.close('connect-refused')
+  connection.end('connect-refused')
 }
 
 /** Accepts a client whose CONNECT (and authentication) passed: its session, CONNACK, events. */
@@ -33,7 +33,7 @@ export function accept(connection: Connection, packet: ConnectPacket): void {
   if (existing?.link) {
     const previous = existing.link as unknown as Connection
     log.client('Client %s already connected from %s, closing the old connection', connection.id, previous.peer)
-    previous.close('taken-over')
+    previous.end('taken-over')
   }
   // 3.1.1: clean session 0 makes the session persistent; MQTT 5: a non-zero Session Expiry Interval.
   const persistent = v5 ? connection.sessionExpiryInterval > 0 : !packet.cleanSession

@@ -17,5 +17,5 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
   }
   // [MQTT-3.1.2-10] [MQTT-3.14.4-3] a clean DISCONNECT discards the will; MQTT 5 reason 0x04 asks for it anyway
   if (packet.reasonCode !== ReasonCode.DisconnectWithWill) connection.will = undefined
-  connection.close('disconnect')
+  connection.end('disconnect')
 }
