@@ -72,3 +72,22 @@ describe('the host closing a client', () => {
     })
   })
 })
+
+describe('events carry MQTT 5 properties', () => {
+  test('the publish event and broker.subscribe handlers see the publisher\'s properties', { timeout: TEST_TIMEOUT }, async () => {
+    await withV5Broker({}, async (b) => {
+      const seen = new Promise<import('../../src/index.js').Message>((resolve) => b.broker.once('publish', (message) => resolve(message)))
+      const handled = new Promise<import('../../src/index.js').Message>((resolve) => {
+        void b.broker.subscribe('props/#', (message) => resolve(message))
+      })
+      const { raw } = await b.rawConnect({ clientId: 'pub' })
+      const properties = { contentType: 'application/json', userProperties: [['a', '1'], ['b', '2']] as Array<[string, string]>, correlationData: Buffer.from('c1') }
+      raw.publish('props/x', '{}', 0, { properties })
+      for (const message of [await seen, await handled]) {
+        assert.equal(message.properties?.contentType, 'application/json')
+        assert.deepEqual(message.properties?.userProperties, [['a', '1'], ['b', '2']])
+        assert.ok(message.properties?.correlationData?.equals(Buffer.from('c1')))
+      }
+    })
+  })
+})
