@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { delay } from '../helpers.js'
 import { hex, TEST_TIMEOUT, withV5Broker } from './v5-helpers.js'
 
 /** A QoS 0 PUBLISH on topic 't' whose property block is `props` (raw bytes, length included). */
@@ -88,6 +89,33 @@ describe('events carry MQTT 5 properties', () => {
         assert.deepEqual(message.properties?.userProperties, [['a', '1'], ['b', '2']])
         assert.ok(message.properties?.correlationData?.equals(Buffer.from('c1')))
       }
+    })
+  })
+})
+
+describe('edges of the QoS 2 flow and session expiry', () => {
+  test('PUBREC for an unknown packet identifier gets PUBREL 0x92', { timeout: TEST_TIMEOUT }, async () => {
+    await withV5Broker({}, async (b) => {
+      const { raw } = await b.rawConnect({ clientId: 'odd' })
+      raw.send({ type: 'pubrec', packetId: 77 })
+      const pubrel = await raw.next('pubrel')
+      assert.equal(pubrel.packetId, 77)
+      assert.equal(hex(pubrel.reasonCode), hex(0x92))
+    })
+  })
+
+  test('Session Expiry Interval 0xFFFFFFFF: the offline session has no expiry timer and is resumed', { timeout: TEST_TIMEOUT }, async () => {
+    await withV5Broker({}, async (b) => {
+      const { raw } = await b.rawConnect({ clientId: 'forever', cleanSession: false, properties: { sessionExpiryInterval: 0xffffffff } })
+      raw.send({ type: 'disconnect' })
+      await raw.waitClosed()
+      await delay(50)
+      const sessions = (b.broker as unknown as { core: { sessions: Map<string, { expiryTimer: unknown; link: unknown }> } }).core.sessions
+      const session = sessions.get('forever')
+      assert.ok(session !== undefined && session.link === null, 'the session outlives the connection')
+      assert.equal(session.expiryTimer, undefined, 'no expiry is scheduled')
+      const { connack } = await b.rawConnect({ clientId: 'forever', cleanSession: false, properties: { sessionExpiryInterval: 0xffffffff } })
+      assert.equal(connack.sessionPresent, true)
     })
   })
 })
