@@ -24,6 +24,7 @@ export type {
   EnhancedAuthRequest,
   EnhancedAuthResult,
   Message,
+  PeerCertificate,
 } from './hooks/types.js'
 export { DEFAULT_CAPABILITIES, DEFAULT_LIMITS } from './options.js'
 export type { BrokerOptions, Capabilities, Limits } from './options.js'
@@ -39,4 +40,10 @@ export type { Properties, ProtocolVersion, QoS, Subscription, WillMessage } from
 export { ConnackReturnCode, ReasonCode } from './protocol/reason-codes.js'
 export { tcp } from './transports/tcp.js'
 export type { TcpOptions } from './transports/tcp.js'
+export { tls } from './transports/tls.js'
+export type { TlsOptions } from './transports/tls.js'
+export { unix } from './transports/unix.js'
+export type { UnixOptions } from './transports/unix.js'
+export { websocket } from './transports/websocket.js'
+export type { WebSocketOptions } from './transports/websocket.js'
 export type { ConnectionHandler, Listener, Transport } from './transports/transport.js'

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import type { Client, DisconnectReason } from '../hooks/types.js'
+import type { Client, DisconnectReason, PeerCertificate } from '../hooks/types.js'
 import { log } from '../logging.js'
 import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
@@ -17,7 +17,10 @@ import { RateBucket } from './rate-bucket.js'
 export interface ConnectionInfo {
   remoteAddress?: string
   remotePort?: number
+  /** The verified TLS client certificate, when the transport asked for one. */
+  certificate?: PeerCertificate
 }
+
 
 /** Topics shorter than this are sent as they are: the alias property (3 bytes) would save nothing. */
 const ALIAS_MIN_TOPIC_LENGTH = 4
@@ -79,6 +82,7 @@ export class Connection implements Client, SessionLink {
 
   readonly remoteAddress: string | undefined
   readonly remotePort: number | undefined
+  readonly certificate: PeerCertificate | undefined
   private readonly decoder: PacketDecoder
   private readonly keepAliveTimer: KeepAlive
   private connectTimer: NodeJS.Timeout | undefined
@@ -93,6 +97,7 @@ export class Connection implements Client, SessionLink {
   ) {
     this.remoteAddress = info.remoteAddress
     this.remotePort = info.remotePort
+    this.certificate = info.certificate
     this.flow = new InboundFlow(
       stream,
       (packet) => dispatch(this, packet),

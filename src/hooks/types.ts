@@ -1,5 +1,13 @@
 import type { Properties, ProtocolVersion, QoS, Subscription } from '../protocol/packets.js'
 
+/** What a verified TLS client certificate says about its holder. */
+export interface PeerCertificate {
+  /** The certificate subject, e.g. `{ CN: 'device-42', O: 'Acme' }`. */
+  subject: Record<string, string | string[] | undefined>
+  /** SHA-256 fingerprint, colon-separated hex. */
+  fingerprint256: string
+}
+
 /** An application message, as published by a client or by the host application. */
 export interface Message {
   readonly topic: string
@@ -18,6 +26,8 @@ export interface Client {
   readonly username: string | undefined
   /** The peer address as the transport reported it, when known. */
   readonly remoteAddress: string | undefined
+  /** The verified TLS client certificate, on a `tls` listener that asked for one. */
+  readonly certificate?: PeerCertificate
   readonly protocolVersion: ProtocolVersion
   readonly cleanSession: boolean
   /** The keep alive in force, in seconds (0 = disabled). */
@@ -39,6 +49,8 @@ export interface AuthenticateRequest {
   password: Buffer | undefined
   remoteAddress: string | undefined
   protocolVersion: ProtocolVersion
+  /** The verified TLS client certificate, on a `tls` listener that asked for one. */
+  certificate: PeerCertificate | undefined
 }
 
 /**

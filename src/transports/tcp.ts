@@ -1,5 +1,6 @@
 import net from 'node:net'
 import { log } from '../logging.js'
+import { closeServer, listenDualStack } from './bind.js'
 import type { ConnectionHandler, Listener, Transport } from './transport.js'
 
 /** Options of the `tcp` transport. */
@@ -29,33 +30,10 @@ async function listenTcp(options: TcpOptions, onConnection: ConnectionHandler): 
     socket.setNoDelay(true)
     onConnection(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })
   })
-  const port = options.port ?? 1883
-  const host = options.host
-  try {
-    await bind(server, port, host ?? '::', options.backlog)
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (host !== undefined || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw error
-    await bind(server, port, '0.0.0.0', options.backlog)
-  }
+  await listenDualStack(server, options.port ?? 1883, options.host, options.backlog)
   log.broker('Listening on tcp %j', server.address())
   return {
     address: () => server.address(),
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (!server.listening) return resolve()
-        server.close(() => resolve())
-      }),
+    close: () => closeServer(server),
   }
-}
-
-function bind(server: net.Server, port: number, host: string, backlog: number | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => reject(error)
-    server.once('error', onError)
-    server.listen({ port, host, backlog }, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
 }

@@ -68,6 +68,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     password: packet.password,
     remoteAddress: connection.remoteAddress,
     protocolVersion: connection.protocolVersion,
+    certificate: connection.certificate,
   })
   if (isPromise(result)) return result.then((r) => decide(connection, packet, r))
   return decide(connection, packet, result)
