@@ -116,6 +116,8 @@ export class Connection implements Client, SessionLink {
       this.end('protocol-error')
     }, broker.limits.connectTimeoutMs)
     this.connectTimer.unref?.()
+    // A transport may hand the stream over paused (after reading a PROXY header, say).
+    stream.resume()
     log.client('New connection from %s', this.peer)
   }
 

@@ -1,10 +1,11 @@
 import net from 'node:net'
 import { log } from '../logging.js'
 import { closeServer, listenDualStack } from './bind.js'
+import { readProxyHeader, trustedSet, type ProxyProtocolOptions } from './proxy-protocol.js'
 import type { ConnectionHandler, Listener, Transport } from './transport.js'
 
 /** Options of the `tcp` transport. */
-export interface TcpOptions {
+export interface TcpOptions extends ProxyProtocolOptions {
   /** Port to listen on; 0 picks a free one (read it back from `listener.address()`). Default 1883. */
   port?: number
   /**
@@ -25,10 +26,21 @@ export function tcp(options: TcpOptions = {}): Transport {
 }
 
 async function listenTcp(options: TcpOptions, onConnection: ConnectionHandler): Promise<Listener> {
+  const trusted = trustedSet(options.trustedProxies)
   const server = net.createServer((socket) => {
     // MQTT packets are small and latency matters; the connection corks its writes itself.
     socket.setNoDelay(true)
-    onConnection(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })
+    if (!options.proxyProtocol) {
+      onConnection(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })
+      return
+    }
+    readProxyHeader(socket, trusted).then(
+      (real) => onConnection(socket, real ?? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }),
+      (error: Error) => {
+        log.client('Refusing a connection from %s: %s', socket.remoteAddress, error.message)
+        socket.destroy()
+      },
+    )
   })
   await listenDualStack(server, options.port ?? 1883, options.host, options.backlog)
   log.broker('Listening on tcp %j', server.address())

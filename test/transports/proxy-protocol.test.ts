@@ -1,0 +1,77 @@
+/** PROXY protocol v1 and v2 on the tcp transport: the real client address reaches hooks and events. */
+import assert from 'node:assert/strict'
+import net, { type AddressInfo } from 'node:net'
+import { test } from 'node:test'
+import { Broker, tcp, type AuthenticateRequest } from '../../src/index.js'
+import { encodePacket } from '../../src/protocol/encoder.js'
+import { delay } from '../helpers.js'
+
+const CONNECT = encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'behind-proxy' }, 4)
+
+function v2Header(ip: number[], port: number): Buffer {
+  const sig = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])
+  const body = Buffer.alloc(12)
+  Buffer.from(ip).copy(body, 0)
+  Buffer.from([10, 0, 0, 1]).copy(body, 4)
+  body.writeUInt16BE(port, 8)
+  body.writeUInt16BE(1883, 10)
+  return Buffer.concat([sig, Buffer.from([0x21, 0x11, 0x00, 12]), body])
+}
+
+/** Sends `bytes` to the broker; resolves to the first bytes it answers, or null if it closed first. */
+async function exchange(port: number, bytes: Buffer): Promise<Buffer | null> {
+  const socket = net.connect(port, '127.0.0.1')
+  await new Promise<void>((resolve) => socket.once('connect', resolve))
+  socket.write(bytes)
+  return new Promise((resolve) => {
+    socket.once('data', (d: Buffer) => {
+      socket.destroy()
+      resolve(d)
+    })
+    socket.once('close', () => resolve(null))
+  })
+}
+
+async function withBroker(trustedProxies: string[], body: (port: number, seen: AuthenticateRequest[]) => Promise<void>): Promise<void> {
+  const seen: AuthenticateRequest[] = []
+  const broker = new Broker({ authenticate: (request) => (seen.push(request), true) })
+  const listener = await broker.listen(tcp({ port: 0, host: '127.0.0.1', proxyProtocol: true, trustedProxies }))
+  try {
+    await body((listener.address() as AddressInfo).port, seen)
+  } finally {
+    await broker.close()
+  }
+}
+
+test('PROXY v1 from a trusted proxy: the client address in the header reaches authenticate', async () => {
+  await withBroker(['127.0.0.1'], async (port, seen) => {
+    const answer = await exchange(port, Buffer.concat([Buffer.from('PROXY TCP4 203.0.113.7 10.0.0.1 51000 1883\r\n'), CONNECT]))
+    assert.equal(answer?.[0], 0x20)
+    assert.equal(seen[0]?.remoteAddress, '203.0.113.7')
+  })
+})
+
+test('PROXY v2 from a trusted proxy, header split across writes', async () => {
+  await withBroker(['127.0.0.1'], async (port, seen) => {
+    const socket = net.connect(port, '127.0.0.1')
+    await new Promise<void>((resolve) => socket.once('connect', resolve))
+    const bytes = Buffer.concat([v2Header([198, 51, 100, 9], 40000), CONNECT])
+    socket.write(bytes.subarray(0, 7))
+    await delay(20)
+    socket.write(bytes.subarray(7))
+    const answer = await new Promise<Buffer>((resolve) => socket.once('data', resolve))
+    socket.destroy()
+    assert.equal(answer[0], 0x20)
+    assert.equal(seen[0]?.remoteAddress, '198.51.100.9')
+  })
+})
+
+test('a PROXY header from an untrusted address is refused; a plain connection from it is served', async () => {
+  await withBroker(['10.9.9.9'], async (port, seen) => {
+    assert.equal(await exchange(port, Buffer.concat([Buffer.from('PROXY TCP4 203.0.113.7 10.0.0.1 51000 1883\r\n'), CONNECT])), null)
+    assert.equal(seen.length, 0)
+    const answer = await exchange(port, CONNECT)
+    assert.equal(answer?.[0], 0x20)
+    assert.equal(seen[0]?.remoteAddress, '127.0.0.1')
+  })
+})
