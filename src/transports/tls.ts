@@ -1,10 +1,10 @@
-import tls from 'node:tls'
+import nodeTls from 'node:tls'
 import { log } from '../logging.js'
 import { closeServer, listenDualStack } from './bind.js'
 import type { Listener, Transport } from './transport.js'
 
 /** Options of the `tls` transport: Node's TLS server options (key, cert, ca, requestCert ...) plus where to listen. */
-export interface TlsOptions extends tls.TlsOptions {
+export interface TlsOptions extends nodeTls.TlsOptions {
   /** Port to listen on; 0 picks a free one. Default 8883. */
   port?: number
   /** Address to bind; default all IPv4 and IPv6 addresses. */
@@ -15,12 +15,12 @@ export interface TlsOptions extends tls.TlsOptions {
  * MQTT over TLS. With `requestCert` (and `ca`), a client certificate's subject and fingerprint
  * reach the `authenticate` hook as `certificate`, so devices can be authenticated by certificate.
  */
-export function tls_(options: TlsOptions): Transport {
+export function tls(options: TlsOptions): Transport {
   return {
     name: 'tls',
     listen: async (onConnection) => {
       const { port, host, ...tlsOptions } = options
-      const server = tls.createServer(tlsOptions, (socket) => {
+      const server = nodeTls.createServer(tlsOptions, (socket) => {
         socket.setNoDelay(true)
         const peer = socket.getPeerCertificate()
         const certificate =
@@ -37,5 +37,3 @@ export function tls_(options: TlsOptions): Transport {
     },
   }
 }
-
-export { tls_ as tls }
