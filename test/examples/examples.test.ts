@@ -103,3 +103,29 @@ test('examples/express-push.ts turns POST /notify into a message on the device t
     assert.equal(await example.stop(), 0)
   }
 })
+
+test('examples/express.ts serves REST and MQTT over WebSocket on one port', async () => {
+  const example = runExample('express.ts', { PORT: '0' })
+  try {
+    const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
+    const lamp = mqtt.connect(`ws://127.0.0.1:${port}/mqtt`, { clientId: 'lamp-1', reconnectPeriod: 0 })
+    await once(lamp, 'connect')
+    await lamp.subscribeAsync('devices/lamp-1/command', { qos: 1 })
+    const command = once<[string, Buffer]>(lamp, 'message')
+    const response = await fetch(`http://127.0.0.1:${port}/devices/lamp-1/command`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ on: true }),
+    })
+    assert.equal(response.status, 202)
+    assert.deepEqual(JSON.parse((await command)[1].toString()), { on: true })
+
+    await lamp.publishAsync('devices/lamp-1/telemetry', '42 lux', { qos: 1 })
+    const reading = (await (await fetch(`http://127.0.0.1:${port}/devices/lamp-1/telemetry`)).json()) as { reading: string }
+    assert.equal(reading.reading, '42 lux')
+    assert.match(await (await fetch(`http://127.0.0.1:${port}/`)).text(), /mqtt\.connect/)
+    lamp.end()
+  } finally {
+    assert.equal(await example.stop(), 0)
+  }
+})
