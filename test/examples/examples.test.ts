@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { once } from '../helpers.js'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { once, skipWithout } from '../helpers.js'
+import { makePki } from '../transports/certificates.js'
 import { runExample } from './run-example.js'
 
 async function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
@@ -127,5 +132,35 @@ test('examples/express.ts serves REST and MQTT over WebSocket on one port', asyn
     lamp.end()
   } finally {
     assert.equal(await example.stop(), 0)
+  }
+})
+
+test('examples/tls-client-certs.ts admits a device whose certificate CN is its client id, over mqtts and mosquitto_pub', { skip: skipWithout('openssl') }, async () => {
+  const pki = makePki('device-42')
+  const dir = mkdtempSync(join(tmpdir(), 'culex-example-pki-'))
+  const write = (name: string, content: Buffer): string => {
+    writeFileSync(join(dir, name), content)
+    return join(dir, name)
+  }
+  const env = { PORT: '0', CA: write('ca.crt', pki.ca), KEY: write('server.key', pki.serverKey), CERT: write('server.crt', pki.serverCert) }
+  const example = runExample('tls-client-certs.ts', env)
+  try {
+    const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
+    const device = mqtt.connect({ protocol: 'mqtts', host: '127.0.0.1', port, ca: pki.ca, key: pki.clientKey, cert: pki.clientCert, clientId: 'device-42', reconnectPeriod: 0 })
+    await once(device, 'connect')
+    await example.waitFor(/device device-42 connected \(certificate [0-9A-F:]+\.\.\.\)/)
+    device.end()
+    const impostor = mqtt.connect({ protocol: 'mqtts', host: '127.0.0.1', port, ca: pki.ca, key: pki.clientKey, cert: pki.clientCert, clientId: 'device-43', reconnectPeriod: 0 })
+    const refused = await new Promise<number | undefined>((resolve) => impostor.once('error', (e: Error & { code?: number }) => resolve(e.code)))
+    assert.equal(refused, 2)
+    impostor.end(true)
+    if (skipWithout('mosquitto_pub') === undefined) {
+      // An outside client: Mosquitto's own, with --cafile and the device certificate.
+      const r = spawnSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '--cafile', env.CA, '--cert', write('device.crt', pki.clientCert), '--key', write('device.key', pki.clientKey), '-i', 'device-42', '-t', 'devices/device-42/up', '-m', 'hi'], { encoding: 'utf8', timeout: 10000 })
+      assert.equal(r.status, 0, r.stderr)
+    }
+  } finally {
+    assert.equal(await example.stop(), 0)
+    rmSync(dir, { recursive: true, force: true })
   }
 })

@@ -1,6 +1,7 @@
 /** Each transport with a real peer: tls (with client certificates), websocket (own port and attached), unix. */
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import https from 'node:https'
 import net, { type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -98,5 +99,20 @@ test('unix domain socket', async () => {
     await roundTrip((o) => new MqttClient(() => net.connect(path), { protocolVersion: 4, reconnectPeriod: 0, ...o }))
   } finally {
     await broker.close()
+  }
+})
+
+test('wss: websocket attached to the host HTTPS server', { skip: skipWithout('openssl') }, async () => {
+  const pki = makePki()
+  const server = https.createServer({ key: pki.serverKey, cert: pki.serverCert }, (_req, res) => res.end('host'))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  const broker = new Broker()
+  await broker.listen(websocket({ server, path: '/mqtt' }))
+  try {
+    await roundTrip((o) => mqtt.connect(`wss://127.0.0.1:${port}/mqtt`, { ca: pki.ca, reconnectPeriod: 0, ...o }))
+  } finally {
+    await broker.close()
+    server.close()
   }
 })
