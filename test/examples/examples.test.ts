@@ -164,3 +164,24 @@ test('examples/tls-client-certs.ts admits a device whose certificate CN is its c
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('examples/fastify.ts serves REST and MQTT over WebSocket on one port and closes the broker with Fastify', async () => {
+  const example = runExample('fastify.ts', { PORT: '0' })
+  try {
+    const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
+    const client = mqtt.connect(`ws://127.0.0.1:${port}/mqtt`, { clientId: 'listener', reconnectPeriod: 0 })
+    await once(client, 'connect')
+    await client.subscribeAsync('broadcast', { qos: 1 })
+    const got = once<[string, Buffer]>(client, 'message')
+    const sent = await fetch(`http://127.0.0.1:${port}/broadcast`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'hello' }) })
+    assert.equal(sent.status, 202)
+    assert.equal((await got)[1].toString(), 'hello')
+    assert.deepEqual(await (await fetch(`http://127.0.0.1:${port}/clients`)).json(), { connected: 1 })
+    // SIGTERM closes the Fastify app, which closes the broker: the MQTT client sees its connection end.
+    const closed = once(client, 'close', 5000)
+    assert.equal(await example.stop(), 0)
+    await closed
+  } finally {
+    assert.equal(await example.stop(), 0)
+  }
+})
