@@ -2,9 +2,11 @@
 import assert from 'node:assert/strict'
 import net, { type AddressInfo } from 'node:net'
 import { test } from 'node:test'
-import { Broker, tcp, type AuthenticateRequest } from '../../src/index.js'
+import nodeTls from 'node:tls'
+import { Broker, tcp, tls, type AuthenticateRequest } from '../../src/index.js'
 import { encodePacket } from '../../src/protocol/encoder.js'
-import { delay } from '../helpers.js'
+import { delay, skipWithout } from '../helpers.js'
+import { makePki } from './certificates.js'
 
 const CONNECT = encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'behind-proxy' }, 4)
 
@@ -74,4 +76,36 @@ test('a PROXY header from an untrusted address is refused; a plain connection fr
     assert.equal(answer?.[0], 0x20)
     assert.equal(seen[0]?.remoteAddress, '127.0.0.1')
   })
+})
+
+test('PROXY v1 before the TLS handshake on a tls listener: the real address and the client certificate both reach authenticate', { skip: skipWithout('openssl') }, async () => {
+  const pki = makePki('device-7')
+  const seen: AuthenticateRequest[] = []
+  const broker = new Broker({ authenticate: (request) => (seen.push(request), true) })
+  const listener = await broker.listen(
+    tls({ port: 0, host: '127.0.0.1', key: pki.serverKey, cert: pki.serverCert, ca: pki.ca, requestCert: true, rejectUnauthorized: true, proxyProtocol: true, trustedProxies: ['127.0.0.1'] }),
+  )
+  const port = (listener.address() as AddressInfo).port
+  try {
+    // The "proxy": a raw connection that sends the header in clear, then carries the client's TLS.
+    const raw = net.connect(port, '127.0.0.1')
+    await new Promise<void>((resolve) => raw.once('connect', resolve))
+    raw.write('PROXY TCP4 192.0.2.44 10.0.0.1 50123 8883\r\n')
+    const secure = nodeTls.connect({ socket: raw, ca: pki.ca, key: pki.clientKey, cert: pki.clientCert, servername: 'localhost' })
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve)
+      secure.once('error', reject)
+    })
+    secure.write(CONNECT)
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      secure.once('data', resolve)
+      setTimeout(() => reject(new Error('no CONNACK')), 3000)
+    })
+    assert.equal(answer[0], 0x20)
+    assert.equal(seen[0]?.remoteAddress, '192.0.2.44')
+    assert.equal(seen[0]?.certificate?.subject.CN, 'device-7')
+    secure.destroy()
+  } finally {
+    await broker.close()
+  }
 })
