@@ -8,6 +8,10 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt'
 import { Broker, tls, unix, websocket, type AuthenticateRequest } from '../../src/index.js'
+import { WebSocket } from 'ws'
+import { PacketDecoder } from '../../src/protocol/decoder.js'
+import { encodePacket } from '../../src/protocol/encoder.js'
+import type { Packet } from '../../src/protocol/packets.js'
 import { once, skipWithout } from '../helpers.js'
 import { makePki } from './certificates.js'
 
@@ -114,5 +118,41 @@ test('wss: websocket attached to the host HTTPS server', { skip: skipWithout('op
   } finally {
     await broker.close()
     server.close()
+  }
+})
+
+test('websocket framing: subprotocol mqttv3.1, a packet split across frames, several packets in one frame', async () => {
+  const broker = new Broker()
+  const listener = await broker.listen(websocket({ port: 0, host: '127.0.0.1' }))
+  const port = (listener.address() as AddressInfo).port
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, 'mqttv3.1')
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve())
+      ws.once('error', reject)
+    })
+    assert.equal(ws.protocol, 'mqttv3.1')
+    const received: Packet[] = []
+    const decoder = new PacketDecoder((p) => received.push(p))
+    ws.on('message', (data: Buffer) => decoder.push(data))
+    const connect = encodePacket({ type: 'connect', protocolName: 'MQIsdp', protocolVersion: 3, cleanSession: true, keepAlive: 0, clientId: 'framed' }, 3)
+    // CONNECT in two frames.
+    ws.send(connect.subarray(0, 5))
+    ws.send(connect.subarray(5))
+    // SUBSCRIBE and a PUBLISH to it in one frame.
+    ws.send(
+      Buffer.concat([
+        encodePacket({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'f', qos: 0 }] }, 3),
+        encodePacket({ type: 'publish', topic: 'f', payload: Buffer.from('one frame'), qos: 0, retain: false, dup: false, packetId: 0 }, 3),
+      ]),
+    )
+    const deadline = Date.now() + 3000
+    while (received.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    assert.deepEqual(received.map((p) => p.type), ['connack', 'suback', 'publish'])
+    const publish = received[2]
+    assert.ok(publish?.type === 'publish' && publish.payload.toString() === 'one frame')
+  } finally {
+    ws.close()
+    await broker.close()
   }
 })
