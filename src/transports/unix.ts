@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises'
+import { lstat, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { log } from '../logging.js'
 import { closeServer, listenPath } from './bind.js'
@@ -6,7 +6,7 @@ import type { Transport } from './transport.js'
 
 /** Options of the `unix` transport. */
 export interface UnixOptions {
-  /** The socket file; a stale one left by a crashed process is replaced. */
+  /** The socket file; a stale socket left by a crashed process is replaced (any other file is left alone, and listening fails). */
   path: string
 }
 
@@ -16,10 +16,16 @@ export function unix(options: UnixOptions): Transport {
     name: 'unix',
     listen: async (onConnection) => {
       const server = net.createServer((socket) => onConnection(socket, { remoteAddress: options.path }))
-      await rm(options.path, { force: true })
+      await removeStaleSocket(options.path)
       await listenPath(server, options.path)
       log.broker('Listening on unix %s', options.path)
       return { address: () => server.address(), close: () => closeServer(server) }
     },
   }
+}
+
+/** Removes a socket file left behind by an earlier process; never a regular file or a directory. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const stat = await lstat(path).catch(() => undefined)
+  if (stat?.isSocket()) await rm(path, { force: true })
 }

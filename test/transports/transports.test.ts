@@ -1,5 +1,6 @@
 /** Each transport with a real peer: tls (with client certificates), websocket (own port and attached), unix. */
 import assert from 'node:assert/strict'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import net, { type AddressInfo } from 'node:net'
@@ -153,6 +154,19 @@ test('websocket framing: subprotocol mqttv3.1, a packet split across frames, sev
     assert.ok(publish?.type === 'publish' && publish.payload.toString() === 'one frame')
   } finally {
     ws.close()
+    await broker.close()
+  }
+})
+
+test('unix: a regular file at the path is never removed; listening fails instead', async () => {
+  const path = join(tmpdir(), `culex-not-a-socket-${process.pid}-${Date.now()}`)
+  writeFileSync(path, 'precious')
+  const broker = new Broker()
+  try {
+    await assert.rejects(broker.listen(unix({ path })))
+    assert.equal(readFileSync(path, 'utf8'), 'precious')
+  } finally {
+    rmSync(path, { force: true })
     await broker.close()
   }
 })
