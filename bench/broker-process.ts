@@ -1,7 +1,7 @@
 // One broker under test, alone in its own process so that its CPU and memory can be read
 // without the load generator's mixed in.
 //
-//   node --expose-gc --conditions=culex-source --import tsx bench/broker-process.ts <culex|aedes|mosquitto>
+//   node --expose-gc --import tsx bench/broker-process.ts <culex|aedes|mosquitto>
 //
 // Started by bench/run.ts over fork() (IPC). Listens on an ephemeral port on 127.0.0.1, prints
 // `PORT <n>` on stdout and sends `{ type: 'ready', port, pid }`. Answers `stats` (cumulative
@@ -64,7 +64,7 @@ function listenServer(server: net.Server): Promise<number> {
 
 async function startCulex(): Promise<RunningBroker> {
   // Imported lazily so that the other brokers' processes never load (or depend on) Culex.
-  const { Broker, tcp } = await import('culex')
+  const { Broker, tcp } = await import('culex-mqtt')
   const broker = new Broker()
   const listener = await broker.listen(tcp({ port: 0, host: HOST }))
   const addr = listener.address()

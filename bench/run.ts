@@ -116,7 +116,7 @@ deadline.unref()
 function forkChild(file: string, args: string[], extraExecArgv: string[]): ChildProcess {
   const child = fork(path.join(here, file), args, {
     cwd: root,
-    // Inherit --conditions=culex-source and --import tsx from `npm run bench`.
+    // Inherit --import tsx from `npm run bench`.
     execArgv: [...process.execArgv, ...extraExecArgv],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   })

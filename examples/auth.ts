@@ -2,7 +2,7 @@
 // Run: npx tsx examples/auth.ts   then: mosquitto_pub -u alice -P wonderland -i device-alice -t devices/device-alice/status -m up
 import { scryptSync, timingSafeEqual, randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
-import { Broker, ConnackReturnCode, tcp, type Client } from 'culex'
+import { Broker, ConnackReturnCode, tcp, type Client } from 'culex-mqtt'
 
 // Passwords are stored as salted scrypt hashes, never in clear.
 function hash(password: string, salt = randomBytes(16)): { salt: Buffer; key: Buffer } {

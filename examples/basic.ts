@@ -1,7 +1,7 @@
 // Embed a broker and watch what devices do.
 // Run: npx tsx examples/basic.ts   (PORT=1884 to change the port; Ctrl-C stops it)
 import type { AddressInfo } from 'node:net'
-import { Broker, tcp } from 'culex'
+import { Broker, tcp } from 'culex-mqtt'
 
 const broker = new Broker()
 

@@ -4,7 +4,7 @@
 // A phone subscribes to devices/phone-1/notifications and gets {"text":"hi"}.
 import type { AddressInfo } from 'node:net'
 import express from 'express'
-import { Broker, tcp } from 'culex'
+import { Broker, tcp } from 'culex-mqtt'
 
 const broker = new Broker()
 const mqttListener = await broker.listen(tcp({ port: Number(process.env.MQTT_PORT ?? 1883) }))

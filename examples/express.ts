@@ -5,7 +5,7 @@ import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import express from 'express'
-import { Broker, websocket } from 'culex'
+import { Broker, websocket } from 'culex-mqtt'
 
 const broker = new Broker()
 const app = express()

@@ -2,7 +2,7 @@
 // Run: npx tsx examples/fastify.ts   then: curl -X POST localhost:3000/broadcast -H 'content-type: application/json' -d '{"text":"hello"}'
 import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
-import { Broker, websocket } from 'culex'
+import { Broker, websocket } from 'culex-mqtt'
 
 const app = Fastify()
 const broker = new Broker()

@@ -3,7 +3,7 @@
 //      mosquitto_pub -p 8883 --cafile ca.crt --cert device-42.crt --key device-42.key -i device-42 -t devices/device-42/up -m hi
 import { readFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
-import { Broker, ConnackReturnCode, tls } from 'culex'
+import { Broker, ConnackReturnCode, tls } from 'culex-mqtt'
 
 const file = (name: string): Buffer => readFileSync(process.env[name] ?? `${name.toLowerCase()}.pem`)
 

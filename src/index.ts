@@ -2,7 +2,7 @@
  * Culex: an embeddable MQTT broker for Node.js.
  *
  * ```ts
- * import { Broker, tcp } from 'culex'
+ * import { Broker, tcp } from 'culex-mqtt'
  * const broker = new Broker()
  * await broker.listen(tcp({ port: 1883 }))
  * ```

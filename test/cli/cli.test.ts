@@ -7,7 +7,7 @@ import mqtt from 'mqtt'
 import { once } from '../helpers.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-const cli = ['--conditions=culex-source', '--import', 'tsx', 'src/cli/main.ts']
+const cli = ['--import', 'tsx', 'src/cli/main.ts']
 
 function startCli(args: string[]): { output: () => string; waitFor: (re: RegExp) => Promise<RegExpMatchArray>; child: ReturnType<typeof spawn> } {
   const child = spawn(process.execPath, [...cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })

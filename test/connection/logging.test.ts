@@ -38,7 +38,7 @@ class LoggedBroker {
   }
 
   static start(debug: string): LoggedBroker {
-    const child = spawn(process.execPath, ['--conditions=culex-source', '--import', 'tsx', fixture], {
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
       cwd: repoRoot,
       env: { ...process.env, DEBUG: debug, DEBUG_COLORS: '0' },
       stdio: 'pipe',

@@ -13,9 +13,9 @@ export interface RunningExample {
   stop(): Promise<number | null>
 }
 
-/** Starts `examples/<name>` the way a user would, resolving `culex` to this checkout's sources. */
+/** Starts `examples/<name>` the way a user would, resolving `culex-mqtt` to this checkout's sources (tsconfig paths). */
 export function runExample(name: string, env: Record<string, string> = {}): RunningExample {
-  const child = spawn(process.execPath, ['--conditions=culex-source', '--import', 'tsx', `examples/${name}`], {
+  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}`], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
