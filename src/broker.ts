@@ -98,7 +98,7 @@ export class Broker extends EventEmitterBase {
   async listen(transport: Transport): Promise<Listener> {
     if (this.closed) throw new Error('broker is closed')
     await this.ready
-    const listener = await transport.listen((stream, info) => this.handle(stream, info))
+    const listener = await transport.listen((stream, info) => this.handle(stream, info), { maxPacketSize: this.core.limits.maxPacketSize })
     if (this.closed) {
       // close() ran while the transport was starting: it must not stay open behind our back.
       await listener.close()

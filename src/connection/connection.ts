@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Client, DisconnectReason, PeerCertificate } from '../hooks/types.js'
 import { log } from '../logging.js'
@@ -13,12 +14,20 @@ import { InboundFlow } from './inbound-flow.js'
 import { KeepAlive } from './keep-alive.js'
 import { RateBucket } from './rate-bucket.js'
 
-/** What a transport knows about a new connection. */
+/** What a transport knows about a new connection. Every field is optional: `broker.handle(stream)` may know none. */
 export interface ConnectionInfo {
-  remoteAddress?: string
-  remotePort?: number
+  /** The peer's address (for a trusted proxy: the address the proxy reported). */
+  remoteAddress?: string | undefined
+  remotePort?: number | undefined
   /** The verified TLS client certificate, when the transport asked for one. */
-  certificate?: PeerCertificate
+  certificate?: PeerCertificate | undefined
+  /** The transport's name for log lines and hooks: 'tcp', 'tls', 'ws', 'unix', ... Default 'stream'. */
+  transport?: string | undefined
+  /**
+   * For MQTT over WebSocket: the HTTP upgrade request, with its headers (cookies, Authorization)
+   * and URL (query string), so `authenticate` can use the browser's credentials.
+   */
+  request?: IncomingMessage | undefined
 }
 
 
@@ -36,6 +45,11 @@ const DISCONNECT_CODES: Partial<Record<DisconnectReason, number>> = {
   'closed-by-host': ReasonCode.AdministrativeAction,
   'protocol-error': ReasonCode.ProtocolError,
 }
+
+/** The failure codes a CONNACK may carry (5.0 section 3.2.2.2). */
+const CONNACK_ERROR_CODES: ReadonlySet<number> = new Set([
+  0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f,
+])
 
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
@@ -83,6 +97,8 @@ export class Connection implements Client, SessionLink {
   readonly remoteAddress: string | undefined
   readonly remotePort: number | undefined
   readonly certificate: PeerCertificate | undefined
+  readonly transport: string
+  readonly request: IncomingMessage | undefined
   private readonly decoder: PacketDecoder
   private readonly keepAliveTimer: KeepAlive
   private connectTimer: NodeJS.Timeout | undefined
@@ -98,6 +114,8 @@ export class Connection implements Client, SessionLink {
     this.remoteAddress = info.remoteAddress
     this.remotePort = info.remotePort
     this.certificate = info.certificate
+    this.transport = info.transport ?? 'stream'
+    this.request = info.request
     this.flow = new InboundFlow(
       stream,
       (packet) => dispatch(this, packet),
@@ -118,7 +136,7 @@ export class Connection implements Client, SessionLink {
     this.connectTimer.unref?.()
     // A transport may hand the stream over paused (after reading a PROXY header, say).
     stream.resume()
-    log.client('New connection from %s', this.peer)
+    log.client('New connection from %s on %s', this.peer, this.transport)
   }
 
   get connected(): boolean {
@@ -168,7 +186,21 @@ export class Connection implements Client, SessionLink {
     if (this.state === 'closed') return
     log.client('Protocol error from %s (%s): %s, closing', this.id || 'unknown client', this.peer, reason)
     if (this.state === 'connected') this.broker.emit('clientError', this, new Error(reason))
+    else if (this.isV5Handshake()) {
+      // Section 4.13.1: an error in an MQTT 5 CONNECT may be answered with a CONNACK carrying the
+      // reason code before the close, where the packet was read far enough to know its version.
+      this.protocolVersion = 5
+      const code = CONNACK_ERROR_CODES.has(reasonCode) ? reasonCode : ReasonCode.ProtocolError
+      this.send({ type: 'connack', sessionPresent: false, returnCode: code, properties: { reasonString: reason } })
+    }
     this.end('protocol-error', reasonCode, reason)
+  }
+
+  /** Before CONNACK, on a connection whose CONNECT (decoded or not) says MQTT 5. */
+  private isV5Handshake(): boolean {
+    if (this.state === 'connecting') return this.protocolVersion === 5
+    // The decoder learns the level from the CONNECT before it reads (and may fail on) the rest.
+    return this.state === 'awaiting-connect' && this.decoder.protocolVersion === 5
   }
 
   private fail(error: unknown): void {

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import type { Properties, ProtocolVersion, QoS, Subscription } from '../protocol/packets.js'
 
 /** What a verified TLS client certificate says about its holder. */
@@ -26,8 +27,14 @@ export interface Client {
   readonly username: string | undefined
   /** The peer address as the transport reported it, when known. */
   readonly remoteAddress: string | undefined
+  /** The peer port, when known. */
+  readonly remotePort: number | undefined
+  /** The transport the client came through: 'tcp', 'tls', 'ws', 'unix', or 'stream' for `broker.handle`. */
+  readonly transport: string
   /** The verified TLS client certificate, on a `tls` listener that asked for one. */
-  readonly certificate?: PeerCertificate
+  readonly certificate: PeerCertificate | undefined
+  /** MQTT over WebSocket: the HTTP upgrade request (headers, cookies, URL with its query). */
+  readonly request: IncomingMessage | undefined
   readonly protocolVersion: ProtocolVersion
   readonly cleanSession: boolean
   /** The keep alive in force, in seconds (0 = disabled). */
@@ -48,9 +55,17 @@ export interface AuthenticateRequest {
   username: string | undefined
   password: Buffer | undefined
   remoteAddress: string | undefined
+  remotePort: number | undefined
   protocolVersion: ProtocolVersion
+  /** The transport the client came through: 'tcp', 'tls', 'ws', 'unix', or 'stream' for `broker.handle`. */
+  transport: string
   /** The verified TLS client certificate, on a `tls` listener that asked for one. */
   certificate: PeerCertificate | undefined
+  /**
+   * MQTT over WebSocket: the HTTP upgrade request, so a browser's session cookie, `Authorization`
+   * header or `?token=` can be checked. Undefined on other transports.
+   */
+  request: IncomingMessage | undefined
 }
 
 /**

@@ -5,11 +5,20 @@ import type { ConnectionInfo } from '../connection/connection.js'
 /** Hands a transport's new connection to the broker. */
 export type ConnectionHandler = (stream: Duplex, info: ConnectionInfo) => void
 
+/** What the broker tells a transport when it starts it. */
+export interface ListenContext {
+  /**
+   * The broker's `limits.maxPacketSize`: a transport that frames its own messages (WebSocket)
+   * must not buffer a frame larger than this before the broker sees it.
+   */
+  readonly maxPacketSize: number
+}
+
 /** Something that accepts connections: `broker.listen(transport)` starts it. */
 export interface Transport {
   /** A short name for log lines ('tcp', 'tls', 'ws' ...). */
   readonly name: string
-  listen(onConnection: ConnectionHandler): Promise<Listener>
+  listen(onConnection: ConnectionHandler, context: ListenContext): Promise<Listener>
 }
 
 /** A started transport. */

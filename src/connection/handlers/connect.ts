@@ -67,8 +67,11 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     username: packet.username,
     password: packet.password,
     remoteAddress: connection.remoteAddress,
+    remotePort: connection.remotePort,
     protocolVersion: connection.protocolVersion,
+    transport: connection.transport,
     certificate: connection.certificate,
+    request: connection.request,
   })
   if (isPromise(result)) return result.then((r) => decide(connection, packet, r))
   return decide(connection, packet, result)
