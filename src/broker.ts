@@ -1,17 +1,34 @@
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import type * as TypedEmitterTypes from 'typed-emitter'
-import type { ConnectionInfo } from './connection/connection.js'
-import type { BrokerEvents } from './connection/context.js'
 import { BrokerCore } from './core.js'
+import { asError } from './hooks/errors.js'
+import type { BrokerEvents, HostErrorSource } from './hooks/events.js'
 import { isPromise } from './hooks/promise.js'
-import type { Message } from './hooks/types.js'
+import type { Client, ConnectionInfo, Message } from './hooks/types.js'
 import { log } from './logging.js'
 import type { BrokerOptions, Limits } from './options.js'
-import type { QoS } from './protocol/packets.js'
+import type { Properties, QoS } from './protocol/packets.js'
 import { isValidTopicFilter, isValidTopicName } from './protocol/topics.js'
+import { parseSharedFilter } from './routing/shared-group.js'
 import { RoutedMessage } from './session/routed-message.js'
+import { LocalSubscriber } from './session/local-subscriber.js'
 import type { Listener, Transport } from './transports/transport.js'
+
+/** The MQTT 5 properties a host may set on a message it publishes. */
+export interface PublishProperties {
+  /** 1: the payload is UTF-8 text; 0 or absent: unspecified bytes. */
+  payloadFormatIndicator?: 0 | 1
+  /** Seconds after which the message is no longer delivered (queued or retained). */
+  messageExpiryInterval?: number
+  /** The payload's content type, e.g. 'application/json'. */
+  contentType?: string
+  /** Where the receiver should send its response (a topic name, no wildcards). */
+  responseTopic?: string
+  /** Data the responder sends back, to match its response to this request. */
+  correlationData?: Buffer | Uint8Array | string
+  /** Name/value pairs forwarded to MQTT 5 subscribers, in order. */
+  userProperties?: Array<[string, string]>
+}
 
 /** A message the host application publishes. */
 export interface PublishOptions {
@@ -21,31 +38,60 @@ export interface PublishOptions {
   qos?: QoS
   /** Default false. */
   retain?: boolean
+  /** MQTT 5 properties, forwarded to MQTT 5 subscribers (3.1.1 subscribers get the message without them). */
+  properties?: PublishProperties
 }
 
-/** Receives messages for `broker.subscribe`. May be async; errors are logged, never thrown into the broker. */
-export type MessageHandler = (message: Message) => void | Promise<void>
+/** What `broker.publish` did. */
+export interface PublishResult {
+  /** How many subscribers (client sessions, in-process subscribers, shared groups) the message matched. */
+  matched: number
+}
 
-/** An in-process subscriber: routed like a client, delivered by a function call. */
-class LocalSubscriber {
-  matchGen = 0
-  matchQos: QoS = 0
-  matchIds: number[] | undefined = undefined
-  matchRetainAsPublished = false
+/** Options of `broker.subscribe`. */
+export interface SubscribeOptions {
+  /**
+   * Whether the retained messages matching the filter are delivered first (with `retain` true),
+   * as an MQTT subscriber gets them. Default false. Not available for `$share/...` filters.
+   */
+  retained?: boolean
+}
 
-  constructor(private readonly handler: MessageHandler) {}
+/**
+ * Receives messages for `broker.subscribe`. Its return value is ignored; if it throws or rejects,
+ * the error goes to the `hostError` event, never into the broker.
+ */
+export type MessageHandler = (message: Message) => unknown
 
-  deliver(message: RoutedMessage): void {
-    try {
-      const result = this.handler(message)
-      if (isPromise(result)) result.catch((error: unknown) => log.error('broker.subscribe handler failed: %O', error))
-    } catch (error) {
-      log.error('broker.subscribe handler threw: %O', error)
-    }
+/** Checks the properties a host passes to `broker.publish`, and copies them into the message's form. */
+function publishProperties(given: PublishProperties): Properties | undefined {
+  const out: Properties = {}
+  const { payloadFormatIndicator, messageExpiryInterval, contentType, responseTopic, correlationData, userProperties } = given
+  if (payloadFormatIndicator !== undefined) {
+    if (payloadFormatIndicator !== 0 && payloadFormatIndicator !== 1) throw new TypeError('properties.payloadFormatIndicator must be 0 or 1')
+    out.payloadFormatIndicator = payloadFormatIndicator
   }
+  if (messageExpiryInterval !== undefined) {
+    if (!Number.isInteger(messageExpiryInterval) || messageExpiryInterval < 0 || messageExpiryInterval > 0xffffffff) {
+      throw new TypeError('properties.messageExpiryInterval must be an integer number of seconds from 0 to 4294967295')
+    }
+    out.messageExpiryInterval = messageExpiryInterval
+  }
+  if (contentType !== undefined) out.contentType = String(contentType)
+  if (responseTopic !== undefined) {
+    // [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards
+    if (!isValidTopicName(responseTopic)) throw new TypeError(`properties.responseTopic ${JSON.stringify(responseTopic)} is not a valid topic name`)
+    out.responseTopic = responseTopic
+  }
+  if (correlationData !== undefined) out.correlationData = Buffer.from(typeof correlationData === 'string' ? Buffer.from(correlationData) : correlationData)
+  if (userProperties !== undefined) {
+    if (!Array.isArray(userProperties) || !userProperties.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string')) {
+      throw new TypeError('properties.userProperties must be an array of [name, value] string pairs')
+    }
+    out.userProperties = userProperties.map(([name, value]) => [name, value])
+  }
+  return Object.keys(out).length > 0 ? out : undefined
 }
-
-const EventEmitterBase = EventEmitter as unknown as new () => TypedEmitterTypes.default<BrokerEvents>
 
 /**
  * An MQTT broker running inside this process.
@@ -57,29 +103,70 @@ const EventEmitterBase = EventEmitter as unknown as new () => TypedEmitterTypes.
  * await broker.close()
  * ```
  *
- * Events (typed): `clientConnect`, `clientDisconnect`, `publish`, `subscribe`, `unsubscribe`,
- * `willPublish`, `clientError`. A listener that throws or rejects is logged on `culex:error`
- * and never disturbs the broker.
+ * Events (typed, see {@link BrokerEvents}): `clientConnect`, `clientDisconnect`, `connectRefused`,
+ * `connectionError`, `publish`, `subscribe`, `unsubscribe`, `willPublish`, `clientError`,
+ * `hostError`. A listener that throws or rejects is reported on `hostError` and never disturbs
+ * the broker or the other listeners. Only the broker emits its events.
  */
-export class Broker extends EventEmitterBase {
+export class Broker {
   private readonly core: BrokerCore
+  private readonly events = new EventEmitter()
   private readonly listenersOpen = new Set<Listener>()
   private readonly ready: Promise<void>
   private restored = false
-  private closed = false
+  private closing: Promise<void> | undefined
 
   constructor(options: BrokerOptions = {}) {
-    super()
     this.core = new BrokerCore(
       options,
       (event, ...args) => this.fire(event, args),
-      (event) => this.listenerCount(event) > 0,
+      (event) => this.events.listenerCount(event) > 0,
     )
     this.ready = this.core.restore().then(() => {
       this.restored = true
     })
     // Surfaced when awaited (listen/publish/subscribe); this keeps it from being unhandled meanwhile.
     this.ready.catch((error: unknown) => log.error('restoring sessions failed: %O', error))
+  }
+
+  /** Adds a listener for a broker event. */
+  on<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    this.events.on(event, listener)
+    return this
+  }
+
+  /** Same as `on`. */
+  addListener<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    return this.on(event, listener)
+  }
+
+  /** Adds a listener called at most once. */
+  once<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    this.events.once(event, listener)
+    return this
+  }
+
+  /** Removes a listener added with `on` or `once`. */
+  off<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    this.events.off(event, listener)
+    return this
+  }
+
+  /** Same as `off`. */
+  removeListener<E extends keyof BrokerEvents>(event: E, listener: BrokerEvents[E]): this {
+    return this.off(event, listener)
+  }
+
+  /** Removes every listener of `event`, or of every event. */
+  removeAllListeners(event?: keyof BrokerEvents): this {
+    if (event === undefined) this.events.removeAllListeners()
+    else this.events.removeAllListeners(event)
+    return this
+  }
+
+  /** How many listeners `event` has. */
+  listenerCount(event: keyof BrokerEvents): number {
+    return this.events.listenerCount(event)
   }
 
   /** The limits in force: the defaults overlaid with `options.limits`. */
@@ -89,17 +176,25 @@ export class Broker extends EventEmitterBase {
 
   /** Number of connected clients (past CONNECT). */
   get connectedClients(): number {
-    let n = 0
-    for (const c of this.core.connections) if (c.state === 'connected') n++
-    return n
+    return this.core.clients.size
+  }
+
+  /** The connected clients (past CONNECT), a snapshot. Kick one with `client.close()`. */
+  get clients(): Client[] {
+    return [...this.core.clients.values()]
+  }
+
+  /** The connected client with this identifier, if any; `broker.getClient(id)?.close()` disconnects it. */
+  getClient(id: string): Client | undefined {
+    return this.core.clients.get(id)
   }
 
   /** Starts a transport; connections it accepts are served by this broker. */
   async listen(transport: Transport): Promise<Listener> {
-    if (this.closed) throw new Error('broker is closed')
+    if (this.closing) throw new Error('broker is closed')
     await this.ready
     const listener = await transport.listen((stream, info) => this.handle(stream, info), { maxPacketSize: this.core.limits.maxPacketSize })
-    if (this.closed) {
+    if (this.closing) {
       // close() ran while the transport was starting: it must not stay open behind our back.
       await listener.close()
       throw new Error('broker is closed')
@@ -110,7 +205,7 @@ export class Broker extends EventEmitterBase {
 
   /** Serves one client over any Duplex stream (a socket, a WebSocket stream, a test pipe). */
   handle(stream: Duplex, info: ConnectionInfo = {}): void {
-    if (this.closed) {
+    if (this.closing) {
       stream.destroy()
       return
     }
@@ -125,42 +220,60 @@ export class Broker extends EventEmitterBase {
     )
   }
 
-  /** Publishes a message from the host application to every matching subscriber. */
-  async publish(options: PublishOptions): Promise<void> {
+  /**
+   * Publishes a message from the host application to every matching subscriber. Resolves once
+   * the message is routed (and, when retained, stored), without waiting for any client.
+   * May publish to `$SYS/...` topics, which clients may not.
+   */
+  async publish(options: PublishOptions): Promise<PublishResult> {
     if (!isValidTopicName(options.topic)) throw new TypeError(`invalid topic name ${JSON.stringify(options.topic)}`)
     const qos = options.qos ?? 0
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new TypeError(`invalid QoS ${String(qos)}`)
-    if (this.closed) throw new Error('broker is closed')
+    const properties = options.properties === undefined ? undefined : publishProperties(options.properties)
+    if (this.closing) throw new Error('broker is closed')
     await this.ready
     const payload = options.payload ?? Buffer.alloc(0)
     // A copy: the caller may reuse its buffer while the message is still queued or retained.
     const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload)
-    this.core.publish(new RoutedMessage(options.topic, bytes, qos, options.retain ?? false), null)
-    await this.core.settle()
+    const message = new RoutedMessage(options.topic, bytes, qos, options.retain ?? false)
+    if (properties !== undefined) message.properties = properties
+    const { matched, stored } = this.core.publishFromHost(message)
+    await stored
+    return { matched }
   }
 
   /**
    * Subscribes the host application to a topic filter; the returned function unsubscribes.
-   * Messages arrive at the QoS they were published with.
+   * Messages arrive at the QoS they were published with. A `$share/{ShareName}/{filter}` filter
+   * joins that shared subscription group as one member, next to MQTT clients.
    */
-  async subscribe(topicFilter: string, handler: MessageHandler): Promise<() => void> {
+  async subscribe(topicFilter: string, handler: MessageHandler, options: SubscribeOptions = {}): Promise<() => void> {
+    const shared = topicFilter.startsWith('$share/') ? parseSharedFilter(topicFilter) : null
+    if (topicFilter.startsWith('$share/') && (shared === null || !isValidTopicFilter(shared.filter))) {
+      throw new TypeError(`invalid shared subscription ${JSON.stringify(topicFilter)}: expected $share/{ShareName}/{filter}`)
+    }
     if (!isValidTopicFilter(topicFilter)) throw new TypeError(`invalid topic filter ${JSON.stringify(topicFilter)}`)
-    if (this.closed) throw new Error('broker is closed')
+    if (shared !== null && options.retained === true) throw new TypeError('retained messages are not sent for shared subscriptions')
+    if (this.closing) throw new Error('broker is closed')
     await this.ready
-    const subscriber = new LocalSubscriber(handler)
-    this.core.router.subscribe(topicFilter, subscriber, { qos: 2 })
+    const subscriber = new LocalSubscriber(topicFilter, handler, (error) => this.fire('hostError', [error, { kind: 'subscriber', topicFilter }]))
+    this.core.subscribeLocal(topicFilter, subscriber)
+    if (options.retained === true) await this.core.sendRetainedLocal(topicFilter, subscriber)
     return () => {
-      this.core.router.unsubscribe(topicFilter, subscriber)
+      this.core.unsubscribeLocal(topicFilter, subscriber)
     }
   }
 
   /**
    * Shuts down gracefully: stops the listeners, publishes the wills that are due, closes every
-   * client, then flushes and closes persistence.
+   * client, then flushes and closes persistence. Calling it again returns the same promise.
    */
-  async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
+  close(): Promise<void> {
+    this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  private async shutdown(): Promise<void> {
     await this.ready.catch(() => {})
     const stopping = [...this.listenersOpen].map((l) => l.close())
     this.listenersOpen.clear()
@@ -171,16 +284,45 @@ export class Broker extends EventEmitterBase {
     log.broker('Broker closed')
   }
 
-  /** Calls each listener in isolation: one that throws or rejects is logged and the rest still run. */
+  /** Calls each listener in isolation: one that throws or rejects goes to `hostError`, and the rest still run. */
   private fire(event: keyof BrokerEvents, args: unknown[]): void {
-    if (this.listenerCount(event) === 0) return
-    for (const listener of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
+    const listeners = this.events.rawListeners(event) as Array<(...a: unknown[]) => unknown>
+    if (listeners.length === 0) {
+      if (event === 'hostError') printHostError(args[0], args[1] as HostErrorSource)
+      return
+    }
+    for (const listener of listeners) {
       try {
         const result = listener.apply(this, args)
-        if (isPromise(result)) result.catch((error: unknown) => log.error('a %s listener rejected: %O', event, error))
+        if (isPromise(result)) result.catch((error: unknown) => this.listenerFailed(event, error))
       } catch (error) {
-        log.error('a %s listener threw: %O', event, error)
+        this.listenerFailed(event, error)
       }
     }
   }
+
+  private listenerFailed(event: keyof BrokerEvents, error: unknown): void {
+    const source: HostErrorSource = { kind: 'listener', event }
+    // A failing hostError listener cannot report on itself.
+    if (event === 'hostError') printHostError(error, source)
+    else this.fire('hostError', [asError(error), source])
+  }
+}
+
+function describeSource(source: HostErrorSource): string {
+  switch (source.kind) {
+    case 'hook':
+      return `the ${source.hook} hook (client ${JSON.stringify(source.clientId)})`
+    case 'listener':
+      return `a ${source.event} listener`
+    case 'subscriber':
+      return `a broker.subscribe handler for ${JSON.stringify(source.topicFilter)}`
+  }
+}
+
+/** What happens to a host error nobody listens for: stderr, so a bug in the host is never silent. */
+function printHostError(error: unknown, source: HostErrorSource): void {
+  const where = describeSource(source)
+  log.error('%s failed: %O', where, error)
+  console.error(`culex: ${where} failed (listen to 'hostError' to handle this):`, error)
 }

@@ -1,16 +1,19 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { Connection, type ConnectionInfo } from './connection/connection.js'
-import type { BrokerContext, BrokerEvents } from './connection/context.js'
-import type { Client, DisconnectReason } from './hooks/types.js'
+import type { BrokerContext } from './connection/context.js'
+import type { BrokerEvents } from './hooks/events.js'
+import type { Client, ClientSummary, DisconnectReason } from './hooks/types.js'
+import { asError } from './hooks/errors.js'
 import { isPromise } from './hooks/promise.js'
 import { log } from './logging.js'
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type BrokerOptions, type Capabilities, type Limits } from './options.js'
 import type { Awaitable, PersistenceAdapter, StoredMessage } from './persistence/adapter.js'
 import { MemoryPersistence } from './persistence/memory.js'
 import type { Subscription, WillMessage } from './protocol/packets.js'
-import { Router } from './routing/router.js'
-import { parseSharedFilter, SharedGroup } from './routing/shared-group.js'
+import { Router, type Subscriber } from './routing/router.js'
+import { parseSharedFilter, SharedGroup, type SharedMember } from './routing/shared-group.js'
+import { LocalSubscriber } from './session/local-subscriber.js'
 import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
 
@@ -50,21 +53,23 @@ function validateLimits(limits: Limits): Readonly<Limits> {
 
 /** Stands for a client whose connection ended in an earlier run, for hooks and events. */
 function offlineClient(id: string): Client {
-  return {
+  const summary: ClientSummary = {
     id,
     username: undefined,
     remoteAddress: undefined,
     remotePort: undefined,
     transport: 'stream',
     certificate: undefined,
-    request: undefined,
     protocolVersion: 4,
     cleanSession: false,
     keepAlive: 0,
     connected: false,
-    close: () => {},
   }
+  return { ...summary, request: undefined, close: () => {}, toJSON: () => summary }
 }
+
+/** What can be routed to: a client's session or an in-process subscriber, alone or in a shared group. */
+type RouteTarget = Subscriber<RoutedMessage> & SharedMember<RoutedMessage>
 
 type Emit = <E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerEvents[E]>) => void
 
@@ -86,10 +91,14 @@ export class BrokerCore implements BrokerContext {
   private readonly sharedGroups = new Map<string, SharedGroup<RoutedMessage>>()
   /** Every open network connection, connected or still in the CONNECT handshake. */
   readonly connections = new Set<Connection>()
+  /** Connected clients (past CONNACK) by client identifier. */
+  readonly clients = new Map<string, Connection>()
   private readonly dirty = new Set<Session>()
   private flushScheduled = false
   private pendingWrites = new Set<Promise<void>>()
   private clientIdCounter = 0
+  /** The connection whose CONNECT for a client identifier arrived last, while it is being decided. */
+  private readonly latestConnect = new Map<string, Connection>()
   private readonly clientIdPrefix = `culex-${randomBytes(4).toString('hex')}-`
 
   constructor(
@@ -126,12 +135,25 @@ export class BrokerCore implements BrokerContext {
       if (will === undefined) continue
       session.will = undefined
       this.sessionChanged(session)
-      this.publishWill(offlineClient(session.clientId), will)
+      this.publishWill(offlineClient(session.clientId), will, session)
     }
   }
 
   assignClientId(): string {
     return this.clientIdPrefix + (++this.clientIdCounter).toString(36)
+  }
+
+  connectStarted(connection: Connection): void {
+    this.latestConnect.set(connection.id, connection)
+  }
+
+  isLatestConnect(connection: Connection): boolean {
+    return this.latestConnect.get(connection.id) === connection
+  }
+
+  clientAccepted(connection: Connection): void {
+    this.latestConnect.delete(connection.id)
+    this.clients.set(connection.id, connection)
   }
 
   openSession(clientId: string, cleanStart: boolean, persistent: boolean, expiryInterval: number): { session: Session; present: boolean } {
@@ -248,35 +270,45 @@ export class BrokerCore implements BrokerContext {
    * connection's close handler or a timer must never throw into the host), and close() can wait
    * for writes still under way.
    */
-  private track(what: string, call: () => Awaitable<void>): void {
+  private track(what: string, call: () => Awaitable<void>): Promise<void> | undefined {
     let result: Awaitable<void>
     try {
       result = call()
     } catch (error) {
       log.error('persistence %s failed: %O', what, error)
-      return
+      return undefined
     }
-    if (!isPromise(result)) return
+    if (!isPromise(result)) return undefined
     const p = result.then(
       () => {},
       (error: unknown) => log.error('persistence %s failed: %O', what, error),
     )
     this.pendingWrites.add(p)
     void p.finally(() => this.pendingWrites.delete(p))
+    return p
   }
 
-  publish(message: RoutedMessage, from: Client | null): number {
+  publish(message: RoutedMessage, from: Client, session: Session | null): number {
     if (message.retain) this.storeRetained(message)
     if (this.listens('publish')) this.emit('publish', message, from)
-    return this.router.route(message, from instanceof Connection ? from.session : null)
+    // The publisher's own session, for No Local
+    return this.router.route(message, session)
   }
 
-  private storeRetained(message: RoutedMessage): void {
+  /** A message from the host (`broker.publish`): routed, and its own retained write to wait for. */
+  publishFromHost(message: RoutedMessage): { matched: number; stored: Promise<void> | undefined } {
+    const stored = message.retain ? this.storeRetained(message) : undefined
+    if (this.listens('publish')) this.emit('publish', message, null)
+    return { matched: this.router.route(message, null), stored }
+  }
+
+  /** Stores (or, with an empty payload, deletes) a retained message; returns the adapter's pending write, if any. */
+  private storeRetained(message: RoutedMessage): Promise<void> | undefined {
     message.ownPayload()
     // [MQTT-3.3.1-5] the broker keeps the last retained message per topic; [MQTT-3.3.1-10] empty payload deletes it
     // A plain copy: the adapter must not keep the message's cached encodings alive.
     const stored = message.toStored()
-    this.track('storeRetained', () => this.persistence.storeRetained(stored))
+    return this.track('storeRetained', () => this.persistence.storeRetained(stored))
   }
 
   subscribe(session: Session, subscription: Subscription): void {
@@ -291,11 +323,29 @@ export class BrokerCore implements BrokerContext {
     return true
   }
 
-  /** Puts a session's subscription in the trie, directly or through its shared group. */
-  private route(session: Session, topicFilter: string, options: Subscription): void {
+  /** Subscribes the host's in-process subscriber (`broker.subscribe`), possibly to a shared group. */
+  subscribeLocal(topicFilter: string, subscriber: LocalSubscriber): void {
+    this.route(subscriber, topicFilter, { topicFilter, qos: 2 })
+  }
+
+  unsubscribeLocal(topicFilter: string, subscriber: LocalSubscriber): void {
+    this.unroute(subscriber, topicFilter)
+  }
+
+  /** Delivers the retained messages matching `topicFilter` to an in-process subscriber. */
+  async sendRetainedLocal(topicFilter: string, subscriber: LocalSubscriber): Promise<void> {
+    const now = Date.now()
+    for (const stored of await this.persistence.matchRetained(topicFilter)) {
+      const message = RoutedMessage.from(stored)
+      if (!message.isExpired(now)) subscriber.deliver(message)
+    }
+  }
+
+  /** Puts a subscription in the trie, directly or through its shared group. */
+  private route(subscriber: RouteTarget, topicFilter: string, options: Subscription): void {
     const shared = parseSharedFilter(topicFilter)
     if (shared === null) {
-      this.router.subscribe(topicFilter, session, options)
+      this.router.subscribe(topicFilter, subscriber, options)
       return
     }
     let group = this.sharedGroups.get(topicFilter)
@@ -305,16 +355,16 @@ export class BrokerCore implements BrokerContext {
       // The group takes every QoS; each member gets the message at its own granted QoS.
       this.router.subscribe(shared.filter, group, { qos: 2 })
     }
-    group.join(session, options)
+    group.join(subscriber, options)
   }
 
-  private unroute(session: Session, topicFilter: string): void {
+  private unroute(subscriber: RouteTarget, topicFilter: string): void {
     const group = this.sharedGroups.get(topicFilter)
     if (group === undefined) {
-      this.router.unsubscribe(topicFilter, session)
+      this.router.unsubscribe(topicFilter, subscriber)
       return
     }
-    group.leave(session)
+    group.leave(subscriber)
     if (group.size === 0) {
       this.sharedGroups.delete(topicFilter)
       this.router.unsubscribe(group.filter, group)
@@ -374,10 +424,13 @@ export class BrokerCore implements BrokerContext {
     return connection
   }
 
-  connectionClosed(client: Client, session: Session | null, reason: DisconnectReason, will: WillMessage | undefined): void {
-    this.connections.delete(client as Connection)
+  connectionClosed(connection: Connection, session: Session | null, reason: DisconnectReason, will: WillMessage | undefined): void {
+    this.connections.delete(connection)
+    if (this.latestConnect.get(connection.id) === connection) this.latestConnect.delete(connection.id)
     if (session === null) return
-    if (session.link === (client as Connection)) session.detach()
+    if (this.clients.get(connection.id) === connection) this.clients.delete(connection.id)
+    const client: Client = connection
+    if (session.link === connection) session.detach()
     // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
     // (A DISCONNECT has cleared the will already, unless an MQTT 5 client asked for it with 0x04.)
     if (will !== undefined) this.willDue(client, session, will)
@@ -398,19 +451,19 @@ export class BrokerCore implements BrokerContext {
     const delay = will.properties?.willDelayInterval ?? 0
     const sessionEnds = !session.persistent || session.expiryInterval === 0
     if (delay === 0 || sessionEnds) {
-      this.publishWill(client, will)
+      this.publishWill(client, will, session)
       return
     }
     const seconds = Math.min(delay, session.expiryInterval)
     const timer = setTimeout(() => {
       session.pendingWill = undefined
-      this.publishWill(client, will)
+      this.publishWill(client, will, session)
     }, Math.min(seconds * 1000, MAX_TIMEOUT_MS))
     timer.unref()
-    session.pendingWill = { timer, fire: () => this.publishWill(client, will) }
+    session.pendingWill = { timer, fire: () => this.publishWill(client, will, session) }
   }
 
-  private publishWill(client: Client, will: WillMessage): void {
+  private publishWill(client: Client, will: WillMessage, session: Session): void {
     const message = new RoutedMessage(will.topic, will.payload, will.qos, will.retain)
     if (will.properties) {
       // Will properties travel with the message, all but the delay, which was for the broker alone.
@@ -423,7 +476,7 @@ export class BrokerCore implements BrokerContext {
         return
       }
       log.client('Publishing the will of %s on %j', client.id, will.topic)
-      this.publish(message, client)
+      this.publish(message, client, session)
       this.emit('willPublish', message, client)
     }
     const authorize = this.authorizePublish
@@ -432,13 +485,19 @@ export class BrokerCore implements BrokerContext {
     try {
       allowed = authorize(client, message)
     } catch (error) {
-      log.error('authorizePublish threw for the will of %s: %O', client.id, error)
+      this.willHookFailed(client, error)
       return
     }
     if (isPromise(allowed)) {
-      allowed.then(send).catch((error: unknown) => log.error('authorizePublish failed for the will of %s: %O', client.id, error))
+      allowed.then(send, (error: unknown) => this.willHookFailed(client, error))
     } else {
       send(allowed)
     }
+  }
+
+  /** The host's authorizePublish failed on a will: the will is not published, the host is told. */
+  private willHookFailed(client: Client, error: unknown): void {
+    log.error('authorizePublish failed for the will of %s: %O', client.id, error)
+    this.emit('hostError', asError(error), { kind: 'hook', hook: 'authorizePublish', clientId: client.id })
   }
 }

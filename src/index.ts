@@ -9,9 +9,8 @@
  * @packageDocumentation
  */
 export { Broker } from './broker.js'
-export type { MessageHandler, PublishOptions } from './broker.js'
-export type { BrokerEvents } from './connection/context.js'
-export type { ConnectionInfo } from './connection/connection.js'
+export type { MessageHandler, PublishOptions, PublishProperties, PublishResult, SubscribeOptions } from './broker.js'
+export type { BrokerEvents, ConnectRefusal, HookName, HostErrorSource } from './hooks/events.js'
 export type {
   AuthenticateHook,
   AuthenticateRequest,
@@ -19,6 +18,7 @@ export type {
   AuthorizePublishHook,
   AuthorizeSubscribeHook,
   Client,
+  ConnectionInfo,
   DisconnectReason,
   EnhancedAuthenticateHook,
   EnhancedAuthRequest,

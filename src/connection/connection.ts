@@ -1,34 +1,23 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Client, DisconnectReason, PeerCertificate } from '../hooks/types.js'
+import { inspect, type InspectOptionsStylized } from 'node:util'
+import { asError, HookError } from '../hooks/errors.js'
+import type { Client, ClientSummary, ConnectionInfo, DisconnectReason, PeerCertificate } from '../hooks/types.js'
 import { log } from '../logging.js'
 import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
 import type { ConnectPacket, Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
-import { ReasonCode } from '../protocol/reason-codes.js'
+import { ConnackReturnCode, ReasonCode } from '../protocol/reason-codes.js'
 import type { RoutedMessage, TopicAliasUse } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
 import type { BrokerContext } from './context.js'
+
+export type { ConnectionInfo }
 import { dispatch } from './dispatch.js'
 import { InboundFlow } from './inbound-flow.js'
 import { KeepAlive } from './keep-alive.js'
 import { RateBucket } from './rate-bucket.js'
 
-/** What a transport knows about a new connection. Every field is optional: `broker.handle(stream)` may know none. */
-export interface ConnectionInfo {
-  /** The peer's address (for a trusted proxy: the address the proxy reported). */
-  remoteAddress?: string | undefined
-  remotePort?: number | undefined
-  /** The verified TLS client certificate, when the transport asked for one. */
-  certificate?: PeerCertificate | undefined
-  /** The transport's name for log lines and hooks: 'tcp', 'tls', 'ws', 'unix', ... Default 'stream'. */
-  transport?: string | undefined
-  /**
-   * For MQTT over WebSocket: the HTTP upgrade request, with its headers (cookies, Authorization)
-   * and URL (query string), so `authenticate` can use the browser's credentials.
-   */
-  request?: IncomingMessage | undefined
-}
 
 
 /** Topics shorter than this are sent as they are: the alias property (3 bytes) would save nothing. */
@@ -40,6 +29,8 @@ const SHARED_PAYLOAD_MIN = 512
 /** The DISCONNECT reason code an MQTT 5 client gets for each way the broker ends its connection. */
 const DISCONNECT_CODES: Partial<Record<DisconnectReason, number>> = {
   'keep-alive-timeout': ReasonCode.KeepAliveTimeout,
+  'hook-error': ReasonCode.UnspecifiedError,
+  'internal-error': ReasonCode.ImplementationSpecificError,
   'taken-over': ReasonCode.SessionTakenOver,
   'server-closing': ReasonCode.ServerShuttingDown,
   'closed-by-host': ReasonCode.AdministrativeAction,
@@ -130,8 +121,10 @@ export class Connection implements Client, SessionLink {
     stream.on('close', () => this.end('socket-closed'))
     // Section 3.1: a server should close a connection that sends no CONNECT within a reasonable time.
     this.connectTimer = setTimeout(() => {
-      log.client('No CONNECT from %s within %d ms, closing', this.peer, broker.limits.connectTimeoutMs)
-      this.end('protocol-error')
+      const why = `no CONNECT within ${broker.limits.connectTimeoutMs} ms`
+      log.client('Closing the connection from %s on %s: %s', this.peer, this.transport, why)
+      this.failedBeforeConnect(new Error(why), 'connect-timeout')
+      this.end('connect-timeout')
     }, broker.limits.connectTimeoutMs)
     this.connectTimer.unref?.()
     // A transport may hand the stream over paused (after reading a PROXY header, say).
@@ -141,6 +134,27 @@ export class Connection implements Client, SessionLink {
 
   get connected(): boolean {
     return this.state !== 'closed'
+  }
+
+  /** The documented `Client` fields, for JSON.stringify (the upgrade request is left out). */
+  toJSON(): ClientSummary {
+    return {
+      id: this.id,
+      username: this.username,
+      remoteAddress: this.remoteAddress,
+      remotePort: this.remotePort,
+      transport: this.transport,
+      certificate: this.certificate,
+      protocolVersion: this.protocolVersion,
+      cleanSession: this.cleanSession,
+      keepAlive: this.keepAlive,
+      connected: this.connected,
+    }
+  }
+
+  /** util.inspect and console.log show the documented fields, not the broker's internals. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized, show: typeof inspect): string {
+    return `Client ${show(this.toJSON(), options)}`
   }
 
   /** "address:port" for log lines. */
@@ -184,14 +198,14 @@ export class Connection implements Client, SessionLink {
    */
   protocolError(reason: string, reasonCode: number = ReasonCode.ProtocolError): void {
     if (this.state === 'closed') return
-    log.client('Protocol error from %s (%s): %s, closing', this.id || 'unknown client', this.peer, reason)
-    if (this.state === 'connected') this.broker.emit('clientError', this, new Error(reason))
-    else if (this.isV5Handshake()) {
+    log.client('Protocol error from %s (%s on %s): %s, closing', this.id || 'unknown client', this.peer, this.transport, reason)
+    const error = new Error(reason)
+    if (this.state === 'connected') this.broker.emit('clientError', this, error)
+    else {
       // Section 4.13.1: an error in an MQTT 5 CONNECT may be answered with a CONNACK carrying the
       // reason code before the close, where the packet was read far enough to know its version.
-      this.protocolVersion = 5
-      const code = CONNACK_ERROR_CODES.has(reasonCode) ? reasonCode : ReasonCode.ProtocolError
-      this.send({ type: 'connack', sessionPresent: false, returnCode: code, properties: { reasonString: reason } })
+      if (this.isV5Handshake()) this.sendConnackError(CONNACK_ERROR_CODES.has(reasonCode) ? reasonCode : ReasonCode.ProtocolError, reason)
+      this.failedBeforeConnect(error, 'protocol-error')
     }
     this.end('protocol-error', reasonCode, reason)
   }
@@ -203,17 +217,54 @@ export class Connection implements Client, SessionLink {
     return this.state === 'awaiting-connect' && this.decoder.protocolVersion === 5
   }
 
+  private sendConnackError(code: number, reason: string): void {
+    this.protocolVersion = 5
+    this.send({ type: 'connack', sessionPresent: false, returnCode: code, properties: { reasonString: reason } })
+  }
+
+  /**
+   * An exception while handling a packet: the host's hook failed (reported on `hostError`, the
+   * client closed with reason 'hook-error'), or the broker itself did ('internal-error').
+   */
   private fail(error: unknown): void {
-    const err = error instanceof Error ? error : new Error(String(error))
-    log.error('Error handling %s (%s): %s', this.id || 'unknown client', this.peer, err.stack ?? err.message)
+    if (this.state === 'closed') return
+    const hook = error instanceof HookError ? error : undefined
+    const err = hook?.original ?? asError(error)
+    const reason: DisconnectReason = hook ? 'hook-error' : 'internal-error'
+    if (hook) {
+      log.error('The %s hook failed for %s (%s): %s', hook.hook, this.id || 'unknown client', this.peer, err.stack ?? err.message)
+      this.broker.emit('hostError', err, { kind: 'hook', hook: hook.hook, clientId: this.id })
+    } else {
+      log.error('Error handling %s (%s): %s', this.id || 'unknown client', this.peer, err.stack ?? err.message)
+    }
     if (this.state === 'connected') this.broker.emit('clientError', this, err)
-    this.end('protocol-error', ReasonCode.UnspecifiedError)
+    else {
+      if (this.state === 'connecting') {
+        // A refusal the client understands: the server could not decide (3.1.1: server unavailable).
+        if (this.protocolVersion === 5) this.sendConnackError(ReasonCode.UnspecifiedError, 'the server failed to decide')
+        else this.send({ type: 'connack', sessionPresent: false, returnCode: ConnackReturnCode.ServerUnavailable })
+      }
+      this.failedBeforeConnect(err, reason)
+    }
+    this.end(reason, hook ? ReasonCode.UnspecifiedError : ReasonCode.ImplementationSpecificError)
   }
 
   private onStreamError(error: Error): void {
-    log.client('Socket error on %s (%s): %s', this.id || 'unknown client', this.peer, error.message)
+    if (this.state === 'closed') return
+    log.client('Socket error on %s (%s on %s): %s', this.id || 'unknown client', this.peer, this.transport, error.message)
     if (this.state === 'connected') this.broker.emit('clientError', this, error)
+    else this.failedBeforeConnect(error, 'socket-closed')
     this.end('socket-closed')
+  }
+
+  /** Reports a connection that failed before its CONNECT was accepted (`connectionError`). */
+  private failedBeforeConnect(error: Error, reason: DisconnectReason): void {
+    this.broker.emit('connectionError', error, this.info(), reason)
+  }
+
+  /** What the transport said about this connection. */
+  info(): ConnectionInfo {
+    return { remoteAddress: this.remoteAddress, remotePort: this.remotePort, transport: this.transport, certificate: this.certificate, request: this.request }
   }
 
   /** Writes bytes; writes within one event-loop turn leave in as few syscalls as possible. */

@@ -20,6 +20,22 @@ export interface Message {
   readonly properties?: Properties
 }
 
+/** What a transport knows about a new connection. Every field is optional: `broker.handle(stream)` may know none. */
+export interface ConnectionInfo {
+  /** The peer's address (for a trusted proxy: the address the proxy reported). */
+  remoteAddress?: string | undefined
+  remotePort?: number | undefined
+  /** The verified TLS client certificate, when the transport asked for one. */
+  certificate?: PeerCertificate | undefined
+  /** The transport's name for log lines and hooks: 'tcp', 'tls', 'ws', 'unix', ... Default 'stream'. */
+  transport?: string | undefined
+  /**
+   * For MQTT over WebSocket: the HTTP upgrade request, with its headers (cookies, Authorization)
+   * and URL (query string), so `authenticate` can use the browser's credentials.
+   */
+  request?: IncomingMessage | undefined
+}
+
 /** What the host application sees of a connected client. */
 export interface Client {
   /** The client identifier (assigned by the broker when the client sent an empty one). */
@@ -47,7 +63,12 @@ export interface Client {
    * the host enforces a quota of its own, or 0x9C/0x9D to send it elsewhere.
    */
   close(reasonCode?: number, reasonString?: string): void
+  /** The fields above as plain data (what `JSON.stringify(client)` gives; `request` left out). */
+  toJSON(): ClientSummary
 }
+
+/** A client's documented fields as plain data. */
+export type ClientSummary = Omit<Client, 'close' | 'toJSON' | 'request'>
 
 /** What `authenticate` is asked about. */
 export interface AuthenticateRequest {
@@ -95,12 +116,28 @@ export type AuthorizeSubscribeHook = (
   subscription: Subscription,
 ) => boolean | QoS | number | Promise<boolean | QoS | number>
 
-/** Why a client went away, as `clientDisconnect` reports it. */
+/**
+ * Why a connection ended, as `clientDisconnect` (and `connectionError`) report it:
+ * - `'disconnect'`: the client sent DISCONNECT;
+ * - `'socket-closed'`: the network connection closed or failed without DISCONNECT;
+ * - `'keep-alive-timeout'`: nothing arrived for 1.5 times the keep alive;
+ * - `'connect-timeout'`: no CONNECT within `limits.connectTimeoutMs`;
+ * - `'protocol-error'`: the client broke the protocol (malformed or forbidden packet);
+ * - `'hook-error'`: the host's own hook threw or rejected (see the `hostError` event);
+ * - `'internal-error'`: the broker failed (a bug: please report it);
+ * - `'taken-over'`: another connection with the same client identifier took the session;
+ * - `'server-closing'`: `broker.close()`;
+ * - `'closed-by-host'`: the host called `client.close()`;
+ * - `'connect-refused'`: the CONNECT was refused with a CONNACK code.
+ */
 export type DisconnectReason =
   | 'disconnect'
   | 'socket-closed'
   | 'keep-alive-timeout'
+  | 'connect-timeout'
   | 'protocol-error'
+  | 'hook-error'
+  | 'internal-error'
   | 'taken-over'
   | 'server-closing'
   | 'closed-by-host'

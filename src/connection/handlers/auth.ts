@@ -1,3 +1,4 @@
+import { hookThrew } from '../../hooks/errors.js'
 import { isPromise } from '../../hooks/promise.js'
 import type { EnhancedAuthResult } from '../../hooks/types.js'
 import { log } from '../../logging.js'
@@ -45,8 +46,20 @@ function step(connection: Connection, data: Buffer | undefined, reauthenticate: 
   const auth = connection.auth
   const hook = connection.broker.enhancedAuthenticate
   if (auth === undefined || hook === undefined) return
-  const result = hook({ method: auth.method, data, clientId: connection.id, username: connection.username, state: auth.state, reauthenticate })
-  if (isPromise(result)) return result.then((r) => answer(connection, r, reauthenticate))
+  let result: EnhancedAuthResult | Promise<EnhancedAuthResult>
+  try {
+    result = hook({ method: auth.method, data, clientId: connection.id, username: connection.username, state: auth.state, reauthenticate })
+  } catch (error) {
+    throw hookThrew('enhancedAuthenticate', error)
+  }
+  if (isPromise(result)) {
+    return result.then(
+      (r) => answer(connection, r, reauthenticate),
+      (error: unknown) => {
+        throw hookThrew('enhancedAuthenticate', error)
+      },
+    )
+  }
   answer(connection, result, reauthenticate)
 }
 

@@ -22,19 +22,32 @@ export function refuse(connection: Connection, returnCode: number, why: string, 
   const properties: Properties | undefined = connection.protocolVersion === 5 && reasonString !== undefined ? { reasonString } : undefined
   connection.send(properties ? { type: 'connack', sessionPresent: false, returnCode: code, properties } : { type: 'connack', sessionPresent: false, returnCode: code })
   connection.end('connect-refused')
+  connection.broker.emit('connectRefused', {
+    clientId: connection.id,
+    username: connection.username,
+    remoteAddress: connection.remoteAddress,
+    remotePort: connection.remotePort,
+    transport: connection.transport,
+    protocolVersion: connection.protocolVersion,
+    reasonCode: code,
+    reason: why,
+  })
 }
 
 /** Accepts a client whose CONNECT (and authentication) passed: its session, CONNACK, events. */
 export function accept(connection: Connection, packet: ConnectPacket): void {
   const broker = connection.broker
   const v5 = connection.protocolVersion === 5
-  const existing = broker.sessions.get(connection.id)
-  // [MQTT-3.1.4-2] a client connecting with an identifier already in use takes over
-  if (existing?.link) {
-    const previous = existing.link as unknown as Connection
-    log.client('Client %s already connected from %s, closing the old connection', connection.id, previous.peer)
-    previous.end('taken-over')
+  if (!broker.isLatestConnect(connection)) {
+    // A newer CONNECT with this client identifier arrived while this one was being decided
+    // (an async hook): the newest wins [MQTT-3.1.4-3], so this stale attempt goes quietly.
+    log.client('Closing %s (%s): a newer CONNECT with this client identifier arrived meanwhile', connection.id, connection.peer)
+    connection.end('taken-over')
+    return
   }
+  // [MQTT-3.1.4-3] a client connecting with an identifier already in use takes over: the
+  // existing connection is closed (MQTT 5: DISCONNECT 0x8E)
+  broker.clients.get(connection.id)?.end('taken-over')
   // 3.1.1: clean session 0 makes the session persistent; MQTT 5: a non-zero Session Expiry Interval.
   const persistent = v5 ? connection.sessionExpiryInterval > 0 : !packet.cleanSession
   const expiryInterval = v5 ? connection.sessionExpiryInterval : persistent ? 0xffffffff : 0
@@ -67,6 +80,7 @@ export function accept(connection: Connection, packet: ConnectPacket): void {
   } else {
     connection.send({ type: 'connack', sessionPresent, returnCode: 0 })
   }
+  broker.clientAccepted(connection)
   session.attach(connection)
   broker.sessionChanged(session)
   broker.emit('clientConnect', connection)

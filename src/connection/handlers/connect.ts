@@ -1,3 +1,4 @@
+import { hookThrew } from '../../hooks/errors.js'
 import { isPromise } from '../../hooks/promise.js'
 import type { AuthenticateResult } from '../../hooks/types.js'
 import { log } from '../../logging.js'
@@ -55,6 +56,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     // A 3.1/3.1.1 client cannot be told a lower keep alive, so it is refused, as Mosquitto does.
     return refuse(connection, ConnackReturnCode.IdentifierRejected, `keep alive ${packet.keepAlive} over the maximum ${broker.limits.maxKeepAlive}`)
   }
+  broker.connectStarted(connection)
   if (broker.openConnections > broker.limits.maxConnections) {
     return refuse(connection, v5 ? ReasonCode.QuotaExceeded : ConnackReturnCode.ServerUnavailable, `maxConnections (${broker.limits.maxConnections}) reached`)
   }
@@ -62,18 +64,30 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
   if (method !== undefined) return startEnhancedAuth(connection, packet, method)
   const authenticate = broker.authenticate
   if (authenticate === undefined) return accept(connection, packet)
-  const result = authenticate({
-    clientId,
-    username: packet.username,
-    password: packet.password,
-    remoteAddress: connection.remoteAddress,
-    remotePort: connection.remotePort,
-    protocolVersion: connection.protocolVersion,
-    transport: connection.transport,
-    certificate: connection.certificate,
-    request: connection.request,
-  })
-  if (isPromise(result)) return result.then((r) => decide(connection, packet, r))
+  let result: AuthenticateResult | Promise<AuthenticateResult>
+  try {
+    result = authenticate({
+      clientId,
+      username: packet.username,
+      password: packet.password,
+      remoteAddress: connection.remoteAddress,
+      remotePort: connection.remotePort,
+      protocolVersion: connection.protocolVersion,
+      transport: connection.transport,
+      certificate: connection.certificate,
+      request: connection.request,
+    })
+  } catch (error) {
+    throw hookThrew('authenticate', error)
+  }
+  if (isPromise(result)) {
+    return result.then(
+      (r) => decide(connection, packet, r),
+      (error: unknown) => {
+        throw hookThrew('authenticate', error)
+      },
+    )
+  }
   return decide(connection, packet, result)
 }
 

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer'
+import { hookThrew } from '../../hooks/errors.js'
 import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
 import type { PublishPacket } from '../../protocol/packets.js'
@@ -29,8 +30,20 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   if (packet.properties !== undefined) message.properties = packet.properties
   const authorize = connection.broker.authorizePublish
   if (authorize === undefined) return finish(connection, packet, message, true)
-  const allowed = authorize(connection, message)
-  if (isPromise(allowed)) return allowed.then((ok) => finish(connection, packet, message, ok))
+  let allowed: boolean | number | Promise<boolean | number>
+  try {
+    allowed = authorize(connection, message)
+  } catch (error) {
+    throw hookThrew('authorizePublish', error)
+  }
+  if (isPromise(allowed)) {
+    return allowed.then(
+      (ok) => finish(connection, packet, message, ok),
+      (error: unknown) => {
+        throw hookThrew('authorizePublish', error)
+      },
+    )
+  }
   finish(connection, packet, message, allowed)
 }
 
@@ -98,7 +111,7 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
   let reasonCode: number = ReasonCode.Success
   const allowed = answer === true || answer === 0
   if (allowed) {
-    const reached = connection.broker.publish(message, connection)
+    const reached = connection.broker.publish(message, connection, connection.session)
     connection.flow.addWork(reached)
     if (reached === 0) reasonCode = ReasonCode.NoMatchingSubscribers
   } else {

@@ -1,4 +1,6 @@
+import { hookThrew } from '../../hooks/errors.js'
 import { isPromise } from '../../hooks/promise.js'
+import type { AuthorizeSubscribeHook } from '../../hooks/types.js'
 import { log } from '../../logging.js'
 import type { QoS, SubscribePacket, Subscription } from '../../protocol/packets.js'
 import { ReasonCode, SUBACK_FAILURE } from '../../protocol/reason-codes.js'
@@ -38,13 +40,27 @@ export function handleSubscribe(connection: Connection, packet: SubscribePacket)
     }
     if (!isValidTopicFilter(filter)) return { refuse: ReasonCode.TopicFilterInvalid }
     if (!capabilities.wildcardSubscriptionAvailable && hasWildcard(filter)) return { refuse: ReasonCode.WildcardSubscriptionsNotSupported }
-    return authorize === undefined ? true : authorize(connection, s)
+    return authorize === undefined ? true : authorizeOne(authorize, connection, s)
   })
   if (decisions.some((d) => isRefusal(d) && d.refuse === -1)) {
     return connection.protocolError('No Local on a shared subscription', ReasonCode.ProtocolError)
   }
   if (decisions.some(isPromise)) return Promise.all(decisions).then((d) => finish(connection, packet, d))
   finish(connection, packet, decisions as Decision[])
+}
+
+/** Asks the host's hook about one subscription; what it throws is tagged as the hook's failure. */
+function authorizeOne(authorize: AuthorizeSubscribeHook, connection: Connection, subscription: Subscription): Decision | Promise<Decision> {
+  let decision: Decision | Promise<Decision>
+  try {
+    decision = authorize(connection, subscription)
+  } catch (error) {
+    throw hookThrew('authorizeSubscribe', error)
+  }
+  if (!isPromise(decision)) return decision
+  return decision.then(undefined, (error: unknown) => {
+    throw hookThrew('authorizeSubscribe', error)
+  })
 }
 
 /** The SUBACK code: the granted QoS, or a failure code (0x80 for 3.1.1, a precise one for MQTT 5). */
