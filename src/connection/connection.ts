@@ -275,8 +275,20 @@ export class Connection implements Client, SessionLink {
       this.stream.cork()
       process.nextTick(uncork, this)
     }
-    this.stream.write(bytes)
-    if (this.stream.writableLength > this.broker.limits.maxWriteBuffer) this.flow.writeBufferFull()
+    if (this.stream.writableLength + bytes.length <= this.broker.limits.maxWriteBuffer) {
+      this.stream.write(bytes)
+      return
+    }
+    // Over the limit: stop reading this client until what is buffered has left. 'drain' is no
+    // signal (a stream emits it only past its own high-water mark, which the limit may be
+    // under), so every write made over the limit tells when it is flushed; when the last one
+    // is, the buffer holds at most what was written under the limit since.
+    this.stream.write(bytes, this.flushedOverLimit)
+    this.flow.writeBufferFull()
+  }
+
+  private readonly flushedOverLimit = (): void => {
+    if (this.stream.writableLength <= this.broker.limits.maxWriteBuffer) this.flow.writeBufferDrained()
   }
 
   flush(): void {

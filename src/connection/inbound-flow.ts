@@ -74,15 +74,18 @@ export class InboundFlow {
     this.work += units
   }
 
-  /** The write buffer went over its limit: stop reading until it drains. */
+  /** The write buffer went over its limit: stop reading until `writeBufferDrained`. */
   writeBufferFull(): void {
     if (this.writeBlocked || this.stopped) return
     this.writeBlocked = true
     this.stream.pause()
-    this.stream.once('drain', () => {
-      this.writeBlocked = false
-      this.unblocked()
-    })
+  }
+
+  /** The write buffer is back under its limit: read again. */
+  writeBufferDrained(): void {
+    if (!this.writeBlocked) return
+    this.writeBlocked = false
+    this.unblocked()
   }
 
   /** The connection closed: nothing more is handled. */
