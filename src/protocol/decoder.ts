@@ -11,7 +11,8 @@ import type {
   WillMessage,
 } from './packets.js'
 import { PROPERTY_BY_ID, type PropertyPlace } from './properties.js'
-import { ReasonCode } from './reason-codes.js'
+import { ACK_REASON_CODES, ReasonCode } from './reason-codes.js'
+import { hasWildcard } from './topics.js'
 
 /**
  * A packet that breaks the specification. The connection closes on it; `reasonCode` is what an
@@ -56,10 +57,20 @@ export function isSupportedProtocol(protocolName: string, protocolVersion: numbe
   return protocolName === 'MQTT' ? protocolVersion === 4 || protocolVersion === 5 : protocolName === 'MQIsdp' && protocolVersion === 3
 }
 
+/** Identifier of the Response Topic property (section 2.2.2.2). */
+const RESPONSE_TOPIC = 0x08
+
 const PACKET_NAMES = [
   '', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp',
   'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth',
 ] as const
+
+/**
+ * A variable byte integer must use the minimum number of bytes: 5.0 [MQTT-1.5.5-1]; 3.1.1 gives
+ * the Remaining Length the same ranges per size (section 2.2.3, Table 2.4). It is minimal exactly
+ * when it is one byte long or its last (most significant) byte is not 0.
+ */
+const NOT_MINIMAL = 'variable byte integer not in the minimum number of bytes'
 
 /** A bounds-checked cursor over one packet's variable header and payload. */
 class Cursor {
@@ -106,7 +117,11 @@ class Cursor {
     for (let i = 0; i < 4; i++) {
       const b = this.byte()
       value += (b & 0x7f) * multiplier
-      if ((b & 0x80) === 0) return value
+      if ((b & 0x80) === 0) {
+        // [MQTT-1.5.5-1] a last byte of 0 after a continuation byte adds nothing: not minimal
+        if (b === 0 && i > 0) throw new DecodeError(NOT_MINIMAL)
+        return value
+      }
       multiplier *= 128
     }
     throw new DecodeError('variable byte integer longer than 4 bytes')
@@ -248,6 +263,8 @@ export class PacketDecoder {
       const b = buf[i] as number
       value += (b & 0x7f) * multiplier
       if ((b & 0x80) === 0) {
+        // [MQTT-1.5.5-1] (3.1.1: section 2.2.3) the Remaining Length in its minimum number of bytes
+        if (b === 0 && i > 1) throw new DecodeError(NOT_MINIMAL)
         const total = 1 + i + value
         if (total > this.maxPacketSize) {
           throw new DecodeError(`packet of ${total} bytes exceeds the maximum of ${this.maxPacketSize}`, ReasonCode.PacketTooLarge)
@@ -269,7 +286,11 @@ export class PacketDecoder {
       if (pos >= buf.length) return 0
       const b = buf[pos++] as number
       value += (b & 0x7f) * multiplier
-      if ((b & 0x80) === 0) break
+      if ((b & 0x80) === 0) {
+        // [MQTT-1.5.5-1] (3.1.1: section 2.2.3) the Remaining Length in its minimum number of bytes
+        if (b === 0 && pos - offset > 2) throw new DecodeError(NOT_MINIMAL)
+        break
+      }
       multiplier *= 128
       if (pos - offset > 4) throw new DecodeError('remaining length longer than 4 bytes')
     }
@@ -307,7 +328,14 @@ export class PacketDecoder {
         const packetId = c.u16()
         const ack: AckPacket = { type: name, packetId }
         if (v5 && c.remaining > 0) {
-          ack.reasonCode = c.byte()
+          const reasonCode = c.byte()
+          // The sender MUST use one of the codes of the packet's table: PUBACK [MQTT-3.4.2-1],
+          // PUBREC [MQTT-3.5.2-1], PUBREL [MQTT-3.6.2-1], PUBCOMP [MQTT-3.7.2-1]. The packet parses,
+          // its data is not allowed: a Protocol Error (section 1.2).
+          if (!ACK_REASON_CODES[name].has(reasonCode)) {
+            throw new DecodeError(`reason code 0x${reasonCode.toString(16).padStart(2, '0')} is not a ${name.toUpperCase()} reason code`, ReasonCode.ProtocolError)
+          }
+          ack.reasonCode = reasonCode
           if (c.remaining > 0) ack.properties = this.properties(name)
         }
         return this.done(ack)
@@ -431,7 +459,14 @@ export class PacketDecoder {
     // [MQTT-3.1.2-22] 3.1.1: no password without a user name (allowed in MQTT 5)
     if (hasPassword && !hasUsername && !v5) throw new DecodeError('password without user name')
     connect.keepAlive = c.u16()
-    if (v5) connect.properties = this.properties('connect')
+    if (v5) {
+      const properties = (connect.properties = this.properties('connect'))
+      // Section 3.1.2.11.10: "It is a Protocol Error to include Authentication Data if there is no
+      // Authentication Method"
+      if (properties.authenticationData !== undefined && properties.authenticationMethod === undefined) {
+        throw new DecodeError('Authentication Data without an Authentication Method', ReasonCode.ProtocolError)
+      }
+    }
     connect.clientId = c.string()
     if (willFlag) {
       const willProperties = v5 ? this.properties('will') : undefined
@@ -514,7 +549,15 @@ export class PacketDecoder {
           value = n
           break
         }
-        case 'string': value = c.string(); break
+        case 'string':
+          value = c.string()
+          // PUBLISH: "The Response Topic MUST NOT contain wildcard characters" [MQTT-3.3.2-14]. The will's
+          // (section 3.1.3.2.6) is "used as the Topic Name for a response message", which may hold no
+          // wildcard either [MQTT-4.7.0-1]. The packet parses, so this is a Protocol Error (section 1.2).
+          if (id === RESPONSE_TOPIC && hasWildcard(value as string)) {
+            throw new DecodeError(`wildcard in the Response Topic ${JSON.stringify(value)}`, ReasonCode.ProtocolError)
+          }
+          break
         case 'binary': value = Buffer.from(c.binary()); break
         case 'pair': value = [c.string(), c.string()]; break
       }

@@ -57,3 +57,30 @@ export const ReasonCode = {
 
 /** SUBACK failure return code of MQTT 3.1.1 [MQTT-3.9.3-2]. */
 export const SUBACK_FAILURE = 0x80
+
+/** The reason codes PUBACK and PUBREC may carry (5.0 Tables 3-4 and 3-5, the same list). */
+const PUBLISH_ACK_CODES: ReadonlySet<number> = new Set([
+  ReasonCode.Success,
+  ReasonCode.NoMatchingSubscribers,
+  ReasonCode.UnspecifiedError,
+  ReasonCode.ImplementationSpecificError,
+  ReasonCode.NotAuthorized,
+  ReasonCode.TopicNameInvalid,
+  ReasonCode.PacketIdentifierInUse,
+  ReasonCode.QuotaExceeded,
+  ReasonCode.PayloadFormatInvalid,
+])
+
+/** The reason codes PUBREL and PUBCOMP may carry (5.0 Tables 3-6 and 3-7, the same list). */
+const RELEASE_ACK_CODES: ReadonlySet<number> = new Set([ReasonCode.Success, ReasonCode.PacketIdentifierNotFound])
+
+/**
+ * The reason codes each acknowledgement may carry; the sender MUST use one of them
+ * [MQTT-3.4.2-1] [MQTT-3.5.2-1] [MQTT-3.6.2-1] [MQTT-3.7.2-1].
+ */
+export const ACK_REASON_CODES: Readonly<Record<'puback' | 'pubrec' | 'pubrel' | 'pubcomp', ReadonlySet<number>>> = {
+  puback: PUBLISH_ACK_CODES,
+  pubrec: PUBLISH_ACK_CODES,
+  pubrel: RELEASE_ACK_CODES,
+  pubcomp: RELEASE_ACK_CODES,
+}

@@ -13,7 +13,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import mqttPacket from 'mqtt-packet'
-import { PacketDecoder } from '../../src/protocol/decoder.js'
+import { DecodeError, PacketDecoder } from '../../src/protocol/decoder.js'
 import { encodePacket, encodePublish, publishPacketIdOffset, setPacketId } from '../../src/protocol/encoder.js'
 import { PROPERTY_BY_ID } from '../../src/protocol/properties.js'
 import type { PropertyPlace } from '../../src/protocol/properties.js'
@@ -143,6 +143,9 @@ function valueArbitrary(name: keyof Properties, place: PropertyPlace): fc.Arbitr
       return fc.array(fc.integer({ min: 1, max: 268435455 }), { minLength: 1, maxLength: place === 'publish' ? 3 : 1 })
     case 'userProperties':
       return userProperties
+    case 'responseTopic':
+      // No wildcards: [MQTT-3.3.2-14] on PUBLISH, [MQTT-4.7.0-1] in a will (see the last tests).
+      return str(10).map((t) => t.replace(/[+#]/g, 'w'))
     default:
       return str(10)
   }
@@ -152,7 +155,10 @@ function valueArbitrary(name: keyof Properties, place: PropertyPlace): fc.Arbitr
 function propertiesArbitrary(place: PropertyPlace): fc.Arbitrary<Properties> {
   const model: Record<string, fc.Arbitrary<unknown>> = {}
   for (const [, name, places] of SPEC_PROPERTIES) if (places.includes(place)) model[name] = valueArbitrary(name, place)
-  return fc.record(model, { requiredKeys: [] }) as fc.Arbitrary<Properties>
+  const props = fc.record(model, { requiredKeys: [] }) as fc.Arbitrary<Properties>
+  if (place !== 'connect') return props
+  // Section 3.1.2.11.10: no Authentication Data without an Authentication Method.
+  return props.map((p) => (p.authenticationData !== undefined && p.authenticationMethod === undefined ? { ...p, authenticationMethod: 'SCRAM-SHA-1' } : p))
 }
 
 /** Properties on MQTT 5, nothing on earlier levels. */
@@ -741,4 +747,66 @@ test('a shared QoS 1/2 PUBLISH encoding takes each packet id and DUP in place', 
 test('mqtt-packet cannot parse a short AUTH; ours is the 2-byte form of section 3.15.2.1', () => {
   assert.deepStrictEqual(encodePacket({ type: 'auth', reasonCode: 0 }, 5), Buffer.from([0xf0, 0x00]))
   assert.deepStrictEqual(decode([Buffer.from([0xf0, 0x00])], 5), [{ type: 'auth', reasonCode: 0 }])
+})
+
+// ---------------------------------------------------------------------------------------------
+// Where the two differ: mqtt-packet 9 parses packets the specification forbids, which we refuse.
+// The arbitraries above generate none of these; each is checked here, byte for byte.
+// ---------------------------------------------------------------------------------------------
+
+/** A length-prefixed UTF-8 string, as bytes. */
+function lpBytes(text: string): number[] {
+  const b = Buffer.from(text)
+  return [b.length >> 8, b.length & 0xff, ...b]
+}
+
+/** A packet with a one-byte Remaining Length. */
+function rawPacket(first: number, body: number[]): Buffer {
+  assert.ok(body.length < 128)
+  return Buffer.from([first, body.length, ...body])
+}
+
+const RESPONSE_TOPIC_WILDCARD = [0x08, ...lpBytes('replies/+')]
+const MQTT_PACKET_ACCEPTS: Array<{ what: string; bytes: Buffer; versions: ProtocolVersion[]; reasonCode: number }> = [
+  // [MQTT-1.5.5-1] (3.1.1: the sizes of section 2.2.3): PINGREQ with a Remaining Length of 0 in two bytes
+  { what: 'a Remaining Length in more bytes than it needs', bytes: Buffer.from([0xc0, 0x80, 0x00]), versions: [3, 4, 5], reasonCode: 0x81 },
+  // [MQTT-1.5.5-1]: a Property Length of 0 in two bytes
+  { what: 'a Property Length in more bytes than it needs', bytes: rawPacket(0x30, [...lpBytes('t'), 0x80, 0x00, 0x78]), versions: [5], reasonCode: 0x81 },
+  // [MQTT-3.3.2-14]
+  {
+    what: 'a wildcard in the Response Topic of a PUBLISH',
+    bytes: rawPacket(0x30, [...lpBytes('t'), RESPONSE_TOPIC_WILDCARD.length, ...RESPONSE_TOPIC_WILDCARD, 0x78]),
+    versions: [5],
+    reasonCode: 0x82,
+  },
+  // [MQTT-4.7.0-1]: a will's Response Topic is a Topic Name for the response (section 3.1.3.2.6)
+  {
+    what: 'a wildcard in the Response Topic of a will',
+    bytes: rawPacket(0x10, [...lpBytes('MQTT'), 5, 0x06, 0, 0, 0, ...lpBytes('c'), RESPONSE_TOPIC_WILDCARD.length, ...RESPONSE_TOPIC_WILDCARD, ...lpBytes('w'), ...lpBytes('x')]),
+    versions: [5],
+    reasonCode: 0x82,
+  },
+  // Section 3.1.2.11.10
+  {
+    what: 'Authentication Data without an Authentication Method in CONNECT',
+    bytes: rawPacket(0x10, [...lpBytes('MQTT'), 5, 0x02, 0, 0, 4, 0x16, 0, 1, 7, ...lpBytes('c')]),
+    versions: [5],
+    reasonCode: 0x82,
+  },
+]
+
+for (const { what, bytes, versions, reasonCode } of MQTT_PACKET_ACCEPTS) {
+  test(`mqtt-packet parses ${what}; we refuse it (reason code 0x${reasonCode.toString(16)})`, () => {
+    for (const v of versions) {
+      assert.equal(mqttParse(bytes, v).length, 1, `mqtt-packet at level ${v}`)
+      assert.throws(() => decode([bytes], v), (e: unknown) => e instanceof DecodeError && e.reasonCode === reasonCode, `level ${v}`)
+    }
+  })
+}
+
+test('both refuse an acknowledgement whose reason code is not in its table [MQTT-3.4.2-1] [MQTT-3.6.2-1]', () => {
+  for (const bytes of [rawPacket(0x40, [0, 1, 0x92]), rawPacket(0x50, [0, 1, 0x01]), rawPacket(0x62, [0, 1, 0x10]), rawPacket(0x70, [0, 1, 0x80])]) {
+    assert.throws(() => mqttParse(bytes, 5), /reason code/)
+    assert.throws(() => decode([bytes], 5), (e: unknown) => e instanceof DecodeError && e.reasonCode === 0x82)
+  }
 })

@@ -39,6 +39,11 @@ function str(s: string): Buffer {
   return cat(u16(b.length), b)
 }
 
+/** A length-prefixed binary field, as bytes. */
+function lpBytes(bytes: number[]): number[] {
+  return [...u16(bytes.length), ...bytes]
+}
+
 /** A length-prefixed string of raw (possibly ill-formed) bytes. */
 function rawStr(bytes: number[]): Buffer {
   return cat(u16(bytes.length), bytes)
@@ -173,6 +178,30 @@ test('a remaining length with a fifth continuation byte is malformed', () => {
   rejects([Buffer.from([0x30, 0xff]), Buffer.from([0xff]), Buffer.from([0xff, 0xff])], MALFORMED)
   // Four bytes is the most there can be, and is fine: 2,097,152 bytes are awaited.
   assert.deepEqual(decode(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x01])), [])
+})
+
+test('a remaining length in more bytes than it needs is malformed: 5.0 [MQTT-1.5.5-1], 3.1.1 section 2.2.3', () => {
+  for (const version of [3, 4, 5] as const) {
+    // 0 in two, three and four bytes (a PINGREQ), in one chunk and with the header in pieces.
+    for (const length of [[0x80, 0x00], [0x80, 0x80, 0x00], [0x80, 0x80, 0x80, 0x00]]) {
+      rejects(Buffer.from([0xc0, ...length]), MALFORMED, version, /minimum number of bytes/)
+      rejects(length.map((b, i) => Buffer.from(i === 0 ? [0xc0, b] : [b])), MALFORMED, version, /minimum number of bytes/)
+    }
+    // A PUBLISH of 5 bytes (topic "t", payload "x") with its length in two bytes, whole and
+    // with the body still to come; the same bytes with a one-byte length are fine.
+    const body = version === 5 ? [0x00, 0x01, 0x74, 0x00, 0x78] : [0x00, 0x01, 0x74, 0x78, 0x79]
+    assert.equal(decode(Buffer.from([0x30, 0x05, ...body]), version).length, 1)
+    rejects(Buffer.from([0x30, 0x85, 0x00, ...body]), MALFORMED, version, /minimum number of bytes/)
+    rejects([Buffer.from([0x30, 0x85, 0x00, 0x00]), Buffer.from(body.slice(1))], MALFORMED, version, /minimum number of bytes/)
+    // 127 in three bytes.
+    rejects(Buffer.from([0x30, 0xff, 0x80, 0x00]), MALFORMED, version, /minimum number of bytes/)
+  }
+  // The smallest value of each length is minimal, and fine.
+  assert.deepEqual(decode(Buffer.from([0xc0, 0x00])), [{ type: 'pingreq' }])
+  const p128 = packet(0x30, str('t'), Buffer.alloc(125))
+  assert.deepEqual([...p128.subarray(1, 3)], [0x80, 0x01])
+  assert.equal(decode(p128).length, 1)
+  assert.equal(decode([p128.subarray(0, 2), p128.subarray(2, 40), p128.subarray(40)]).length, 1)
 })
 
 test('a packet over maxPacketSize is refused as soon as its header is read', () => {
@@ -432,6 +461,42 @@ test('a property block longer than the packet, or one whose last property overru
   rejects(publish5(Buffer.from([0x80, 0x80, 0x80, 0x80, 0x01])), MALFORMED, 5, /longer than 4 bytes/)
 })
 
+test('a variable byte integer inside the packet in more bytes than it needs is malformed [MQTT-1.5.5-1]', () => {
+  // Property Length 0 in two bytes.
+  rejects(publish5(Buffer.from([0x80, 0x00])), MALFORMED, 5, /minimum number of bytes/)
+  // Property Length 2 in four bytes.
+  rejects(publish5(Buffer.from([0x82, 0x80, 0x80, 0x00, 0x01, 0x01])), MALFORMED, 5, /minimum number of bytes/)
+  // Property identifier 0x01 (Payload Format Indicator) in two bytes.
+  rejects(publish5(props([0x81, 0x00, 0x01])), MALFORMED, 5, /minimum number of bytes/)
+  // Subscription Identifier 1 in two bytes, on SUBSCRIBE and on PUBLISH.
+  rejects(packet(0x82, u16(1), props([0x0b, 0x81, 0x00]), str('a'), [0]), MALFORMED, 5, /minimum number of bytes/)
+  rejects(publish5(props([0x0b, 0x81, 0x80, 0x00])), MALFORMED, 5, /minimum number of bytes/)
+  // The same values minimally encoded are fine.
+  assert.deepEqual(decodeOne<PublishPacket>(publish5(props([0x01, 0x01], [0x0b, 0x01])), 5).properties, { payloadFormatIndicator: 1, subscriptionIdentifier: [1] })
+  assert.deepEqual(decodeOne<PublishPacket>(publish5(props([0x0b, 0x80, 0x01])), 5).properties, { subscriptionIdentifier: [128] })
+})
+
+test('a wildcard in a Response Topic is a protocol error: PUBLISH [MQTT-3.3.2-14], will properties [MQTT-4.7.0-1]', () => {
+  for (const topic of ['+', '#', 'a/+', 'a/#', 'a/+/b', 'a+', 'b#']) {
+    rejects(publish5(props([0x08], str(topic))), PROTOCOL_ERROR, 5, /Response Topic/)
+    rejects(connect({ level: 5, flags: 0x06, payload: [props([0x08], str(topic)), str('t'), str('m')] }), PROTOCOL_ERROR, 5, /Response Topic/)
+  }
+  assert.deepEqual(decodeOne<PublishPacket>(publish5(props([0x08], str('replies/1'))), 5).properties, { responseTopic: 'replies/1' })
+  const will = decodeOne<ConnectPacket>(connect({ level: 5, flags: 0x06, payload: [props([0x08], str('replies/1')), str('t'), str('m')] }), 5)
+  assert.deepEqual(will.will?.properties, { responseTopic: 'replies/1' })
+})
+
+test('CONNECT with Authentication Data but no Authentication Method is a protocol error (section 3.1.2.11.10)', () => {
+  const data = [0x16, ...lpBytes([1, 2, 3])]
+  rejects(connect({ level: 5, properties: props(data) }), PROTOCOL_ERROR, 5, /Authentication Data without an Authentication Method/)
+  rejects(connect({ level: 5, properties: props([0x11], u32(10), data) }), PROTOCOL_ERROR, 5, /Authentication Data/)
+  // With a method, before or after the data, it is fine.
+  for (const block of [props([0x15], str('SCRAM'), data), props(data, [0x15], str('SCRAM'))]) {
+    const p = decodeOne<ConnectPacket>(connect({ level: 5, properties: block }), 5)
+    assert.deepEqual(p.properties, { authenticationMethod: 'SCRAM', authenticationData: Buffer.from([1, 2, 3]) })
+  }
+})
+
 test('MQTT 5 acknowledgements: short forms and reason codes', () => {
   assert.deepEqual(decode(packet(0x40, u16(3)), 5), [{ type: 'puback', packetId: 3 }])
   assert.deepEqual(decode(packet(0x50, u16(3), [0x80]), 5), [{ type: 'pubrec', packetId: 3, reasonCode: 0x80 }])
@@ -441,6 +506,44 @@ test('MQTT 5 acknowledgements: short forms and reason codes', () => {
   assert.deepEqual(decode(packet(0xe0), 5), [{ type: 'disconnect' }])
   assert.deepEqual(decode(packet(0xe0, [0x04]), 5), [{ type: 'disconnect', reasonCode: 4 }])
   assert.deepEqual(decode(packet(0xf0), 5), [{ type: 'auth', reasonCode: 0 }])
+})
+
+// Tables 3-4 to 3-7: the reason codes each acknowledgement may carry.
+const PUBACK_PUBREC_CODES = [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]
+const PUBREL_PUBCOMP_CODES = [0x00, 0x92]
+const ACKS = [
+  { first: 0x40, type: 'puback', codes: PUBACK_PUBREC_CODES },
+  { first: 0x50, type: 'pubrec', codes: PUBACK_PUBREC_CODES },
+  { first: 0x62, type: 'pubrel', codes: PUBREL_PUBCOMP_CODES },
+  { first: 0x70, type: 'pubcomp', codes: PUBREL_PUBCOMP_CODES },
+] as const
+
+test('MQTT 5 acknowledgements with a reason code their table does not list are a protocol error [MQTT-3.4.2-1] [MQTT-3.5.2-1] [MQTT-3.6.2-1] [MQTT-3.7.2-1]', () => {
+  for (const { first, type, codes } of ACKS) {
+    for (let code = 0; code < 256; code++) {
+      const valid = (codes as readonly number[]).includes(code)
+      for (const bytes of [packet(first, u16(7), [code]), packet(first, u16(7), [code], NO_PROPS), packet(first, u16(7), [code], props([0x1f], str('why')))]) {
+        if (valid) {
+          const p = decodeOne<Packet>(bytes, 5)
+          assert.equal(p.type, type)
+          assert.equal((p as { reasonCode?: number }).reasonCode, code)
+        } else {
+          rejects(bytes, PROTOCOL_ERROR, 5, new RegExp(`reason code 0x${code.toString(16).padStart(2, '0')}.*${type.toUpperCase()}`))
+        }
+      }
+    }
+  }
+})
+
+test('3.1 and 3.1.1 acknowledgements are unaffected: two bytes of packet identifier, nothing more', () => {
+  for (const version of [3, 4] as const) {
+    for (const { first, type } of ACKS) {
+      assert.deepEqual(decode(packet(first, u16(7)), version), [{ type, packetId: 7 }])
+      // A third byte is not a reason code before MQTT 5: the packet is too long.
+      rejects(packet(first, u16(7), [0x00]), MALFORMED, version, /unexpected bytes/)
+      rejects(packet(first, u16(7), [0x92]), MALFORMED, version, /unexpected bytes/)
+    }
+  }
 })
 
 test('decoded packets carry no keys set to undefined', () => {
