@@ -112,6 +112,12 @@ export class RoutedMessage implements Message, StoredMessage {
     return Math.max(0, interval - Math.floor((now - this.receivedAt) / 1000))
   }
 
+  /** When the message expires (ms since the epoch), Infinity when it does not. */
+  expiresAt(): number {
+    const interval = this.properties?.messageExpiryInterval
+    return interval === undefined ? Infinity : this.receivedAt + interval * 1000
+  }
+
   /** Whether the Message Expiry Interval has passed: such a message is no longer delivered [MQTT-3.3.2-5]. */
   isExpired(now: number): boolean {
     const interval = this.properties?.messageExpiryInterval

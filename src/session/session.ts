@@ -78,6 +78,8 @@ export class Session {
   private readonly inflight = new Map<number, Inflight>()
   private queue: Queued[] = []
   private queueHead = 0
+  /** No queued message expires before this time (ms; Infinity: none has an expiry). */
+  private queueExpiresAt = Infinity
   private nextPacketId = 1
 
   constructor(
@@ -117,12 +119,14 @@ export class Session {
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
     if (link !== null && this.queueHead === this.queue.length && this.inflight.size < this.inflightLimit) {
       this.sendInflight(link, message, qos, retain, ids, group)
-    } else if (this.queuedCount >= this.limits.maxQueued) {
+    } else if (this.queuedCount >= this.limits.maxQueued && this.pruneExpired() === 0) {
       this.dropped++
       return
     } else {
       message.ownPayload()
       this.queue.push({ message, qos, retain, ids, group })
+      const expiresAt = message.expiresAt()
+      if (expiresAt < this.queueExpiresAt) this.queueExpiresAt = expiresAt
     }
     this.onChange?.(this)
   }
@@ -194,8 +198,26 @@ export class Session {
     this.inflight.clear()
     this.queue = []
     this.queueHead = 0
+    this.queueExpiresAt = Infinity
     this.incomingQos2.clear()
     this.subscriptions.clear()
+  }
+
+  /**
+   * Removes queued messages whose expiry has passed [MQTT-3.3.2-5]: they will never be sent, so
+   * they must not keep fresh ones out of a full queue. Returns how many went. O(queue), and
+   * only called when the queue is full.
+   */
+  private pruneExpired(): number {
+    const now = Date.now()
+    // Nothing queued can have expired yet: a flood into a full queue does not rescan it per message.
+    if (now < this.queueExpiresAt) return 0
+    const waiting = this.queuedCount
+    this.queue = this.queue.slice(this.queueHead).filter((q) => !q.message.isExpired(now))
+    this.queueHead = 0
+    this.queueExpiresAt = Infinity
+    for (const q of this.queue) this.queueExpiresAt = Math.min(this.queueExpiresAt, q.message.expiresAt())
+    return waiting - this.queue.length
   }
 
   private drain(): void {
@@ -271,6 +293,8 @@ export class Session {
       session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, ids: undefined, group: undefined, state: e.state })
     }
     session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain, ids: undefined, group: undefined }))
+    // Unknown until scanned: the first full queue looks for expired messages.
+    session.queueExpiresAt = 0
     for (const id of record.incomingQos2) session.incomingQos2.add(id)
     if (record.will) session.will = record.will
     session.expiryInterval = record.expiryInterval ?? 0xffffffff
