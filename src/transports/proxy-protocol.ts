@@ -24,9 +24,10 @@ const V1_MAX = 107
 const V2_MAX = 16 + 536
 const HEADER_TIMEOUT_MS = 5000
 
-/** '::ffff:10.0.0.1' and '10.0.0.1' are the same peer. */
-function plain(address: string | undefined): string {
-  return address?.startsWith('::ffff:') ? address.slice(7) : (address ?? '')
+/** '::ffff:10.0.0.1' and '10.0.0.1' are the same peer: the IPv4 form of an IPv4-mapped IPv6 address. */
+export function plainAddress(address: string | undefined): string {
+  const lower = (address ?? '').toLowerCase()
+  return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower
 }
 
 type Parsed = { kind: 'none' } | { kind: 'incomplete' } | { kind: 'bad'; why: string } | { kind: 'header'; length: number; address: ProxiedAddress | null }
@@ -95,7 +96,7 @@ export function readProxyHeader(socket: Socket, trusted: ReadonlySet<string>): P
       if (parsed.kind === 'incomplete') return
       if (parsed.kind === 'none') return finish(null)
       if (parsed.kind === 'bad') return finish(new Error(parsed.why))
-      if (!trusted.has(plain(socket.remoteAddress))) return finish(new Error(`PROXY header from untrusted ${socket.remoteAddress}`))
+      if (!trusted.has(plainAddress(socket.remoteAddress))) return finish(new Error(`PROXY header from untrusted ${socket.remoteAddress}`))
       finish(null, parsed.address, parsed.length)
     }
     socket.on('data', onData)
@@ -105,5 +106,5 @@ export function readProxyHeader(socket: Socket, trusted: ReadonlySet<string>): P
 
 /** The trusted proxy set, with IPv4-mapped IPv6 addresses folded to IPv4. */
 export function trustedSet(addresses: string[] | undefined): ReadonlySet<string> {
-  return new Set((addresses ?? []).map(plain))
+  return new Set((addresses ?? []).map(plainAddress))
 }

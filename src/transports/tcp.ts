@@ -31,13 +31,13 @@ async function listenTcp(options: TcpOptions, onConnection: ConnectionHandler): 
     // MQTT packets are small and latency matters; the connection corks its writes itself.
     socket.setNoDelay(true)
     if (!options.proxyProtocol) {
-      onConnection(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort })
+      onConnection(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, transport: 'tcp' })
       return
     }
     readProxyHeader(socket, trusted).then(
-      (real) => onConnection(socket, real ?? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }),
+      (real) => onConnection(socket, { ...(real ?? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }), transport: 'tcp' }),
       (error: Error) => {
-        log.client('Refusing a connection from %s: %s', socket.remoteAddress, error.message)
+        log.client('tcp: refusing a connection from %s: %s', socket.remoteAddress, error.message)
         socket.destroy()
       },
     )

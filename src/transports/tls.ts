@@ -38,9 +38,9 @@ export function tls(options: TlsOptions): Transport {
         const k = key(socket.remoteAddress, socket.remotePort)
         const origin = origins.get(k) ?? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
         origins.delete(k)
-        onConnection(socket, { ...origin, certificate })
+        onConnection(socket, { ...origin, certificate, transport: 'tls' })
       })
-      server.on('tlsClientError', (error) => log.client('TLS handshake failed: %s', error.message))
+      server.on('tlsClientError', (error, socket) => log.client('tls: handshake failed from %s: %s', socket.remoteAddress, error.message))
       if (!proxyProtocol) {
         await listenDualStack(server, port ?? 8883, host)
         log.broker('Listening on tls %j', server.address())
@@ -60,7 +60,7 @@ export function tls(options: TlsOptions): Transport {
             server.emit('connection', raw)
           },
           (error: Error) => {
-            log.client('Refusing a connection from %s: %s', raw.remoteAddress, error.message)
+            log.client('tls: refusing a connection from %s: %s', raw.remoteAddress, error.message)
             raw.destroy()
           },
         )

@@ -15,7 +15,7 @@ export function unix(options: UnixOptions): Transport {
   return {
     name: 'unix',
     listen: async (onConnection) => {
-      const server = net.createServer((socket) => onConnection(socket, { remoteAddress: options.path }))
+      const server = net.createServer((socket) => onConnection(socket, { remoteAddress: options.path, transport: 'unix' }))
       await removeStaleSocket(options.path)
       await listenPath(server, options.path)
       log.broker('Listening on unix %s', options.path)

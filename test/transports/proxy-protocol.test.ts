@@ -5,7 +5,8 @@ import { test } from 'node:test'
 import nodeTls from 'node:tls'
 import { Broker, tcp, tls, type AuthenticateRequest } from '../../src/index.js'
 import { encodePacket } from '../../src/protocol/encoder.js'
-import { delay, skipWithout } from '../helpers.js'
+import { readProxyHeader, trustedSet, type ProxiedAddress } from '../../src/transports/proxy-protocol.js'
+import { skipWithout } from '../helpers/index.js'
 import { makePki } from './certificates.js'
 
 const CONNECT = encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'behind-proxy' }, 4)
@@ -53,19 +54,52 @@ test('PROXY v1 from a trusted proxy: the client address in the header reaches au
   })
 })
 
-test('PROXY v2 from a trusted proxy, header split across writes', async () => {
+test('PROXY v2 from a trusted proxy: the client address in the header reaches authenticate', async () => {
   await withBroker(['127.0.0.1'], async (port, seen) => {
-    const socket = net.connect(port, '127.0.0.1')
-    await new Promise<void>((resolve) => socket.once('connect', resolve))
-    const bytes = Buffer.concat([v2Header([198, 51, 100, 9], 40000), CONNECT])
-    socket.write(bytes.subarray(0, 7))
-    await delay(20)
-    socket.write(bytes.subarray(7))
-    const answer = await new Promise<Buffer>((resolve) => socket.once('data', resolve))
-    socket.destroy()
-    assert.equal(answer[0], 0x20)
+    const answer = await exchange(port, Buffer.concat([v2Header([198, 51, 100, 9], 40000), CONNECT]))
+    assert.equal(answer?.[0], 0x20)
     assert.equal(seen[0]?.remoteAddress, '198.51.100.9')
+    assert.equal(seen[0]?.remotePort, 40000)
   })
+})
+
+test('a PROXY v2 header split across reads is put together; the bytes after it are left for the broker', async () => {
+  const header = v2Header([198, 51, 100, 9], 40000)
+  const bytes = Buffer.concat([header, CONNECT])
+  let firstChunk: (length: number) => void = () => {}
+  const firstChunkSeen = new Promise<number>((resolve) => (firstChunk = resolve))
+  const outcome = new Promise<{ address: ProxiedAddress | null; rest: Buffer }>((resolve, reject) => {
+    const server = net.createServer((socket) => {
+      // Sees what readProxyHeader sees: the client sends the rest only after this first read.
+      const spy = (chunk: Buffer): void => {
+        socket.off('data', spy)
+        firstChunk(chunk.length)
+      }
+      socket.on('data', spy)
+      readProxyHeader(socket, trustedSet(['127.0.0.1'])).then((address) => {
+        let rest = Buffer.alloc(0)
+        socket.on('data', (chunk: Buffer) => {
+          rest = Buffer.concat([rest, chunk])
+          if (rest.length < CONNECT.length) return
+          socket.destroy()
+          server.close()
+          resolve({ address, rest })
+        })
+        socket.resume()
+      }, reject)
+    })
+    server.listen(0, '127.0.0.1', () => {
+      const client = net.connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
+        client.write(bytes.subarray(0, 7))
+        void firstChunkSeen.then(() => client.end(bytes.subarray(7)))
+      })
+      client.on('error', () => {})
+    })
+  })
+  assert.ok((await firstChunkSeen) <= 7, 'the first read held only part of the header')
+  const { address, rest } = await outcome
+  assert.deepEqual(address, { remoteAddress: '198.51.100.9', remotePort: 40000 })
+  assert.ok(rest.equals(CONNECT))
 })
 
 test('a PROXY header from an untrusted address is refused; a plain connection from it is served', async () => {
@@ -98,8 +132,11 @@ test('PROXY v1 before the TLS handshake on a tls listener: the real address and 
     })
     secure.write(CONNECT)
     const answer = await new Promise<Buffer>((resolve, reject) => {
-      secure.once('data', resolve)
-      setTimeout(() => reject(new Error('no CONNACK')), 3000)
+      const deadline = setTimeout(() => reject(new Error('no CONNACK')), 10000)
+      secure.once('data', (data: Buffer) => {
+        clearTimeout(deadline)
+        resolve(data)
+      })
     })
     assert.equal(answer[0], 0x20)
     assert.equal(seen[0]?.remoteAddress, '192.0.2.44')

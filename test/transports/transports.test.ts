@@ -13,7 +13,7 @@ import { WebSocket } from 'ws'
 import { PacketDecoder } from '../../src/protocol/decoder.js'
 import { encodePacket } from '../../src/protocol/encoder.js'
 import type { Packet } from '../../src/protocol/packets.js'
-import { once, skipWithout } from '../helpers.js'
+import { once, skipWithout, Waiters } from '../helpers/index.js'
 import { makePki } from './certificates.js'
 
 async function connected(client: MqttClient): Promise<MqttClient> {
@@ -134,7 +134,11 @@ test('websocket framing: subprotocol mqttv3.1, a packet split across frames, sev
     })
     assert.equal(ws.protocol, 'mqttv3.1')
     const received: Packet[] = []
-    const decoder = new PacketDecoder((p) => received.push(p))
+    const arrived = new Waiters()
+    const decoder = new PacketDecoder((p) => {
+      received.push(p)
+      arrived.notify()
+    })
     ws.on('message', (data: Buffer) => decoder.push(data))
     const connect = encodePacket({ type: 'connect', protocolName: 'MQIsdp', protocolVersion: 3, cleanSession: true, keepAlive: 0, clientId: 'framed' }, 3)
     // CONNECT in two frames.
@@ -147,8 +151,7 @@ test('websocket framing: subprotocol mqttv3.1, a packet split across frames, sev
         encodePacket({ type: 'publish', topic: 'f', payload: Buffer.from('one frame'), qos: 0, retain: false, dup: false, packetId: 0 }, 3),
       ]),
     )
-    const deadline = Date.now() + 3000
-    while (received.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    await arrived.until(() => received.length >= 3, 5000, () => `three packets; got ${received.map((p) => p.type).join(', ')}`)
     assert.deepEqual(received.map((p) => p.type), ['connack', 'suback', 'publish'])
     const publish = received[2]
     assert.ok(publish?.type === 'publish' && publish.payload.toString() === 'one frame')
