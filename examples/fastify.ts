@@ -6,8 +6,10 @@ import { Broker, websocket } from 'culex-mqtt'
 
 const app = Fastify()
 const broker = new Broker()
-// preClose, not onClose: the MQTT clients' upgraded sockets would keep the HTTP server from
-// closing, and onClose only runs once it has. Closing the app closes the broker first.
+// preClose runs before Fastify closes its HTTP server: the broker closes the MQTT connections
+// (MQTT 5 clients are told "server shutting down") and detaches, so the server closes at once.
+// onClose (after the server) would finish too, once the attachment saw the server stop listening
+// and dropped its WebSocket clients (close code 1001) itself, but not as gracefully.
 app.addHook('preClose', async () => {
   await broker.close()
 })

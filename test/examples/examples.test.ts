@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { once, skipWithout } from '../helpers.js'
+import { once, skipWithout } from '../helpers/index.js'
 import { makePki } from '../transports/certificates.js'
 import { runExample } from './run-example.js'
 
@@ -109,11 +109,37 @@ test('examples/express-push.ts turns POST /notify into a message on the device t
   }
 })
 
-test('examples/express.ts serves REST and MQTT over WebSocket on one port', async () => {
+/** GET / as a browser would: the session cookie the page sets, as 'session=...'. */
+async function pageSessionCookie(port: number): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${port}/`)
+  assert.match(await response.text(), /mqtt\.connect/)
+  const cookie = response.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0] ?? '')
+    .find((c) => c.startsWith('session='))
+  assert.ok(cookie !== undefined, 'GET / sets a session cookie')
+  return cookie
+}
+
+/** Connects over WebSocket expecting a refusal; resolves to the CONNACK code. */
+function wsRefusal(url: string, options: IClientOptions): Promise<number | undefined> {
+  const client = mqtt.connect(url, { reconnectPeriod: 0, ...options })
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => reject(new Error('connection was accepted')))
+    client.once('error', (error: Error & { code?: number }) => {
+      client.end(true)
+      resolve(error.code)
+    })
+  })
+}
+
+test('examples/express.ts serves REST and MQTT over WebSocket on one port, to holders of its session cookie', async () => {
   const example = runExample('express.ts', { PORT: '0' })
   try {
     const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
-    const lamp = mqtt.connect(`ws://127.0.0.1:${port}/mqtt`, { clientId: 'lamp-1', reconnectPeriod: 0 })
+    const url = `ws://127.0.0.1:${port}/mqtt`
+    const cookie = await pageSessionCookie(port)
+    const lamp = mqtt.connect(url, { clientId: 'lamp-1', reconnectPeriod: 0, wsOptions: { headers: { cookie } } })
     await once(lamp, 'connect')
     await lamp.subscribeAsync('devices/lamp-1/command', { qos: 1 })
     const command = once<[string, Buffer]>(lamp, 'message')
@@ -128,8 +154,17 @@ test('examples/express.ts serves REST and MQTT over WebSocket on one port', asyn
     await lamp.publishAsync('devices/lamp-1/telemetry', '42 lux', { qos: 1 })
     const reading = (await (await fetch(`http://127.0.0.1:${port}/devices/lamp-1/telemetry`)).json()) as { reading: string }
     assert.equal(reading.reading, '42 lux')
-    assert.match(await (await fetch(`http://127.0.0.1:${port}/`)).text(), /mqtt\.connect/)
-    lamp.end()
+
+    // No cookie, a cookie the app never issued, or another site's page: not authorized.
+    assert.equal(await wsRefusal(url, { clientId: 'no-cookie' }), 5)
+    assert.equal(await wsRefusal(url, { clientId: 'no-cookie-v5', protocolVersion: 5 }), 0x87)
+    assert.equal(await wsRefusal(url, { clientId: 'forged', wsOptions: { headers: { cookie: 'session=forged' } } }), 5)
+    assert.equal(await wsRefusal(url, { clientId: 'cross-site', wsOptions: { headers: { cookie, origin: 'http://evil.example' } } }), 5)
+
+    // SIGTERM with a client still connected: the example closes the broker, then the server, and exits.
+    const closed = once(lamp, 'close', 10000)
+    assert.equal(await example.stop(), 0)
+    await closed
   } finally {
     assert.equal(await example.stop(), 0)
   }

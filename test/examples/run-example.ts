@@ -22,39 +22,53 @@ export function runExample(name: string, env: Record<string, string> = {}): Runn
   })
   let out = ''
   let err = ''
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+  // Each waitFor re-checks stdout whenever the program prints or exits: no polling.
+  const checks = new Set<() => void>()
+  const recheck = (): void => {
+    for (const check of [...checks]) check()
+  }
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString()
+    recheck()
+  })
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()))
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  let hasExited = false
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      hasExited = true
+      resolve(code)
+      recheck()
+    }),
+  )
   return {
     child,
     output: () => out,
     waitFor: (pattern, ms = 15000) =>
       new Promise((resolve, reject) => {
-        const check = (): boolean => {
+        const done = (): void => {
+          checks.delete(check)
+          clearTimeout(timeout)
+        }
+        const check = (): void => {
           const m = out.match(pattern)
           if (m) {
-            clearInterval(timer)
-            clearTimeout(timeout)
+            done()
             resolve(m)
-          }
-          return m !== null
-        }
-        const timer = setInterval(check, 20)
-        const timeout = setTimeout(() => {
-          clearInterval(timer)
-          reject(new Error(`examples/${name}: no output matching ${pattern}\nstdout:\n${out}\nstderr:\n${err}`))
-        }, ms)
-        void exited.then(() => {
-          if (!check()) {
-            clearInterval(timer)
-            clearTimeout(timeout)
+          } else if (hasExited) {
+            done()
             reject(new Error(`examples/${name} exited before printing ${pattern}\nstdout:\n${out}\nstderr:\n${err}`))
           }
-        })
+        }
+        const timeout = setTimeout(() => {
+          done()
+          reject(new Error(`examples/${name}: no output matching ${pattern} within ${ms} ms\nstdout:\n${out}\nstderr:\n${err}`))
+        }, ms)
+        checks.add(check)
+        check()
       }),
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10000)
       const code = await exited
       clearTimeout(timer)
       return code

@@ -85,7 +85,7 @@ test('websocket attached to the host HTTP server: MQTT at /mqtt, the host keeps 
     await roundTrip((o) => mqtt.connect(`ws://127.0.0.1:${port}/mqtt`, { reconnectPeriod: 0, ...o }))
     assert.equal(await (await fetch(`http://127.0.0.1:${port}/health`)).text(), 'host route /health')
     const elsewhere = mqtt.connect(`ws://127.0.0.1:${port}/not-mqtt`, { reconnectPeriod: 0, connectTimeout: 1000 })
-    await once(elsewhere, 'close', 3000)
+    await once(elsewhere, 'close', 10000)
     elsewhere.end(true)
     assert.deepEqual(otherUpgrades, ['/not-mqtt'])
   } finally {

@@ -10,6 +10,7 @@ import net, { type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import Fastify from 'fastify'
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt'
 import { Broker, tcp, tls, unix, websocket, type AuthenticateRequest, type Client } from '../../src/index.js'
 import { PacketDecoder } from '../../src/protocol/decoder.js'
@@ -357,5 +358,26 @@ test('closing the host server first (Express order: server.close(cb), then the b
     a.end(true)
     b.end(true)
     await broker.close()
+  }
+})
+
+test('Fastify: app.close() completes with WebSocket clients connected, whether the broker closes in preClose or in onClose (after the server)', async () => {
+  for (const hook of ['preClose', 'onClose'] as const) {
+    const app = Fastify()
+    const broker = new Broker()
+    if (hook === 'preClose') app.addHook('preClose', async () => broker.close())
+    else app.addHook('onClose', async () => broker.close())
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    await broker.listen(websocket({ server: app.server, path: '/mqtt' }))
+    const port = (app.server.address() as AddressInfo).port
+    const client = await connected(ws(port, '/mqtt', { clientId: `fastify-${hook}` }))
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()))
+    try {
+      await within(app.close(), 10000, `app.close() with the broker closed in ${hook} never completed`)
+      await within(closed, 10000, 'the client was not disconnected')
+    } finally {
+      client.end(true)
+      await broker.close()
+    }
   }
 })
