@@ -14,7 +14,7 @@ import type { Subscription, WillMessage } from './protocol/packets.js'
 import { Router, type Subscriber } from './routing/router.js'
 import { parseSharedFilter, SharedGroup, type SharedMember } from './routing/shared-group.js'
 import { LocalSubscriber } from './session/local-subscriber.js'
-import { RoutedMessage } from './session/routed-message.js'
+import { isExpired, RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
 
 /** A Session Expiry Interval of 0xFFFFFFFF: the session never expires. */
@@ -336,8 +336,7 @@ export class BrokerCore implements BrokerContext {
   async sendRetainedLocal(topicFilter: string, subscriber: LocalSubscriber): Promise<void> {
     const now = Date.now()
     for (const stored of await this.persistence.matchRetained(topicFilter)) {
-      const message = RoutedMessage.from(stored)
-      if (!message.isExpired(now)) subscriber.deliver(message)
+      if (!isExpired(stored, now)) subscriber.deliver(RoutedMessage.from(stored))
     }
   }
 
@@ -379,31 +378,32 @@ export class BrokerCore implements BrokerContext {
       log.error('persistence matchRetained failed: %O', error)
       return 0
     }
-    if (isPromise(found)) {
-      found
-        .then((messages) => this.deliverRetained(session, subscription, messages))
-        .catch((error: unknown) => log.error('persistence matchRetained failed: %O', error))
-      return 0
-    }
-    this.deliverRetained(session, subscription, found)
-    return found.length
+    if (!isPromise(found)) return session.sendRetained(this.unexpired(found), subscription)
+    found.then(
+      (messages) => {
+        // Still the same session and subscription: an answer that arrives after UNSUBSCRIBE, a
+        // replacing SUBSCRIBE or the session's end is not for anybody any more.
+        if (this.sessions.get(session.clientId) !== session || session.subscriptions.get(subscription.topicFilter) !== subscription) return
+        session.sendRetained(this.unexpired(messages), subscription)
+      },
+      (error: unknown) => log.error('persistence matchRetained failed: %O', error),
+    )
+    return 0
   }
 
-  private deliverRetained(session: Session, subscription: Subscription, messages: StoredMessage[]): void {
-    const granted = subscription.qos
-    const ids = subscription.subscriptionIdentifier === undefined ? undefined : [subscription.subscriptionIdentifier]
+  /** The retained messages that have not expired; expired ones leave storage [MQTT-3.3.2-5]. */
+  private unexpired(messages: StoredMessage[]): StoredMessage[] {
     const now = Date.now()
+    const live: StoredMessage[] = []
     for (const stored of messages) {
-      const message = RoutedMessage.from(stored)
-      // [MQTT-3.3.2-5] an expired retained message is not sent, and is dropped from storage
-      if (message.isExpired(now)) {
-        const gone: StoredMessage = { ...stored, payload: Buffer.alloc(0) }
-        this.track('storeRetained', () => this.persistence.storeRetained(gone))
+      if (!isExpired(stored, now)) {
+        live.push(stored)
         continue
       }
-      // [MQTT-3.3.1-8] retained messages sent for a new subscription carry RETAIN 1
-      session.deliver(message, message.qos < granted ? message.qos : granted, true, ids)
+      const gone: StoredMessage = { ...stored, payload: Buffer.alloc(0) }
+      this.track('storeRetained', () => this.persistence.storeRetained(gone))
     }
+    return live
   }
 
   get openConnections(): number {

@@ -288,7 +288,9 @@ export class Connection implements Client, SessionLink {
   }
 
   private readonly flushedOverLimit = (): void => {
-    if (this.stream.writableLength <= this.broker.limits.maxWriteBuffer) this.flow.writeBufferDrained()
+    if (this.stream.writableLength > this.broker.limits.maxWriteBuffer) return
+    this.flow.writeBufferDrained()
+    this.session?.writable()
   }
 
   flush(): void {

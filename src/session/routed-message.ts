@@ -9,6 +9,12 @@ export interface TopicAliasUse {
   sendTopic: boolean
 }
 
+/** Whether a message's Message Expiry Interval has passed at `now` [MQTT-3.3.2-5]. */
+export function isExpired(message: StoredMessage, now: number): boolean {
+  const interval = message.properties?.messageExpiryInterval
+  return interval !== undefined && now - message.receivedAt >= interval * 1000
+}
+
 /**
  * A message on its way through the broker. It is created once per PUBLISH and shared by every
  * subscriber; it caches its encodings so each outgoing form (QoS, retain flag) is encoded once.
@@ -120,8 +126,7 @@ export class RoutedMessage implements Message, StoredMessage {
 
   /** Whether the Message Expiry Interval has passed: such a message is no longer delivered [MQTT-3.3.2-5]. */
   isExpired(now: number): boolean {
-    const interval = this.properties?.messageExpiryInterval
-    return interval !== undefined && now - this.receivedAt >= interval * 1000
+    return isExpired(this, now)
   }
 
   /**

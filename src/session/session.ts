@@ -1,5 +1,5 @@
 import type { QoS, Subscription, WillMessage } from '../protocol/packets.js'
-import type { SessionRecord, StoredInflight } from '../persistence/adapter.js'
+import type { SessionRecord, StoredInflight, StoredMessage } from '../persistence/adapter.js'
 import { RoutedMessage } from './routed-message.js'
 
 /** What a session needs from the connection it is attached to. */
@@ -13,6 +13,12 @@ export interface SessionLink {
   /** True when the write buffer is over its bound: QoS 0 messages are dropped rather than buffered. */
   isCongested(): boolean
 }
+
+/**
+ * How many retained messages one drain sends before it lets the event loop turn (a SUBSCRIBE to
+ * '#' over a large retained store must not hold up other clients).
+ */
+const RETAINED_PER_TURN = 1024
 
 /** The shared subscription a message came through; it can hand the message to another member. */
 export interface SharedOrigin {
@@ -35,6 +41,25 @@ interface Queued {
   retain: boolean
   ids: number[] | undefined
   group: SharedOrigin | undefined
+}
+
+/**
+ * The retained messages matching a new subscription, waiting their turn in the queue: they are
+ * sent one by one as the in-flight window and the write buffer allow, in the order of the queue
+ * (after what was queued before the SUBSCRIBE, before what arrives after it).
+ */
+interface RetainedBatch {
+  readonly retained: readonly StoredMessage[]
+  next: number
+  /** The subscription they were matched for; if it is replaced or removed, the rest are not sent. */
+  readonly subscription: Subscription
+  readonly ids: number[] | undefined
+}
+
+type QueueEntry = Queued | RetainedBatch
+
+function isBatch(entry: QueueEntry): entry is RetainedBatch {
+  return (entry as RetainedBatch).retained !== undefined
 }
 
 /** Bounds a session works within. */
@@ -76,11 +101,18 @@ export class Session {
   inflightLimit: number
 
   private readonly inflight = new Map<number, Inflight>()
-  private queue: Queued[] = []
+  /**
+   * In-flight messages of an earlier connection not re-sent yet, because the client's new
+   * Receive Maximum is lower than what was in flight [MQTT-3.3.4-9]; sent with DUP, in order,
+   * as the window frees.
+   */
+  private readonly unsent = new Set<number>()
+  private queue: QueueEntry[] = []
   private queueHead = 0
   /** No queued message expires before this time (ms; Infinity: none has an expiry). */
   private queueExpiresAt = Infinity
   private nextPacketId = 1
+  private drainScheduled = false
 
   constructor(
     readonly clientId: string,
@@ -98,12 +130,17 @@ export class Session {
     return this.inflight.size
   }
 
-  /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
   /** Whether a connection is attached (for shared subscriptions, which prefer online members). */
   get online(): boolean {
     return this.link !== null
   }
 
+  /** Whether one more QoS 1/2 PUBLISH may be sent now: the in-flight window has room. */
+  private get windowOpen(): boolean {
+    return this.inflight.size - this.unsent.size < this.inflightLimit && this.unsent.size === 0
+  }
+
+  /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
   deliver(
     message: RoutedMessage,
     qos: QoS,
@@ -117,7 +154,7 @@ export class Session {
       return
     }
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
-    if (link !== null && this.queueHead === this.queue.length && this.inflight.size < this.inflightLimit) {
+    if (link !== null && this.queueHead === this.queue.length && this.windowOpen) {
       this.sendInflight(link, message, qos, retain, ids, group)
     } else if (this.queuedCount >= this.limits.maxQueued && this.pruneExpired() === 0) {
       this.dropped++
@@ -137,6 +174,7 @@ export class Session {
     if (entry === undefined) return false
     if (kind === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false
     this.inflight.delete(packetId)
+    this.unsent.delete(packetId)
     this.drain()
     this.onChange?.(this)
     return true
@@ -147,6 +185,7 @@ export class Session {
     const entry = this.inflight.get(packetId)
     if (entry === undefined || entry.qos !== 2 || entry.state !== 'publish') return
     this.inflight.delete(packetId)
+    this.unsent.delete(packetId)
     this.drain()
     this.onChange?.(this)
   }
@@ -156,23 +195,66 @@ export class Session {
     const entry = this.inflight.get(packetId)
     if (entry === undefined || entry.qos !== 2) return false
     entry.state = 'pubrel'
+    // The client had it from an earlier connection: it needs no re-sending.
+    this.unsent.delete(packetId)
     this.onChange?.(this)
     return true
   }
 
-  /** Attaches a connection: resends what is in flight [MQTT-4.4.0-1], then drains the queue. */
+  /**
+   * Attaches a connection: resends what is in flight [MQTT-4.4.0-1], within the client's Receive
+   * Maximum [MQTT-3.3.4-9] (the rest as the window frees), then drains the queue.
+   */
   attach(link: SessionLink): void {
     this.link = link
+    this.unsent.clear()
+    // A message awaiting PUBCOMP still holds its place in the window; PUBREL is re-sent for it.
+    let open = 0
+    for (const entry of this.inflight.values()) if (entry.state === 'pubrel') open++
     for (const [packetId, entry] of this.inflight) {
       if (entry.state === 'pubrel') link.sendPubrel(packetId)
-      else link.sendPublish(entry.message, entry.qos, entry.retain, packetId, true, entry.ids)
+      else if (open < this.inflightLimit) {
+        open++
+        this.resend(link, packetId, entry)
+      } else this.unsent.add(packetId)
     }
     this.drain()
+  }
+
+  /** Re-sends an in-flight PUBLISH with DUP; one the client can no longer take gives up its place. */
+  private resend(link: SessionLink, packetId: number, entry: Inflight): void {
+    if (link.sendPublish(entry.message, entry.qos, entry.retain, packetId, true, entry.ids)) return
+    // Over the client's new Maximum Packet Size [MQTT-3.1.2-25]: it cannot be delivered, and must
+    // not hold a packet identifier and a place in the window for ever.
+    this.inflight.delete(packetId)
+    this.dropped++
+    this.onChange?.(this)
+  }
+
+  /** The link's write buffer drained: retained messages waiting for room can go on. */
+  writable(): void {
+    if (this.queueHead < this.queue.length) this.drain()
+  }
+
+  /**
+   * Streams retained messages matched for a new subscription, behind what is already queued,
+   * under flow control. Returns how many were sent at once.
+   */
+  sendRetained(retained: readonly StoredMessage[], subscription: Subscription): number {
+    if (retained.length === 0 || this.link === null) return 0
+    const ids = subscription.subscriptionIdentifier === undefined ? undefined : [subscription.subscriptionIdentifier]
+    this.queue.push({ retained, next: 0, subscription, ids })
+    return this.drain()
   }
 
   detach(): void {
     this.link = null
     this.will = undefined
+    this.unsent.clear()
+    // Retained messages are sent for a subscription on the connection that made it; a client
+    // gone in the middle of them does not get the rest later.
+    this.queue = this.queue.filter((entry, i) => i >= this.queueHead && !isBatch(entry))
+    this.queueHead = 0
   }
 
   /**
@@ -187,8 +269,8 @@ export class Session {
       this.inflight.delete(packetId)
     }
     for (let i = this.queueHead; i < this.queue.length; i++) {
-      const q = this.queue[i] as Queued
-      if (q.group !== undefined && q.qos > 0) taken.push({ message: q.message, group: q.group })
+      const q = this.queue[i] as QueueEntry
+      if (!isBatch(q) && q.group !== undefined && q.qos > 0) taken.push({ message: q.message, group: q.group })
     }
     return taken
   }
@@ -196,6 +278,7 @@ export class Session {
   /** Forgets in-flight and queued messages (a clean session ending, or a clean start). */
   clear(): void {
     this.inflight.clear()
+    this.unsent.clear()
     this.queue = []
     this.queueHead = 0
     this.queueExpiresAt = Infinity
@@ -213,24 +296,48 @@ export class Session {
     // Nothing queued can have expired yet: a flood into a full queue does not rescan it per message.
     if (now < this.queueExpiresAt) return 0
     const waiting = this.queuedCount
-    this.queue = this.queue.slice(this.queueHead).filter((q) => !q.message.isExpired(now))
+    this.queue = this.queue.slice(this.queueHead).filter((q) => isBatch(q) || !q.message.isExpired(now))
     this.queueHead = 0
     this.queueExpiresAt = Infinity
-    for (const q of this.queue) this.queueExpiresAt = Math.min(this.queueExpiresAt, q.message.expiresAt())
+    for (const q of this.queue) if (!isBatch(q)) this.queueExpiresAt = Math.min(this.queueExpiresAt, q.message.expiresAt())
     return waiting - this.queue.length
   }
 
-  private drain(): void {
+  /**
+   * Sends what waits, in order, while the window allows: in-flight messages of an earlier
+   * connection not re-sent yet, then the queue. Returns how many messages it sent.
+   */
+  private drain(): number {
     const link = this.link
-    if (link === null) return
+    if (link === null) return 0
+    let sent = 0
+    for (const packetId of this.unsent) {
+      if (this.inflight.size - this.unsent.size >= this.inflightLimit) return sent
+      this.unsent.delete(packetId)
+      this.resend(link, packetId, this.inflight.get(packetId) as Inflight)
+      sent++
+    }
     const now = Date.now()
-    while (this.queueHead < this.queue.length && this.inflight.size < this.inflightLimit) {
-      const next = this.queue[this.queueHead] as Queued
+    while (this.queueHead < this.queue.length) {
+      const next = this.queue[this.queueHead] as QueueEntry
+      if (isBatch(next)) {
+        const n = this.drainRetained(link, next, now, RETAINED_PER_TURN - sent)
+        sent += n
+        if (next.next < next.retained.length) {
+          // Waiting for room (acks, the write buffer), or for the next turn.
+          if (sent >= RETAINED_PER_TURN) this.drainNextTurn()
+          break
+        }
+        this.queueHead++
+        continue
+      }
+      if (next.qos > 0 && !this.windowOpen) break
       this.queueHead++
       // [MQTT-3.3.2-5] an expired message still waiting is not sent
       if (next.message.isExpired(now)) continue
       if (next.qos === 0) link.sendPublish(next.message, 0, next.retain, 0, false, next.ids)
       else this.sendInflight(link, next.message, next.qos, next.retain, next.ids, next.group)
+      sent++
     }
     if (this.queueHead === this.queue.length) {
       this.queue = []
@@ -239,6 +346,41 @@ export class Session {
       this.queue = this.queue.slice(this.queueHead)
       this.queueHead = 0
     }
+    return sent
+  }
+
+  /** Sends up to `budget` of a batch's retained messages while there is room; returns how many. */
+  private drainRetained(link: SessionLink, batch: RetainedBatch, now: number, budget: number): number {
+    // [MQTT-3.8.4-3] a replaced or removed subscription takes its remaining retained messages with it
+    if (this.subscriptions.get(batch.subscription.topicFilter) !== batch.subscription) {
+      batch.next = batch.retained.length
+      return 0
+    }
+    const granted = batch.subscription.qos
+    let sent = 0
+    while (batch.next < batch.retained.length && sent < budget) {
+      const stored = batch.retained[batch.next] as StoredMessage
+      const qos = stored.qos < granted ? stored.qos : granted
+      if (qos === 0 ? link.isCongested() : !this.windowOpen) break
+      batch.next++
+      const message = RoutedMessage.from(stored)
+      // [MQTT-3.3.2-5] an expired retained message is not sent
+      if (message.isExpired(now)) continue
+      // [MQTT-3.3.1-8] a retained message sent for a new subscription carries RETAIN 1
+      if (qos === 0) link.sendPublish(message, 0, true, 0, false, batch.ids)
+      else this.sendInflight(link, message, qos, true, batch.ids, undefined)
+      sent++
+    }
+    return sent
+  }
+
+  private drainNextTurn(): void {
+    if (this.drainScheduled) return
+    this.drainScheduled = true
+    setImmediate(() => {
+      this.drainScheduled = false
+      this.drain()
+    })
   }
 
   private sendInflight(
@@ -275,7 +417,10 @@ export class Session {
     const record: SessionRecord = {
       clientId: this.clientId,
       subscriptions: [...this.subscriptions.values()],
-      queue: this.queue.slice(this.queueHead).map((q) => ({ ...q.message.toStored(), qos: q.qos, retain: q.retain })),
+      queue: this.queue
+        .slice(this.queueHead)
+        .filter((q): q is Queued => !isBatch(q))
+        .map((q) => ({ ...q.message.toStored(), qos: q.qos, retain: q.retain })),
       inflight,
       incomingQos2: [...this.incomingQos2],
     }
