@@ -112,9 +112,13 @@ export class Connection implements Client, SessionLink {
       (packet) => dispatch(this, packet),
       () => this.decode(null),
       (error) => this.fail(error),
+      () => this.keepAliveTimer.touch(),
     )
     this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize)
-    this.keepAliveTimer = new KeepAlive(() => this.end('keep-alive-timeout', ReasonCode.KeepAliveTimeout))
+    this.keepAliveTimer = new KeepAlive(
+      () => this.end('keep-alive-timeout', ReasonCode.KeepAliveTimeout),
+      () => this.flow.reading,
+    )
     stream.on('data', (chunk: Buffer) => this.onData(chunk))
     stream.on('error', (error: Error) => this.onStreamError(error))
     stream.on('end', () => this.end('socket-closed'))

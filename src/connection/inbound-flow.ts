@@ -33,10 +33,17 @@ export class InboundFlow {
     private readonly handle: (packet: Packet) => void | Promise<void>,
     private readonly decodeHeld: () => void,
     private readonly fail: (error: unknown) => void,
+    /** Called when reading starts again after a pause (the keep-alive clock restarts). */
+    private readonly resumed: () => void,
   ) {}
 
   private get blocked(): boolean {
     return this.awaitingHook || this.yielding || this.writeBlocked || this.stopped
+  }
+
+  /** Whether packets are being read and handled (not held back by a hook, the budget or the write buffer). */
+  get reading(): boolean {
+    return !this.blocked
   }
 
   /** Handles a decoded packet; returns false when the decoder must hold what follows. */
@@ -101,6 +108,7 @@ export class InboundFlow {
 
   private unblocked(): void {
     if (this.blocked) return
+    this.resumed()
     this.decodeHeld()
     if (!this.blocked) this.stream.resume()
   }

@@ -2,13 +2,18 @@
  * Closes a silent connection once 1.5 times its keep alive has passed without a packet
  * [MQTT-3.1.2-24]. Activity only records a timestamp; the single timer re-arms itself for the
  * time that is left, so a busy connection costs no timer churn and an idle one is cut on time.
+ * While the broker is not reading the connection (`isReading` false), the client's packets wait
+ * unread, so its silence does not count: the clock starts again.
  */
 export class KeepAlive {
   private timer: NodeJS.Timeout | undefined
   private limitMs = 0
   private lastActivity = 0
 
-  constructor(private readonly onTimeout: () => void) {}
+  constructor(
+    private readonly onTimeout: () => void,
+    private readonly isReading: () => boolean,
+  ) {}
 
   /** Starts watching; a keep alive of 0 disables the check. */
   start(keepAliveSeconds: number): void {
@@ -34,6 +39,7 @@ export class KeepAlive {
   }
 
   private check(): void {
+    if (!this.isReading()) this.touch()
     const idle = Date.now() - this.lastActivity
     if (idle >= this.limitMs) {
       this.timer = undefined
