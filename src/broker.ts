@@ -229,6 +229,9 @@ export class Broker {
     if (!isValidTopicName(options.topic)) throw new TypeError(`invalid topic name ${JSON.stringify(options.topic)}`)
     const qos = options.qos ?? 0
     if (qos !== 0 && qos !== 1 && qos !== 2) throw new TypeError(`invalid QoS ${String(qos)}`)
+    if (options.retain === true && !this.core.capabilities.retainAvailable) {
+      throw new TypeError('retain is not available: capabilities.retainAvailable is false')
+    }
     const properties = options.properties === undefined ? undefined : publishProperties(options.properties)
     if (this.closing) throw new Error('broker is closed')
     await this.ready

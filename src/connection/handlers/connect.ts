@@ -46,11 +46,16 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
   if (packet.will !== undefined && !isValidTopicName(packet.will.topic)) {
     return connection.protocolError(`invalid will topic ${JSON.stringify(packet.will.topic)}`, ReasonCode.TopicNameInvalid)
   }
-  if (packet.will !== undefined && v5) {
+  if (packet.will !== undefined) {
     const capabilities = broker.capabilities
-    // [MQTT-3.2.2-12] a will above Maximum QoS, [MQTT-3.2.2-13] a retained will without retain support
-    if (packet.will.qos > capabilities.maximumQoS) return refuse(connection, ReasonCode.QoSNotSupported, `will QoS ${packet.will.qos} over the maximum`)
-    if (packet.will.retain && !capabilities.retainAvailable) return refuse(connection, ReasonCode.RetainNotSupported, 'retained will without retain support')
+    // [MQTT-3.2.2-12] a will above Maximum QoS, [MQTT-3.2.2-13] a retained will without retain
+    // support; 3.1/3.1.1 have no code for either: not authorized (5).
+    if (packet.will.qos > capabilities.maximumQoS) {
+      return refuse(connection, v5 ? ReasonCode.QoSNotSupported : ConnackReturnCode.NotAuthorized, `will QoS ${packet.will.qos} over the maximum`)
+    }
+    if (packet.will.retain && !capabilities.retainAvailable) {
+      return refuse(connection, v5 ? ReasonCode.RetainNotSupported : ConnackReturnCode.NotAuthorized, 'retained will without retain support')
+    }
   }
   if (!v5 && packet.keepAlive > broker.limits.maxKeepAlive) {
     // A 3.1/3.1.1 client cannot be told a lower keep alive, so it is refused, as Mosquitto does.

@@ -18,7 +18,9 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   if (connection.broker.limits.maxPublishRate > 0 && !connection.publishRate.take(connection.broker.limits.maxPublishRate)) {
     return connection.protocolError(`over ${connection.broker.limits.maxPublishRate} PUBLISH per second`, ReasonCode.MessageRateTooHigh)
   }
-  if (connection.protocolVersion === 5 && !checkV5(connection, packet)) return
+  if (connection.protocolVersion === 5) {
+    if (!checkV5(connection, packet)) return
+  } else if (!checkCapabilities(connection, packet)) return
   // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] at least one character
   if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`, ReasonCode.TopicNameInvalid)
   if (packet.qos === 2 && session.incomingQos2.has(packet.packetId)) {
@@ -45,6 +47,24 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     )
   }
   finish(connection, packet, message, allowed)
+}
+
+/**
+ * The capabilities, for MQTT 3.1/3.1.1 clients. They cannot be told why (no reason codes), and a
+ * PUBLISH the server will not perform must be acknowledged as usual or the connection closed
+ * [MQTT-3.3.5-2]: it is closed, so the client does not believe the message was taken.
+ */
+function checkCapabilities(connection: Connection, packet: PublishPacket): boolean {
+  const { capabilities } = connection.broker
+  if (packet.qos > capabilities.maximumQoS) {
+    connection.protocolError(`PUBLISH at QoS ${packet.qos} over capabilities.maximumQoS ${capabilities.maximumQoS}`)
+    return false
+  }
+  if (packet.retain && !capabilities.retainAvailable) {
+    connection.protocolError('retained PUBLISH while capabilities.retainAvailable is false')
+    return false
+  }
+  return true
 }
 
 /**
