@@ -83,3 +83,8 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length
 }
+
+/** Whether a topic is under `$SYS/`, where the broker publishes about itself. */
+export function isSysTopic(topic: string): boolean {
+  return topic.charCodeAt(0) === 0x24 && (topic.startsWith('$SYS/') || topic === '$SYS')
+}

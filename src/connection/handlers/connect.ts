@@ -5,7 +5,7 @@ import { log } from '../../logging.js'
 import { isSupportedProtocol } from '../../protocol/decoder.js'
 import type { ConnectPacket, Properties, ProtocolVersion } from '../../protocol/packets.js'
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
-import { isValidTopicName } from '../../protocol/topics.js'
+import { isSysTopic, isValidTopicName } from '../../protocol/topics.js'
 import type { Connection } from '../connection.js'
 import { startEnhancedAuth } from './auth.js'
 import { accept, refuse } from './connack.js'
@@ -47,6 +47,10 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     return connection.protocolError(`invalid will topic ${JSON.stringify(packet.will.topic)}`, ReasonCode.TopicNameInvalid)
   }
   if (packet.will !== undefined) {
+    if (isSysTopic(packet.will.topic)) {
+      // A will is published as the client: $SYS/ is the broker's own.
+      return refuse(connection, v5 ? ReasonCode.NotAuthorized : ConnackReturnCode.NotAuthorized, `will on ${JSON.stringify(packet.will.topic)}`)
+    }
     const capabilities = broker.capabilities
     // [MQTT-3.2.2-12] a will above Maximum QoS, [MQTT-3.2.2-13] a retained will without retain
     // support; 3.1/3.1.1 have no code for either: not authorized (5).

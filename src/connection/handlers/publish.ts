@@ -3,8 +3,8 @@ import { hookThrew } from '../../hooks/errors.js'
 import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
 import type { PublishPacket } from '../../protocol/packets.js'
-import { ReasonCode } from '../../protocol/reason-codes.js'
-import { isValidTopicName } from '../../protocol/topics.js'
+import { ACK_REASON_CODES, ReasonCode } from '../../protocol/reason-codes.js'
+import { isSysTopic, isValidTopicName } from '../../protocol/topics.js'
 import { RoutedMessage } from '../../session/routed-message.js'
 import type { Connection } from '../connection.js'
 import { problemProperties } from '../problem.js'
@@ -30,6 +30,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain)
   if (packet.properties !== undefined) message.properties = packet.properties
+  // $SYS/ topics carry what the broker says about itself: only the host may publish there.
+  if (isSysTopic(packet.topic)) return finish(connection, packet, message, false)
   const authorize = connection.broker.authorizePublish
   if (authorize === undefined) return finish(connection, packet, message, true)
   let allowed: boolean | number | Promise<boolean | number>
@@ -136,9 +138,11 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
     if (reached === 0) reasonCode = ReasonCode.NoMatchingSubscribers
   } else {
     log.auth('authorizePublish refused PUBLISH from %s to %j (q%d): dropped', connection.id, packet.topic, packet.qos)
-    // 3.1.1 has no way to say no, so a refused QoS 1/2 message is still acknowledged; MQTT 5
-    // says why: the hook's reason code, or 0x87.
-    reasonCode = typeof answer === 'number' && answer >= 0x80 && answer <= 0xff ? answer : ReasonCode.NotAuthorized
+    // 3.1.1 has no way to say no, so a refused QoS 1/2 message is still acknowledged
+    // [MQTT-3.3.5-2]; MQTT 5 says why: the hook's reason code if PUBACK/PUBREC may carry it
+    // [MQTT-3.4.2-1] [MQTT-3.5.2-1], 0x80 if not, 0x87 for `false`.
+    if (typeof answer !== 'number' || answer < 0x80) reasonCode = ReasonCode.NotAuthorized
+    else reasonCode = ACK_REASON_CODES.puback.has(answer) ? answer : ReasonCode.UnspecifiedError
   }
   acknowledge(connection, packet, reasonCode)
 }
