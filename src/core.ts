@@ -21,7 +21,7 @@ import { Session } from './session/session.js'
 const NEVER_EXPIRES = 0xffffffff
 const MAX_TIMEOUT_MS = 2_147_483_647
 
-/** Connections accepted past maxConnections, only to be told CONNACK 3 (server unavailable). */
+/** Connections accepted past maxConnections, only to be refused in CONNACK (3, server unavailable; MQTT 5: 0x97). */
 const HANDSHAKE_HEADROOM = 16
 
 /** Ranges the limits must fall in: a packet identifier space of 65,535, a 16-bit keep alive, ... */
@@ -413,9 +413,9 @@ export class BrokerCore implements BrokerContext {
   /** Starts serving a client on any Duplex stream. */
   handle(stream: Duplex, info: ConnectionInfo): Connection | null {
     // Sockets still in the CONNECT handshake count too; a little headroom past maxConnections
-    // lets the broker answer CONNACK 3 rather than drop connections without a word.
+    // lets the broker answer with a CONNACK refusal rather than drop connections without a word.
     if (this.connections.size >= this.limits.maxConnections + HANDSHAKE_HEADROOM) {
-      log.client('Refusing a connection from %s: %d connections open', info.remoteAddress ?? 'unknown', this.connections.size)
+      log.client('Refusing a %s connection from %s: %d connections open', info.transport ?? 'stream', info.remoteAddress ?? 'unknown', this.connections.size)
       stream.destroy()
       return null
     }

@@ -4,7 +4,7 @@ import type { QoS } from './protocol/packets.js'
 
 /** Resource limits. Every one has a safe default; see docs/embedding.md. */
 export interface Limits {
-  /** Open network connections at once; more are refused with CONNACK 3 (server unavailable). Default 10,000. */
+  /** Open network connections at once; more are refused with CONNACK 3, server unavailable (MQTT 5: 0x97, quota exceeded). Default 10,000. */
   maxConnections: number
   /** Largest packet accepted, in bytes, fixed header included; a larger one closes the connection. Default 1 MiB. */
   maxPacketSize: number
@@ -17,13 +17,13 @@ export interface Limits {
   connectTimeoutMs: number
   /** Unacknowledged outgoing QoS 1/2 messages per client; more wait in the session queue. Default 100. */
   maxInflight: number
-  /** Messages queued per session (offline, or beyond maxInflight); more are dropped and counted. Default 1,000. */
+  /** Messages queued per session (offline, or beyond maxInflight); more are dropped, once expired ones have made room. Default 1,000. */
   maxQueued: number
-  /** Subscriptions one client may hold; more are refused with SUBACK 0x80. Default 10,000. */
+  /** Subscriptions one client may hold; more are refused with SUBACK 0x80 (MQTT 5: 0x97). Default 10,000. */
   maxSubscriptionsPerClient: number
   /**
    * Bytes waiting in a connection's write buffer beyond which QoS 0 messages to it are dropped
-   * (and counted) and its incoming packets are no longer read until the buffer drains, so a
+   * and its incoming packets are no longer read until the buffer is flushed, so a
    * client that does not read cannot grow the broker's memory. Default 4 MiB.
    */
   maxWriteBuffer: number
@@ -44,11 +44,20 @@ export interface Limits {
   maxSessionExpiryInterval: number
 }
 
-/** What the broker offers MQTT 5 clients, advertised in CONNACK and enforced. */
+/**
+ * What the broker offers, advertised to MQTT 5 clients in CONNACK and enforced for every client
+ * (3.1/3.1.1 clients cannot be told: see each capability).
+ */
 export interface Capabilities {
-  /** Highest QoS accepted from clients and granted to subscriptions. Default 2. */
+  /**
+   * Highest QoS accepted from clients and granted to subscriptions. Default 2. Above it, an MQTT 5
+   * PUBLISH gets DISCONNECT 0x9B; a 3.1/3.1.1 PUBLISH closes the connection; a will is refused.
+   */
   maximumQoS: QoS
-  /** Whether retained messages are kept. Default true; false refuses retained PUBLISH with 0x9A. */
+  /**
+   * Whether retained messages are kept. Default true. False refuses a retained PUBLISH (MQTT 5:
+   * DISCONNECT 0x9A; 3.1/3.1.1: the connection closes), a retained will, and `broker.publish` with `retain`.
+   */
   retainAvailable: boolean
   /** Whether filters may hold '+' or '#'. Default true; false refuses them with 0xA2. */
   wildcardSubscriptionAvailable: boolean

@@ -271,7 +271,10 @@ export class Connection implements Client, SessionLink {
     return { remoteAddress: this.remoteAddress, remotePort: this.remotePort, transport: this.transport, certificate: this.certificate, request: this.request }
   }
 
-  /** Writes bytes; writes within one event-loop turn leave in as few syscalls as possible. */
+  /**
+   * Writes bytes. The stream is corked until the current callback's work is done (process.nextTick),
+   * so the packets one read or one timer produces leave in one writev.
+   */
   write(bytes: Buffer): void {
     if (this.stream.writableEnded || this.stream.destroyed) return
     if (!this.corked) {

@@ -2,8 +2,8 @@ import type { Duplex } from 'node:stream'
 import type { Packet } from '../protocol/packets.js'
 
 /**
- * Work a connection may do before it lets the event loop turn: one unit per packet it handles
- * and one per message that packet makes the broker send. libuv reads a busy socket up to 32
+ * Work a connection may do before it pauses for one event-loop turn (the count starts again after
+ * each pause): one unit per packet it handles and one per message that packet makes the broker send. libuv reads a busy socket up to 32
  * times per readiness event, so without a budget one client's burst (fanned out to every
  * subscriber, or a SUBSCRIBE to '#' over many retained messages) would hold the loop while
  * timers, keep-alives and other clients wait.

@@ -401,7 +401,7 @@ export class Session {
   }
 
   private allocatePacketId(): number {
-    // maxInflight is far below 65535, so a free identifier is always near.
+    // The next identifier is usually free; only a window near 65,535 (maxInflight allows it) makes this scan long.
     let id = this.nextPacketId
     while (this.inflight.has(id)) id = id === 65535 ? 1 : id + 1
     this.nextPacketId = id === 65535 ? 1 : id + 1
