@@ -18,6 +18,7 @@ export type {
   AuthorizePublishHook,
   AuthorizeSubscribeHook,
   Client,
+  ClientSummary,
   ConnectionInfo,
   DisconnectReason,
   EnhancedAuthenticateHook,
@@ -40,6 +41,7 @@ export type { Properties, ProtocolVersion, QoS, Subscription, WillMessage } from
 export { ConnackReturnCode, ReasonCode } from './protocol/reason-codes.js'
 export { tcp } from './transports/tcp.js'
 export type { TcpOptions } from './transports/tcp.js'
+export type { ProxyProtocolOptions } from './transports/proxy-protocol.js'
 export { tls } from './transports/tls.js'
 export type { TlsOptions } from './transports/tls.js'
 export { unix } from './transports/unix.js'
