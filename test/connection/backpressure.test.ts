@@ -7,8 +7,25 @@ import assert from 'node:assert/strict'
 import { Duplex, PassThrough } from 'node:stream'
 import { test } from 'node:test'
 import { Broker } from '../../src/index.js'
-import { delay, startBroker, subackCodes } from '../helpers.js'
-import { connect, PINGREQ } from './raw.js'
+import { connect, Inbox, nextTurn, PINGREQ, startBroker, subackCodes, Waiters } from '../helpers/index.js'
+
+/**
+ * Waits until `value()` has stayed the same for `turns` event-loop turns in a row: for in-memory
+ * streams with no timers involved, nothing more will move after that. Fails after `ms`.
+ */
+async function settled(value: () => number, turns = 5, ms = 10_000): Promise<number> {
+  const deadline = performance.now() + ms
+  let last = value()
+  let still = 0
+  while (still < turns) {
+    if (performance.now() > deadline) throw new Error(`still moving after ${ms} ms (at ${value()})`)
+    await nextTurn()
+    const now = value()
+    still = now === last ? still + 1 : 0
+    last = now
+  }
+  return last
+}
 
 test('a client that does not read is not read either, once its answers fill the write buffer', async () => {
   const broker = new Broker({ limits: { maxWriteBuffer: 64 * 1024 } })
@@ -26,15 +43,18 @@ test('a client that does not read is not read either, once its answers fill the 
     const chunk = Buffer.concat(Array.from({ length: 8 * 1024 }, () => PINGREQ))
     const pings = { length: 64 * chunk.length }
     for (let i = 0; i < 64; i++) toBroker.write(chunk)
-    await delay(1500)
-    const unread = toBroker.writableLength + toBroker.readableLength
+    // Everything here is in memory: once nothing has moved for a few turns, the broker has read all it will.
+    const unread = await settled(() => toBroker.writableLength + toBroker.readableLength)
     assert.ok(unread > pings.length / 2, `the broker read all but ${unread} bytes from a client that reads nothing`)
     // Reading again lets everything through: every PINGREQ is answered.
     let answered = 0
-    fromBroker.on('data', (chunk: Buffer) => (answered += chunk.length))
+    const reading = new Waiters()
+    fromBroker.on('data', (chunk: Buffer) => {
+      answered += chunk.length
+      reading.notify()
+    })
     fromBroker.resume()
-    const deadline = Date.now() + 20000
-    while (answered < pings.length && Date.now() < deadline) await delay(20)
+    await reading.until(() => answered >= pings.length, 20_000, () => `every PINGRESP (${answered} of ${pings.length} bytes)`)
     assert.equal(answered, pings.length)
   } finally {
     await broker.close()
@@ -46,15 +66,16 @@ test('a filter repeated in one SUBSCRIBE gets its retained messages once', async
   try {
     for (const t of ['r/1', 'r/2', 'r/3']) await b.broker.publish({ topic: t, payload: t, retain: true })
     const client = await b.connect({ clientId: 'dup-filters' })
-    const received: string[] = []
-    client.on('message', (topic) => received.push(topic))
+    const inbox = new Inbox(client)
+    const received = (): string[] => inbox.messages.map((m) => m.topic)
     // [MQTT-3.8.4-3] each repeat replaces the previous subscription: one subscription, one set of retained messages
     assert.deepEqual(await subackCodes(client, { '#': { qos: 0 } }), [0])
-    received.length = 0
+    await inbox.waitCount(3) // the retained messages for '#'
+    inbox.messages.length = 0
     await client.subscribeAsync(['r/#', 'r/#', 'r/#'])
     await client.publishAsync('marker', 'end')
-    while (!received.includes('marker')) await delay(10)
-    assert.deepEqual(received.filter((t) => t.startsWith('r/')).sort(), ['r/1', 'r/2', 'r/3'])
+    await inbox.waitForTopic('marker')
+    assert.deepEqual(received().filter((t) => t.startsWith('r/')).sort(), ['r/1', 'r/2', 'r/3'])
   } finally {
     await b.close()
   }

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { AuthenticateRequest, Client } from '../../src/index.js'
-import { once, withBroker, type TestBroker } from '../helpers.js'
 import {
   connect,
   connectAccepted,
@@ -15,6 +14,9 @@ import {
   expectClosedSilently,
   expectRefused,
   lp,
+  mockClock,
+  nextTurn,
+  once,
   packet,
   PINGREQ,
   PINGRESP,
@@ -22,7 +24,10 @@ import {
   rawConnect,
   readConnack,
   subscribe,
-} from './raw.js'
+  until,
+  withBroker,
+  type TestBroker,
+} from '../helpers/index.js'
 
 /** Collects the clients the broker accepted, as its `clientConnect` event reports them. */
 function connectedClients(b: TestBroker): Client[] {
@@ -126,35 +131,46 @@ describe('CONNECT: packet order', () => {
     })
   })
 
-  test('no CONNECT within limits.connectTimeoutMs closes the connection', async () => {
+  test('no CONNECT within limits.connectTimeoutMs closes the connection', async (t) => {
     // MQTT 3.1.1 section 3.1.4: a server SHOULD close a connection that sends no CONNECT within a
-    // reasonable time; issue 2: that time is limits.connectTimeoutMs
+    // reasonable time; issue 2: that time is limits.connectTimeoutMs. The clock is mocked, and the
+    // connection is an in-memory pair, so the broker's end of it (and its timer) exists at once.
+    const clock = mockClock(t)
     await withBroker({ limits: { connectTimeoutMs: 300 } }, async (b) => {
-      const started = Date.now()
-      const raw = await b.raw()
-      await raw.waitClosed(3000)
-      const elapsed = Date.now() - started
+      const { raw, brokerSide } = b.rawInMemory()
+      clock.tick(299)
+      assert.equal(brokerSide.writableEnded, false, 'closed before the 300 ms timeout')
+      clock.tick(1)
+      assert.equal(brokerSide.writableEnded, true, 'not closed at the 300 ms timeout')
+      await raw.waitClosed()
       assert.equal(raw.received.length, 0)
-      assert.ok(elapsed >= 250, `closed after ${elapsed} ms, before the 300 ms timeout`)
-      assert.ok(elapsed < 1500, `closed after ${elapsed} ms, long after the 300 ms timeout`)
 
       // A half-sent CONNECT is no CONNECT either.
-      const partial = await b.raw()
+      const { raw: partial, brokerSide: partialSide } = b.rawInMemory()
       partial.write(connect({ clientId: 'slow' }).subarray(0, 5))
-      await partial.waitClosed(3000)
+      await nextTurn() // in memory: the broker has read the 5 bytes
+      clock.tick(300)
+      assert.equal(partialSide.writableEnded, true, 'a half-sent CONNECT held off the connect timeout')
+      await partial.waitClosed()
       assert.equal(partial.received.length, 0)
     })
   })
 
-  test('a client that sent CONNECT in time is not closed by the connect timeout', async () => {
+  test('a client that sent CONNECT in time is not closed by the connect timeout', async (t) => {
     // issue 2: only a connection without CONNECT within connectTimeoutMs is closed
+    const clock = mockClock(t)
     await withBroker({ limits: { connectTimeoutMs: 300 } }, async (b) => {
+      let gone = false
+      b.broker.on('clientDisconnect', () => {
+        gone = true
+      })
       const raw = await b.raw()
       await connectAccepted(raw, connect({ clientId: 'in-time', keepAlive: 0 }))
-      await new Promise((resolve) => setTimeout(resolve, 600)) // twice the connect timeout
-      assert.equal(raw.closed, false)
+      clock.tick(600) // twice the connect timeout
+      assert.equal(gone, false)
       raw.write(PINGREQ)
       await raw.waitBytes(6)
+      assert.equal(raw.closed, false)
       assert.deepEqual(raw.received.subarray(4), PINGRESP)
     })
   })
@@ -387,11 +403,21 @@ describe('authenticate hook', () => {
   test('packets sent right after CONNECT wait for an async authenticate and are then served', async () => {
     // [MQTT-3.1.4-5] a client may send packets before CONNACK; the server must not process them
     // before accepting the CONNECT, and must then process them in order
+    let asked = false
+    let answer: (ok: boolean) => void = () => {}
     await withBroker(
-      { authenticate: () => new Promise((resolve) => setTimeout(() => resolve(true), 50)) },
+      {
+        authenticate: () => {
+          asked = true
+          return new Promise<boolean>((resolve) => (answer = resolve))
+        },
+      },
       async (b) => {
         const raw = await b.raw()
         raw.write(Buffer.concat([connect({ clientId: 'eager' }), PINGREQ]))
+        // The hook holds the CONNECT, and the PINGREQ read with it, until the test answers.
+        await until(() => asked, undefined, 'the authenticate hook to be called')
+        answer(true)
         await raw.waitBytes(6)
         assert.deepEqual([...raw.received.subarray(0, 6)], [0x20, 0x02, 0x00, 0x00, 0xd0, 0x00], 'CONNACK 0 then PINGRESP')
       },

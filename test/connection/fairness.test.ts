@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { Duplex, PassThrough } from 'node:stream'
 import { test } from 'node:test'
 import { Broker } from '../../src/index.js'
-import { connect, publish } from './raw.js'
+import { connect, nextTurn, publish, until } from '../helpers/index.js'
 
 test('a burst from one client is processed across event-loop turns, and all of it is delivered', async () => {
   const broker = new Broker()
@@ -29,12 +29,11 @@ test('a burst from one client is processed across event-loop turns, and all of i
     const chunk = Buffer.concat(Array.from({ length: perChunk }, () => onePublish))
     for (let i = 0; i < chunks; i++) toBroker.write(chunk)
 
-    await new Promise((resolve) => setImmediate(resolve))
+    await nextTurn()
     assert.ok(delivered > 0, 'the burst started')
     assert.ok(delivered < chunks * perChunk, `the whole burst (${delivered} messages) was processed before the loop could turn`)
 
-    const deadline = Date.now() + 5000
-    while (delivered < chunks * perChunk && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve))
+    await until(() => delivered >= chunks * perChunk, undefined, () => `the whole burst delivered (${delivered} so far)`)
     assert.equal(delivered, chunks * perChunk)
   } finally {
     await broker.close()

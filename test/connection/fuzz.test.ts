@@ -11,7 +11,11 @@
  *       client publishes,
  *   (c) `connectedClients` (and the connections still in the CONNECT handshake) go back to the
  *       well-behaved clients once the fuzz connection is closed, and the broker's end of the
- *       fuzz socket is closed too (within SOCKET_CLOSE_MS), so nothing holds broker.close().
+ *       fuzz socket is closed too, so nothing holds broker.close().
+ * `setTimeout` is mocked for the whole file (node:test mock timers, never ticked until the end):
+ * the broker's fallback that destroys a socket a second after closing its connection cannot
+ * fire, so a socket the broker failed to close stays open and is caught, however slow the
+ * machine; and no keep-alive or connect timeout closes a fuzz connection behind the test's back.
  * A failing case rebuilds the broker, so shrinking replays each candidate on a fresh one.
  * Then targeted nasty cases: a 200 MB remaining length, 10,000 filters in one SUBSCRIBE, 65,535-byte
  * topics, 1,000 and then 65,535 unreleased QoS 2 messages, and a subscriber that never reads while
@@ -25,17 +29,14 @@ import assert from 'node:assert/strict'
 import { once as onceEvent } from 'node:events'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
-import { after, before, describe, test } from 'node:test'
-import { setImmediate as nextTurn } from 'node:timers/promises'
+import { after, before, describe, mock, test } from 'node:test'
 import fc from 'fast-check'
 import type { IClientOptions, MqttClient } from 'mqtt'
 import type { BrokerOptions } from '../../src/index.js'
 import { PacketDecoder } from '../../src/protocol/decoder.js'
 import { encodePacket } from '../../src/protocol/encoder.js'
 import type { ConnectPacket, Packet, QoS } from '../../src/protocol/packets.js'
-import { delay, startBroker, type TestBroker } from '../helpers.js'
-import { Inbox, RawMqtt } from './packets.js'
-import { connect as connectPacket, packet, readConnack, varint } from './raw.js'
+import { connect as connectPacket, Inbox, nextTurn, packet, RawMqtt, readConnack, realTimer, startBroker, until, varint, type TestBroker } from '../helpers/index.js'
 
 const SEED = process.env.FUZZ_SEED === undefined ? 0x6375_6c78 : Number(process.env.FUZZ_SEED)
 const SCALE = process.env.FUZZ_SCALE === undefined ? 1 : Number(process.env.FUZZ_SCALE)
@@ -46,10 +47,11 @@ const SETTLE_MS = 15
 /** Stops shrinking a failure after this long (the best counterexample so far is reported). */
 const SHRINK_BUDGET_MS = 10_000
 /**
- * How long the broker's end of a connection may stay open once the connection is over. On
- * loopback it closes within a millisecond or two; the broker's fallback destroy comes at 1 s.
+ * A guard: how long to wait for the broker's end of a connection to close once the connection is
+ * over. On loopback it closes within a millisecond or two; with setTimeout mocked, the broker's
+ * fallback destroy never comes, so a socket still open after this was left open by the broker.
  */
-const SOCKET_CLOSE_MS = 250
+const SOCKET_CLOSE_MS = 5000
 const PROPERTY_TIMEOUT = 5 * 60_000
 const TEST_TIMEOUT = 30_000
 
@@ -72,14 +74,6 @@ interface Internals {
 }
 function internals(b: TestBroker): Internals {
   return (b.broker as unknown as { core: Internals }).core
-}
-
-async function eventually(predicate: () => boolean, ms: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what()}`)
-    await delay(2)
-  }
 }
 
 const hex = (chunks: Buffer[]): string => chunks.map((c) => c.toString('hex')).join('|')
@@ -155,21 +149,21 @@ class Arena {
   async assertHealthy(): Promise<void> {
     const expected = 2 + this.extra
     const b = this.b
-    await eventually(
+    await until(
       () => b.broker.connectedClients === expected && internals(b).connections.size === expected,
-      2000,
+      5000,
       () => `connectedClients is ${b.broker.connectedClients} and open connections ${internals(b).connections.size}, expected ${expected}`,
     )
-    await eventually(
+    await until(
       () => this.serverSockets.size === expected,
       SOCKET_CLOSE_MS,
       () =>
         `the broker dropped the connection but ${this.serverSockets.size - expected} server-side socket(s) stayed open ` +
-        `(not destroyed within ${SOCKET_CLOSE_MS} ms); broker.close() waits for them`,
+        `(only the broker's fallback timer, mocked here, would have destroyed them); broker.close() waits for them`,
     )
     const payload = `probe-${++this.probes}`
     await this.publish('good/check', payload, 1)
-    await this.inbox.waitFor(payload, 2000)
+    await this.inbox.waitFor(payload)
   }
 }
 
@@ -416,17 +410,19 @@ const firstPacketArb = fc.record({
 // ---------------------------------------------------------------------------------------------
 
 describe('fuzz: malformed input never crashes the process, stalls other clients or leaves bad state', () => {
-  // A server-side socket left open holds broker.close() (its TCP server waits for it) while the
-  // broker's fallback destroy timer is unref'd: with nothing else alive the event loop would
-  // empty and node:test would cancel every test left. The timer below keeps the loop alive;
-  // such sockets are caught by name instead (SOCKET_CLOSE_MS in Arena.assertHealthy).
+  // A server-side socket left open holds broker.close() (its TCP server waits for it), and with
+  // setTimeout mocked nothing destroys it: with nothing else alive the event loop would empty and
+  // node:test would cancel every test left. The interval below keeps the loop alive; such sockets
+  // are caught by name instead (SOCKET_CLOSE_MS in Arena.assertHealthy).
   let keepAlive: NodeJS.Timeout | undefined
   before(() => {
     process.on('uncaughtException', onUncaught)
     process.on('unhandledRejection', onRejection)
     keepAlive = setInterval(() => {}, 1000)
+    mock.timers.enable({ apis: ['setTimeout'] })
   })
   after(() => {
+    mock.timers.reset()
     clearInterval(keepAlive)
     process.off('uncaughtException', onUncaught)
     process.off('unhandledRejection', onRejection)
@@ -487,10 +483,15 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
       // broker.close() waits for it, and never returns if nothing else keeps the event loop alive.
       // The same happens to a well-behaved client refused asynchronously after sending a PINGREQ,
       // and, without any hook, when the connection is dropped while paused for its work budget.
+      // For the raw client under test ('fuzz-a', 'refused'), the hook answers when the test says
+      // so, once every chunk has been written: the chunks after the CONNECT arrive while the
+      // broker is paused for it. The arena's own clients get their (async) answer at once.
+      const gate = { asked: false, answer: (): void => {} }
       const slowAuth: BrokerOptions = {
         authenticate: async (req) => {
-          await delay(20)
-          return req.clientId !== 'refused'
+          if (req.clientId !== 'fuzz-a' && req.clientId !== 'refused') return true
+          gate.asked = true
+          return new Promise<boolean>((resolve) => (gate.answer = () => resolve(req.clientId !== 'refused')))
         },
       }
       const burst = Buffer.concat([connectPacket({ clientId: 'burst' }), Buffer.alloc(60_000, Buffer.from([0xc0, 0x00])), Buffer.from([0x00, 0x00])])
@@ -514,12 +515,17 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
       ]
       const failures: string[] = []
       for (const c of cases) {
+        gate.asked = false
         const arena = await new Arena(c.options).start()
         try {
           const raw = await arena.b.raw()
           for (const chunk of c.chunks) {
             raw.write(chunk)
-            await delay(5)
+            await nextTurn()
+          }
+          if (c.options.authenticate !== undefined) {
+            await until(() => gate.asked, undefined, 'the authenticate hook to be called')
+            gate.answer()
           }
           await raw.waitClosed()
           if (c.sent !== undefined) assert.equal(raw.received.toString('hex'), c.sent, 'what the broker sent')
@@ -528,10 +534,12 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
           const input = c.chunks.some((x) => x.length > 100) ? '' : ` (hex ${hex(c.chunks)})`
           failures.push(`${c.what}${input}: ${error instanceof Error ? error.message : String(error)}`)
         }
-        const t0 = Date.now()
-        await arena.stop()
-        const took = Date.now() - t0
-        if (took >= 500) failures.push(`${c.what}: broker.close() took ${took} ms`)
+        // With the fallback destroy mocked, a socket the broker left open would hold close() for ever.
+        const closed = await Promise.race([
+          arena.stop().then(() => true),
+          new Promise<boolean>((resolve) => realTimer(5000, () => resolve(false))),
+        ])
+        if (!closed) failures.push(`${c.what}: broker.close() did not return (a server-side socket left open)`)
       }
       assert.deepEqual(failures, [])
     })
@@ -545,7 +553,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
         raw.write(connectPacket({ clientId: 'huge' }))
         assert.equal((await readConnack(raw)).returnCode, 0)
         raw.write([0x30, ...huge])
-        await raw.waitClosed(1000)
+        await raw.waitClosed()
         assert.equal(raw.received.length, 4, 'nothing after the CONNACK')
 
         // As the first packet, the header arriving one byte at a time.
@@ -554,7 +562,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
           first.write([byte])
           await nextTurn()
         }
-        await first.waitClosed(1000)
+        await first.waitClosed()
         assert.equal(first.received.length, 0, 'no CONNACK')
 
         // The largest length a header can express, and a five-byte length (malformed).
@@ -563,7 +571,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
           r.write(connectPacket({ clientId: 'huge' }))
           await readConnack(r)
           r.write(header)
-          await r.waitClosed(1000)
+          await r.waitClosed()
         }
 
         // A client that keeps streaming the body is cut off long before 200 MB.
@@ -578,7 +586,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
           if (!streamer.socket.write(block)) await Promise.race([onceEvent(streamer.socket, 'drain'), onceEvent(streamer.socket, 'close')])
           sent += block.length
         }
-        await streamer.waitClosed(1000)
+        await streamer.waitClosed()
         assert.ok(sent < 32 * 1024 * 1024, `the broker let ${sent} bytes in before closing`)
         const grown = process.memoryUsage().rss - rssBefore
         assert.ok(grown < 100 * 1024 * 1024, `rss grew by ${(grown / 1048576).toFixed(1)} MB`)
@@ -763,7 +771,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
             4,
           ),
         )
-        await eventually(() => slowSubacked, 3000, () => 'the slow subscriber SUBACK')
+        await until(() => slowSubacked, undefined, 'the slow subscriber SUBACK')
         slow.pause()
         arena.extra++
 
@@ -792,7 +800,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
           }
           flooder.publish('flood/end', 'end', 1, 1)
           await flooder.take('puback', () => true, 20_000)
-          await eventually(() => readerEnd, 20_000, () => 'the end marker at the reading subscriber')
+          await until(() => readerEnd, 20_000, 'the end marker at the reading subscriber')
           await arena.assertHealthy()
         } finally {
           clearInterval(sampler)
@@ -802,7 +810,7 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
 
         // Let the slow subscriber read again: it gets what was buffered, then the QoS 1 marker.
         slow.resume()
-        await eventually(() => slowEnd, 10_000, () => `the end marker at the slow subscriber (${slowFlood} flood messages so far)`)
+        await until(() => slowEnd, 10_000, () => `the end marker at the slow subscriber (${slowFlood} flood messages so far)`)
         const report = `rss +${(grown / 1048576).toFixed(1)} MB; the slow subscriber got ${slowFlood} and the reader ${readerFlood} of ${COUNT}`
         assert.ok(grown < BOUND, `memory grew without bound: ${report}`)
         assert.ok(slowFlood < COUNT / 2, `the broker did not drop for the slow subscriber: ${report}`)
@@ -819,8 +827,13 @@ describe('fuzz: malformed input never crashes the process, stalls other clients 
   })
 
   test('no uncaughtException or unhandledRejection during the whole run', async () => {
-    // Connections closed by the broker are destroyed a second later; let those timers run too.
-    await delay(1100)
+    // Connections closed by the broker are destroyed a second later: run those (mocked) timers too.
+    try {
+      mock.timers.tick(1000)
+    } catch (error) {
+      faults.push(`a timer threw: ${describeError(error)}`)
+    }
+    await nextTurn()
     assert.deepEqual(faults, [])
   })
 })

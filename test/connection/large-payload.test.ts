@@ -1,8 +1,7 @@
 /** Large QoS 1/2 messages fanned out: each subscriber gets its own packet identifier and the exact payload. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startBroker } from '../helpers.js'
-import { RawMqtt } from './packets.js'
+import { RawMqtt, startBroker } from '../helpers/index.js'
 
 test('a 100 KiB QoS 1 and QoS 2 message reaches three subscribers intact, each with its own packet identifier', async () => {
   const b = await startBroker()

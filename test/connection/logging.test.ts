@@ -7,8 +7,7 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { RawClient, Waiters } from '../helpers.js'
-import { connect, connectAccepted, DISCONNECT, lp, PINGREQ, publish, rawConnect, readConnack, subscribe } from './raw.js'
+import { connect, connectAccepted, DISCONNECT, lp, PINGREQ, publish, rawConnect, RawMqtt, readConnack, subscribe, realTimer, Waiters } from '../helpers/index.js'
 
 const fixture = fileURLToPath(new URL('./fixtures/log-broker.ts', import.meta.url))
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
@@ -51,7 +50,7 @@ class LoggedBroker {
     return this.waiters.until(
       predicate,
       ms,
-      () => `${this.exited ? 'broker exited' : 'timed out'} waiting for ${what}\n--- stderr ---\n${this.stderr}`,
+      () => `${what} (the broker ${this.exited ? 'has exited' : 'is running'})\n--- stderr ---\n${this.stderr}`,
       () => this.exited,
     )
   }
@@ -76,9 +75,9 @@ class LoggedBroker {
     if (this.exited) return
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()))
     this.child.stdin.end()
-    const t = setTimeout(() => this.child.kill(), 5000)
+    const t = realTimer(5000, () => this.child.kill())
     await exited
-    clearTimeout(t)
+    t.cancel()
   }
 }
 
@@ -87,11 +86,11 @@ test('DEBUG=culex:* logs connections, CONNACK codes, SUBSCRIBE, PUBLISH, PINGREQ
   // flag, will or not), CONNACK codes, SUBSCRIBE/PUBLISH summaries, PINGREQ/PINGRESP and
   // disconnect reasons, like `mosquitto -v`
   const b = LoggedBroker.start('culex:*')
-  const raws: RawClient[] = []
+  const raws: RawMqtt[] = []
   try {
     const port = await b.port()
-    const open = async (): Promise<RawClient> => {
-      const r = await RawClient.connect(port)
+    const open = async (): Promise<RawMqtt> => {
+      const r = await RawMqtt.tcp(port)
       raws.push(r)
       return r
     }
@@ -171,9 +170,9 @@ test('DEBUG=culex:* logs connections, CONNACK codes, SUBSCRIBE, PUBLISH, PINGREQ
 test('without DEBUG the broker logs nothing', async () => {
   // issue 2: logging goes through `debug`, so it is off unless DEBUG enables it
   const b = LoggedBroker.start('')
-  let client: RawClient | undefined
+  let client: RawMqtt | undefined
   try {
-    client = await RawClient.connect(await b.port())
+    client = await RawMqtt.tcp(await b.port())
     await connectAccepted(client, connect({ clientId: 'quiet', keepAlive: 30 }))
     client.write(PINGREQ)
     await client.waitBytes(6)

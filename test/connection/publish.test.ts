@@ -8,9 +8,7 @@ import { describe, test } from 'node:test'
 import type { IClientOptions } from 'mqtt'
 import type { Client, Message } from '../../src/hooks/types.js'
 import type { QoS } from '../../src/protocol/packets.js'
-import { delay, Inbox, startBroker, type TestBroker } from '../helpers.js'
-import { fixedHeader, RawMqtt, str, u16 } from './packets.js'
-import { publish } from './raw.js'
+import { fixedHeader, Inbox, nextTurn, publish, RawMqtt, startBroker, str, u16, type TestBroker } from '../helpers/index.js'
 
 /** A broker that never answers must fail the test, not hang the run. */
 const TEST_TIMEOUT = 10_000
@@ -115,7 +113,8 @@ describe('PUBLISH from the broker to a client', () => {
       assert.equal(first.qos, 1)
       assert.equal(first.dup, false)
       assert.notEqual(first.packetId, 0)
-      await delay(100)
+      // Both PUBLISHes were routed before their PUBACKs; the fence shows what reached 'sub' by then.
+      await sub.ping()
       assert.equal(sub.pending().filter((p) => p.type === 'publish').length, 0, 'second message sent before the first was acknowledged')
       sub.send({ type: 'puback', packetId: first.packetId })
       const second = await sub.takePublish('second')
@@ -144,7 +143,8 @@ describe('PUBLISH from the broker to a client', () => {
       sub.send({ type: 'pubrec', packetId: first.packetId })
       const rel = await sub.take('pubrel')
       assert.equal(rel.packetId, first.packetId)
-      await delay(100)
+      // The broker has handled the PUBREC (and sent what it would on it) once the fence returns.
+      await sub.ping()
       assert.equal(sub.pending().filter((p) => p.type === 'publish').length, 0, 'second message sent before PUBCOMP')
       sub.send({ type: 'pubcomp', packetId: first.packetId })
       const second = await sub.takePublish('second')
@@ -258,7 +258,7 @@ describe('authorizePublish', () => {
       }
       const b = await startBroker({
         authorizePublish: mode === 'sync' ? decide : async (client, message) => {
-          await delay(5)
+          await nextTurn()
           return decide(client, message)
         },
       })

@@ -8,8 +8,7 @@ import { describe, test } from 'node:test'
 import type { IClientOptions } from 'mqtt'
 import type { AuthorizeSubscribeHook } from '../../src/hooks/types.js'
 import type { QoS, Subscription } from '../../src/protocol/packets.js'
-import { Inbox, startBroker, subackCodes, type TestBroker } from '../helpers.js'
-import { fixedHeader, RawMqtt, u16 } from './packets.js'
+import { fixedHeader, Inbox, RawMqtt, startBroker, subackCodes, u16, type TestBroker } from '../helpers/index.js'
 
 /** A broker that never answers must fail the test, not hang the run. */
 const TEST_TIMEOUT = 10_000

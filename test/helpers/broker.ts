@@ -4,12 +4,13 @@
  * marker-message `fence`.
  */
 import assert from 'node:assert/strict'
+import type { Duplex } from 'node:stream'
 import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type MqttClient } from 'mqtt'
 import { Broker, tcp, type BrokerOptions } from '../../src/index.js'
 import type { ConnackPacket, ConnectPacket, ProtocolVersion, QoS } from '../../src/protocol/packets.js'
 import { Inbox, type RecordedClient } from './mqtt.js'
 import { hex } from './packets.js'
-import { RawMqtt } from './raw.js'
+import { memoryPair, RawMqtt } from './raw.js'
 import { disconnected } from './wait.js'
 
 /** A broker that never answers must fail the test, not hang the run. */
@@ -33,6 +34,11 @@ export interface TestBroker {
   mqtt(options?: IClientOptions): Promise<RecordedClient>
   /** Opens a raw connection (no CONNECT sent yet). */
   raw(version?: ProtocolVersion): Promise<RawMqtt>
+  /**
+   * A raw client over an in-memory pair handed to `broker.handle`: unlike a TCP connection, the
+   * broker holds its end (`brokerSide`) as soon as this returns, so its connect timer is running.
+   */
+  rawInMemory(version?: ProtocolVersion): { raw: RawMqtt; brokerSide: Duplex }
   /** Opens a raw connection and sends CONNECT; asserts the CONNACK accepts. */
   rawConnect(fields: RawConnectFields, version?: ProtocolVersion): Promise<{ raw: RawMqtt; connack: ConnackPacket }>
   close(): Promise<void>
@@ -83,6 +89,13 @@ export async function startBroker(options: BrokerOptions = {}, protocolVersion: 
     connectRecorded,
     mqtt: connectRecorded,
     raw,
+    rawInMemory: (version = protocolVersion) => {
+      const [brokerSide, clientSide] = memoryPair()
+      broker.handle(brokerSide)
+      const r = new RawMqtt(clientSide, version)
+      raws.push(r)
+      return { raw: r, brokerSide }
+    },
     rawConnect: async (fields, version = protocolVersion) => {
       const r = await raw(version)
       const connack = await r.connect(fields)

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict'
 import net from 'node:net'
-import type { Duplex } from 'node:stream'
+import { Duplex } from 'node:stream'
 import type { Broker } from '../../src/index.js'
 import { PacketDecoder } from '../../src/protocol/decoder.js'
 import { encodePacket } from '../../src/protocol/encoder.js'
@@ -302,6 +302,29 @@ export class RawMqtt {
   describe(): string {
     return `[${this.inbox.map(describePacket).join(', ')}]`
   }
+}
+
+/**
+ * Two connected in-memory Duplex streams: what one writes, the other reads. Like a TCP socket, each
+ * ends its side when the other has ended (allowHalfOpen false), and then emits 'close'.
+ */
+export function memoryPair(): [Duplex, Duplex] {
+  const make = (peer: () => Duplex): Duplex =>
+    new Duplex({
+      allowHalfOpen: false,
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        peer().push(chunk)
+        callback()
+      },
+      final(callback) {
+        peer().push(null)
+        callback()
+      },
+    })
+  const a: Duplex = make(() => b)
+  const b: Duplex = make(() => a)
+  return [a, b]
 }
 
 /** The raw client as a byte stream over any Duplex (`new RawStream(duplex)`). */
