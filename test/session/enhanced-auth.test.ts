@@ -4,13 +4,10 @@
  */
 import assert from 'node:assert/strict'
 import { createHmac, randomBytes } from 'node:crypto'
-import type { Socket } from 'node:net'
 import { test } from 'node:test'
 import type { EnhancedAuthenticateHook } from '../../src/index.js'
-import { PacketDecoder } from '../../src/protocol/decoder.js'
-import { encodePacket } from '../../src/protocol/encoder.js'
-import type { Packet, Properties } from '../../src/protocol/packets.js'
-import { delay, startBroker, type TestBroker } from '../helpers.js'
+import type { ConnackPacket, Properties } from '../../src/protocol/packets.js'
+import { startBroker, type RawMqtt, type TestBroker } from '../helpers/index.js'
 
 const METHOD = 'HMAC-CHALLENGE'
 const secrets = new Map([['alice', Buffer.from('correct horse battery staple')]])
@@ -30,40 +27,9 @@ const enhancedAuthenticate: EnhancedAuthenticateHook = async ({ method, data, us
   return { success: true, data: hmac(secret, serverNonce, clientNonce) }
 }
 
-class V5Peer {
-  readonly received: Packet[] = []
-  private constructor(readonly socket: Socket) {
-    const decoder = new PacketDecoder((p) => this.received.push(p))
-    decoder.protocolVersion = 5
-    socket.removeAllListeners('data')
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk))
-  }
-
-  static async open(b: TestBroker): Promise<V5Peer> {
-    return new V5Peer((await b.raw()).socket)
-  }
-
-  send(packet: Packet): void {
-    this.socket.write(encodePacket(packet, 5))
-  }
-
-  async next<T extends Packet['type']>(type: T): Promise<Extract<Packet, { type: T }>> {
-    const deadline = Date.now() + 3000
-    for (;;) {
-      const p = this.received.shift()
-      if (p !== undefined) {
-        assert.equal(p.type, type, `expected ${type}, got ${JSON.stringify(p)}`)
-        return p as Extract<Packet, { type: T }>
-      }
-      if (Date.now() > deadline) throw new Error(`no ${type}`)
-      await delay(5)
-    }
-  }
-}
-
 /** Runs the client side of the exchange; returns the peer and the final server proof check. */
-async function login(b: TestBroker, secret: Buffer): Promise<{ peer: V5Peer; connack: Extract<Packet, { type: 'connack' }>; clientNonce: Buffer; serverNonce: Buffer }> {
-  const peer = await V5Peer.open(b)
+async function login(b: TestBroker, secret: Buffer): Promise<{ peer: RawMqtt; connack: ConnackPacket; clientNonce: Buffer; serverNonce: Buffer }> {
+  const peer = await b.raw(5)
   const clientNonce = randomBytes(16)
   const properties: Properties = { authenticationMethod: METHOD, authenticationData: clientNonce }
   peer.send({ type: 'connect', protocolName: 'MQTT', protocolVersion: 5, cleanSession: true, keepAlive: 0, clientId: 'alice-device', username: 'alice', properties })
@@ -135,7 +101,7 @@ test('re-authentication (AUTH 0x19) runs the exchange again and ends with AUTH 0
 test('an authentication method with no enhancedAuthenticate hook gets CONNACK 0x8C', async () => {
   const b = await startBroker()
   try {
-    const peer = await V5Peer.open(b)
+    const peer = await b.raw(5)
     peer.send({ type: 'connect', protocolName: 'MQTT', protocolVersion: 5, cleanSession: true, keepAlive: 0, clientId: 'c', properties: { authenticationMethod: 'KERBEROS' } })
     assert.equal((await peer.next('connack')).returnCode, 0x8c)
   } finally {

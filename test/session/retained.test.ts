@@ -12,8 +12,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import type { QoS } from '../../src/protocol/packets.js'
-import { Inbox, startBroker, subackCodes, type Received, type TestBroker } from '../helpers.js'
-import { RawMqtt } from '../connection/packets.js'
+import { Inbox, RawMqtt, startBroker, subackCodes, type Received, type TestBroker } from '../helpers/index.js'
 
 /** A broker that never answers must fail the test, not hang the run. */
 const TEST_TIMEOUT = 10_000

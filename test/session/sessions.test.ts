@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { Client, DisconnectReason } from '../../src/index.js'
-import { RawMqtt } from '../connection/packets.js'
-import { delay, disconnected, leave, once, startBroker } from '../helpers.js'
+import { disconnected, leave, once, ping, RawMqtt, startBroker } from '../helpers/index.js'
 
 describe('persistent sessions (clean session 0)', () => {
   it('keep their subscriptions across a reconnect: session present 1, messages flow without re-subscribing', async () => {
@@ -137,7 +136,7 @@ describe('persistent sessions (clean session 0)', () => {
       assert.equal(resent.payload.toString(), 'unacked')
       // Acknowledged now: it is not sent a third time.
       again.send({ type: 'puback', packetId: resent.packetId })
-      await delay(150)
+      await again.ping() // the broker has handled the PUBACK, and sent whatever it would on it
       assert.deepEqual(again.pending(), [])
     } finally {
       await b.close()
@@ -166,7 +165,7 @@ describe('persistent sessions (clean session 0)', () => {
       const resent = await again.next('pubrel')
       assert.equal(resent.packetId, packetId)
       again.send({ type: 'pubcomp', packetId })
-      await delay(150)
+      await again.ping()
       assert.deepEqual(again.pending(), [], 'no PUBLISH of the released message after PUBREL')
     } finally {
       await b.close()
@@ -184,13 +183,13 @@ describe('persistent sessions (clean session 0)', () => {
       const p0 = await peer.next('publish')
       const p1 = await peer.next('publish')
       assert.deepEqual([p0.payload.toString(), p1.payload.toString()], ['m0', 'm1'])
-      await delay(150)
+      await peer.ping() // all four were routed before broker.publish resolved
       assert.deepEqual(peer.pending(), [], 'a third message while two are unacknowledged')
 
       peer.send({ type: 'puback', packetId: p0.packetId })
       const p2 = await peer.next('publish')
       assert.equal(p2.payload.toString(), 'm2')
-      await delay(150)
+      await peer.ping()
       assert.deepEqual(peer.pending(), [], 'one acknowledgement frees one slot')
 
       peer.send({ type: 'puback', packetId: p1.packetId })
@@ -216,14 +215,16 @@ describe('clean sessions (clean session 1)', () => {
       const clean = await b.connectRecorded({ clientId: 'fresh', clean: true })
       assert.equal(clean.connack.sessionPresent, false)
       await b.broker.publish({ topic: 'cs/t', payload: 'after the clean start', qos: 1 })
-      await delay(150)
+      // The fence: queued messages follow the CONNACK at once, and the live one was routed
+      // before broker.publish resolved; all QoS 1, emitted as they are read.
+      await ping(clean.client)
       assert.deepEqual(clean.inbox.messages, [], 'neither the queued message nor the old subscription survived')
       await leave(b, clean.client)
 
       // The clean session is not kept either [MQTT-3.1.2-6]: a later persistent connect finds nothing.
       const later = await b.connectRecorded({ clientId: 'fresh', clean: false })
       assert.equal(later.connack.sessionPresent, false)
-      await delay(150)
+      await ping(later.client)
       assert.deepEqual(later.inbox.messages, [])
       await later.client.endAsync()
     } finally {

@@ -2,23 +2,13 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { encodePacket } from '../../src/protocol/encoder.js'
-import { PacketDecoder } from '../../src/protocol/decoder.js'
-import type { Packet } from '../../src/protocol/packets.js'
-import { delay, startBroker, type TestBroker } from '../helpers.js'
+import type { SubackPacket } from '../../src/protocol/packets.js'
+import { ping, startBroker, until, type RawMqtt, type TestBroker } from '../helpers/index.js'
 
 function collect(client: MqttClient): string[] {
   const got: string[] = []
   client.on('message', (_topic, payload) => got.push(payload.toString()))
   return got
-}
-
-async function until(predicate: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await delay(10)
-  }
 }
 
 for (const protocolVersion of [5, 4] as const) {
@@ -34,11 +24,13 @@ for (const protocolVersion of [5, 4] as const) {
       await plain.subscribeAsync('jobs/#', { qos: 1 })
       const pub = await b.connect({ clientId: `pub-${protocolVersion}`, protocolVersion })
       for (let i = 0; i < 10; i++) await pub.publishAsync('jobs/a', `job ${i}`, { qos: 1 })
-      await until(() => got1.length + got2.length === 10 && gotPlain.length === 10, 'deliveries')
+      await until(() => got1.length + got2.length === 10 && gotPlain.length === 10, undefined, 'deliveries')
       assert.equal(got1.length, 5)
       assert.equal(got2.length, 5)
       assert.deepEqual([...got1, ...got2].sort(), gotPlain.slice().sort())
-      await delay(50)
+      // The fence: anything more routed to a member was sent before its PINGRESP (QoS 1: emitted as read).
+      await ping(m1)
+      await ping(m2)
       assert.equal(got1.length + got2.length, 10, 'each message went to exactly one member')
     } finally {
       await b.close()
@@ -55,7 +47,7 @@ test('retained messages are not sent on a shared subscription', async () => {
     await member.subscribeAsync('$share/g/state/+')
     const pub = await b.connect({ clientId: 'pub' })
     await pub.publishAsync('state/x', 'live')
-    await until(() => got.length > 0, 'the live message')
+    await until(() => got.length > 0, undefined, 'the live message')
     assert.deepEqual(got, ['live'])
   } finally {
     await b.close()
@@ -73,7 +65,8 @@ test('after leaving the group a member gets nothing more; the other gets everyth
     await m1.unsubscribeAsync('$share/g/t')
     const pub = await b.connect({ clientId: 'pub' })
     for (let i = 0; i < 4; i++) await pub.publishAsync('t', `${i}`, { qos: 1 })
-    await until(() => got2.length === 4, 'all four to the remaining member')
+    await until(() => got2.length === 4, undefined, 'all four to the remaining member')
+    await ping(m1)
     assert.deepEqual(got1, [])
   } finally {
     await b.close()
@@ -87,13 +80,13 @@ test("QoS 1 messages a member had not acknowledged go to another member when its
     const gotOther = collect(other)
     await other.subscribeAsync('$share/g/work', { qos: 1 })
     // A raw member that never acknowledges.
-    const raw = await rawMember(b, 'silent')
+    const { raw } = await rawMember(b, 'silent')
     const pub = await b.connect({ clientId: 'pub' })
     for (let i = 0; i < 6; i++) await pub.publishAsync('work', `w${i}`, { qos: 1 })
-    await until(() => raw.received.filter((p) => p.type === 'publish').length === 3 && gotOther.length === 3, 'a first round-robin split')
-    const unacked = raw.received.flatMap((p) => (p.type === 'publish' ? [p.payload.toString()] : []))
-    raw.end()
-    await until(() => gotOther.length === 6, 'the silent member\'s messages redelivered')
+    await until(() => raw.publishes().length === 3 && gotOther.length === 3, undefined, 'a first round-robin split')
+    const unacked = raw.publishes().map((p) => p.payload.toString())
+    raw.destroy()
+    await until(() => gotOther.length === 6, undefined, 'the silent member\'s messages redelivered')
     assert.deepEqual(gotOther.slice(3).sort(), unacked.sort())
   } finally {
     await b.close()
@@ -103,25 +96,17 @@ test("QoS 1 messages a member had not acknowledged go to another member when its
 test('invalid share names are refused per filter (0x8F for MQTT 5)', async () => {
   const b = await startBroker()
   try {
-    const raw = await rawMember(b, 'bad-names', ['$share//t', '$share/a+b/t', '$share/g', '$share/ok/t'])
-    const suback = raw.received.find((p) => p.type === 'suback')
-    assert.deepEqual(suback?.type === 'suback' ? suback.reasonCodes : undefined, [0x8f, 0x8f, 0x8f, 1])
-    raw.end()
+    const { raw, suback } = await rawMember(b, 'bad-names', ['$share//t', '$share/a+b/t', '$share/g', '$share/ok/t'])
+    assert.deepEqual(suback.reasonCodes, [0x8f, 0x8f, 0x8f, 1])
+    raw.destroy()
   } finally {
     await b.close()
   }
 })
 
 /** A raw MQTT 5 client subscribed to `filters` at QoS 1 that never acknowledges anything. */
-async function rawMember(b: TestBroker, clientId: string, filters = ['$share/g/work']): Promise<{ received: Packet[]; end(): void }> {
-  const socket = (await b.raw()).socket
-  const received: Packet[] = []
-  const decoder = new PacketDecoder((p) => received.push(p))
-  decoder.protocolVersion = 5
-  socket.removeAllListeners('data')
-  socket.on('data', (chunk: Buffer) => decoder.push(chunk))
-  socket.write(encodePacket({ type: 'connect', protocolName: 'MQTT', protocolVersion: 5, cleanSession: true, keepAlive: 0, clientId }, 5))
-  socket.write(encodePacket({ type: 'subscribe', packetId: 1, subscriptions: filters.map((topicFilter) => ({ topicFilter, qos: 1 as const })) }, 5))
-  await until(() => received.some((p) => p.type === 'suback'), 'SUBACK')
-  return { received, end: () => socket.destroy() }
+async function rawMember(b: TestBroker, clientId: string, filters = ['$share/g/work']): Promise<{ raw: RawMqtt; suback: SubackPacket }> {
+  const { raw } = await b.rawConnect({ clientId }, 5)
+  const suback = await raw.subscribe(filters.map((topicFilter) => ({ topicFilter, qos: 1 as const })))
+  return { raw, suback }
 }

@@ -1,8 +1,12 @@
-/** MQTT 5 wills: Will Delay Interval, cancellation by reconnecting, and will properties. */
+/**
+ * MQTT 5 wills: Will Delay Interval, cancellation by reconnecting, and will properties.
+ * The broker's clock is mocked: a delayed will is published inside the tick that reaches its
+ * delay, and `at` below is the mocked time.
+ */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { IClientOptions } from 'mqtt'
-import { delay, startBroker, type TestBroker } from '../helpers.js'
+import type { IClientOptions, MqttClient } from 'mqtt'
+import { disconnected, mockClock, ping, startBroker, until, type TestBroker } from '../helpers/index.js'
 
 interface Got {
   topic: string
@@ -10,12 +14,13 @@ interface Got {
   properties: Record<string, unknown> | undefined
 }
 
-async function watcher(b: TestBroker): Promise<Got[]> {
+/** A subscriber to 'wills/#' at QoS 0, so `ping(client)` fences what it was sent. */
+async function watcher(b: TestBroker): Promise<{ got: Got[]; client: MqttClient }> {
   const got: Got[] = []
   const w = await b.connect({ clientId: 'watcher', protocolVersion: 5 })
   w.on('message', (topic, _payload, packet) => got.push({ topic, at: Date.now(), properties: packet.properties as Record<string, unknown> | undefined }))
   await w.subscribeAsync('wills/#')
-  return got
+  return { got, client: w }
 }
 
 function dying(id: string, willDelay: number, sessionExpiry: number): IClientOptions {
@@ -34,16 +39,21 @@ function dying(id: string, willDelay: number, sessionExpiry: number): IClientOpt
   }
 }
 
-test('a will with a delay is published after the delay, with its properties but not the delay', async () => {
+test('a will with a delay is published after the delay, with its properties but not the delay', async (t) => {
+  const clock = mockClock(t)
   const b = await startBroker()
   try {
-    const got = await watcher(b)
+    const { got, client: w } = await watcher(b)
     const client = await b.connect(dying('delayed', 1, 60))
+    const left = disconnected(b, 'delayed')
     const lost = Date.now()
     client.stream.destroy()
-    await delay(400)
+    await left
+    clock.tick(999)
+    await ping(w)
     assert.equal(got.length, 0, 'published before its Will Delay Interval')
-    while (got.length === 0 && Date.now() - lost < 4000) await delay(20)
+    clock.tick(1)
+    await until(() => got.length > 0, undefined, 'the will')
     const will = got[0]
     assert.ok(will, 'the will was published')
     // [MQTT-3.1.3-9] published once the delay has passed
@@ -56,29 +66,34 @@ test('a will with a delay is published after the delay, with its properties but 
   }
 })
 
-test('reconnecting within the Will Delay Interval cancels the will', async () => {
+test('reconnecting within the Will Delay Interval cancels the will', async (t) => {
+  const clock = mockClock(t)
   const b = await startBroker()
   try {
-    const got = await watcher(b)
+    const { got, client: w } = await watcher(b)
     const client = await b.connect(dying('returning', 1, 60))
+    const left = disconnected(b, 'returning')
     client.stream.destroy()
-    await delay(200)
+    await left
+    clock.tick(200)
     await b.connect({ clientId: 'returning', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } })
-    await delay(1300)
+    clock.tick(1300)
+    await ping(w)
     assert.deepEqual(got, [])
   } finally {
     await b.close()
   }
 })
 
-test('a will whose session ends with the connection is published at once, whatever its delay', async () => {
+test('a will whose session ends with the connection is published at once, whatever its delay', async (t) => {
+  mockClock(t) // and never moved on: the will must come without any timer
   const b = await startBroker()
   try {
-    const got = await watcher(b)
+    const { got } = await watcher(b)
     const client = await b.connect(dying('short-lived', 30, 0))
     const lost = Date.now()
     client.stream.destroy()
-    while (got.length === 0 && Date.now() - lost < 3000) await delay(10)
+    await until(() => got.length > 0, undefined, 'the will')
     assert.equal(got[0]?.topic, 'wills/short-lived')
     assert.ok((got[0]?.at ?? Infinity) - lost < 900)
   } finally {
