@@ -6,8 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { delay } from '../helpers.js'
-import { fence, gone, hex, leave, TEST_TIMEOUT, until, withV5Broker } from './v5-helpers.js'
+import { fence, gone, hex, leave, mockClock, TEST_TIMEOUT, until, withV5Broker } from '../helpers/index.js'
 
 describe('MQTT 5 CONNACK capabilities', () => {
   test('CONNACK advertises Receive Maximum, Maximum Packet Size, Topic Alias Maximum and the availability flags; no Maximum QoS when 2', { timeout: TEST_TIMEOUT }, async () => {
@@ -196,14 +195,23 @@ describe('MQTT 5 Server Keep Alive', () => {
   })
 
   for (const asked of [120, 0]) {
-    test(`the announced Server Keep Alive is enforced (asked ${asked}, max 1): a silent client gets DISCONNECT 0x8D after about 1.5 s`, { timeout: TEST_TIMEOUT }, async () => {
+    test(`the announced Server Keep Alive is enforced (asked ${asked}, max 1): a silent client gets DISCONNECT 0x8D after about 1.5 s`, { timeout: TEST_TIMEOUT }, async (t) => {
       // [MQTT-3.1.2-22] no packet within 1.5 x the Keep Alive in force closes the connection; the
       // server says why with DISCONNECT 0x8D (Keep Alive timeout), section 3.14.2.1.
+      // The broker's clock is mocked: the timeout fires inside the tick that reaches 1.5 s.
+      const clock = mockClock(t)
       await withV5Broker({ limits: { maxKeepAlive: 1 } }, async (b) => {
+        let closed = false
+        b.broker.on('clientDisconnect', () => {
+          closed = true
+        })
         const { raw, connack } = await b.rawConnect({ clientId: `silent-${asked}`, keepAlive: asked })
         assert.equal(connack.properties?.serverKeepAlive, 1)
         const start = Date.now()
-        await raw.expectDisconnect(0x8d, 4000)
+        clock.tick(1499)
+        assert.equal(closed, false, 'closed before 1.5 x 1 s')
+        clock.tick(1)
+        await raw.expectDisconnect(0x8d)
         const elapsed = Date.now() - start
         assert.ok(elapsed >= 1300, `closed after ${elapsed} ms, before 1.5 x 1 s`)
         assert.ok(elapsed < 3500, `closed after ${elapsed} ms, long after 1.5 x 1 s`)
@@ -211,11 +219,12 @@ describe('MQTT 5 Server Keep Alive', () => {
     })
   }
 
-  test('a client that pings within the Server Keep Alive stays connected', { timeout: TEST_TIMEOUT }, async () => {
+  test('a client that pings within the Server Keep Alive stays connected', { timeout: TEST_TIMEOUT }, async (t) => {
+    const clock = mockClock(t)
     await withV5Broker({ limits: { maxKeepAlive: 1 } }, async (b) => {
       const { raw } = await b.rawConnect({ clientId: 'pinger', keepAlive: 120 })
       for (let i = 0; i < 5; i++) {
-        await delay(500)
+        clock.tick(500)
         raw.send({ type: 'pingreq' })
         await raw.take('pingresp')
       }
@@ -268,9 +277,10 @@ describe('MQTT 5 session expiry', () => {
     })
   })
 
-  test('a session with Session Expiry Interval 1 survives a quick reconnect but is gone after about 1.5 s offline', { timeout: TEST_TIMEOUT }, async () => {
+  test('a session with Session Expiry Interval 1 survives a quick reconnect but is gone after about 1.5 s offline', { timeout: TEST_TIMEOUT }, async (t) => {
     // [MQTT-4.1.0-2] the server discards the session state once the connection is closed and the
-    // Session Expiry Interval has passed.
+    // Session Expiry Interval has passed. (The broker's clock is mocked.)
+    const clock = mockClock(t)
     await withV5Broker({}, async (b) => {
       const opts = { clientId: 'exp1', clean: false, properties: { sessionExpiryInterval: 1 } }
       const first = await b.mqtt(opts)
@@ -280,7 +290,7 @@ describe('MQTT 5 session expiry', () => {
       const quick = await b.mqtt(opts)
       assert.equal(quick.connack.sessionPresent, true, 'resumed within the expiry interval')
       await leave(b, quick.client)
-      await delay(1600)
+      clock.tick(1600)
       const late = await b.mqtt(opts)
       assert.equal(late.connack.sessionPresent, false, 'the session expired')
     })
@@ -298,14 +308,15 @@ describe('MQTT 5 session expiry', () => {
     })
   })
 
-  test('limits.maxSessionExpiryInterval 1 is enforced: a session asking 100 is gone after about 1.5 s offline', { timeout: TEST_TIMEOUT }, async () => {
+  test('limits.maxSessionExpiryInterval 1 is enforced: a session asking 100 is gone after about 1.5 s offline', { timeout: TEST_TIMEOUT }, async (t) => {
+    const clock = mockClock(t)
     await withV5Broker({ limits: { maxSessionExpiryInterval: 1 } }, async (b) => {
       const opts = { clientId: 'capped', clean: false, properties: { sessionExpiryInterval: 100 } }
       const first = await b.mqtt(opts)
       assert.equal(first.connack.properties?.sessionExpiryInterval, 1)
       await first.client.subscribeAsync('capped/t', { qos: 1 })
       await leave(b, first.client)
-      await delay(1600)
+      clock.tick(1600)
       const late = await b.mqtt(opts)
       assert.equal(late.connack.sessionPresent, false)
     })

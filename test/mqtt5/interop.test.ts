@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { QoS } from '../../src/protocol/packets.js'
-import { fence, gone, TEST_TIMEOUT, withV5Broker } from './v5-helpers.js'
+import { fence, gone, TEST_TIMEOUT, withV5Broker } from '../helpers/index.js'
 
 const V5_PROPERTIES = {
   payloadFormatIndicator: true,

@@ -2,8 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { MemoryPersistence } from '../../src/index.js'
-import { delay } from '../helpers.js'
-import { TEST_TIMEOUT, withV5Broker } from './v5-helpers.js'
+import { mockClock, TEST_TIMEOUT, withV5Broker } from '../helpers/index.js'
 
 const authorizeSubscribe = (_c: unknown, s: { topicFilter: string }): boolean => s.topicFilter !== 'test/nosubscribe'
 
@@ -34,17 +33,19 @@ test('refusals on SUBACK, PUBACK and UNSUBACK carry a reason string; Request Pro
   })
 })
 
-test('an expired retained message is not sent and leaves storage', { timeout: TEST_TIMEOUT }, async () => {
+test('an expired retained message is not sent and leaves storage', { timeout: TEST_TIMEOUT }, async (t) => {
+  const clock = mockClock(t) // the broker's clock: the message ages only as the test says
   const persistence = new MemoryPersistence()
   await withV5Broker({ persistence }, async (b) => {
     const { raw: pub } = await b.rawConnect({ clientId: 'pub' })
     pub.publish('short/lived', 'soon gone', 1, { packetId: 1, retain: true, properties: { messageExpiryInterval: 1 } })
     await pub.next('puback')
     assert.equal(persistence.matchRetained('short/#').length, 1)
-    await delay(1200)
+    clock.tick(1200)
     const { raw: sub } = await b.rawConnect({ clientId: 'late' })
     await sub.subscribe([{ topicFilter: 'short/#', qos: 1 }])
-    await delay(100)
+    // The fence: retained messages (from this synchronous adapter) follow the SUBACK at once.
+    await sub.ping()
     assert.equal(sub.inbox.filter((p) => p.type === 'publish').length, 0)
     assert.equal(persistence.matchRetained('short/#').length, 0)
   })

@@ -4,8 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { delay } from '../helpers.js'
-import { hex, TEST_TIMEOUT, withV5Broker } from './v5-helpers.js'
+import { gone, hex, TEST_TIMEOUT, withV5Broker } from '../helpers/index.js'
 
 /** A QoS 0 PUBLISH on topic 't' whose property block is `props` (raw bytes, length included). */
 function publishWithProperties(props: number[]): Buffer {
@@ -107,9 +106,10 @@ describe('edges of the QoS 2 flow and session expiry', () => {
   test('Session Expiry Interval 0xFFFFFFFF: the offline session has no expiry timer and is resumed', { timeout: TEST_TIMEOUT }, async () => {
     await withV5Broker({}, async (b) => {
       const { raw } = await b.rawConnect({ clientId: 'forever', cleanSession: false, properties: { sessionExpiryInterval: 0xffffffff } })
+      const left = gone(b, 'forever')
       raw.send({ type: 'disconnect' })
+      await left // reported once the broker is done with the connection (and has scheduled any expiry)
       await raw.waitClosed()
-      await delay(50)
       const sessions = (b.broker as unknown as { core: { sessions: Map<string, { expiryTimer: unknown; link: unknown }> } }).core.sessions
       const session = sessions.get('forever')
       assert.ok(session !== undefined && session.link === null, 'the session outlives the connection')

@@ -7,24 +7,14 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { Properties, PublishPacket } from '../../src/protocol/packets.js'
-import { delay } from '../helpers.js'
-import { fence, gone, hex, leave, TEST_TIMEOUT, until, withV5Broker, type RawV5, type V5Broker } from './v5-helpers.js'
+import { fence, gone, hex, leave, mockClock, rawFence, TEST_TIMEOUT, until, withV5Broker, type RawMqtt, type TestBroker } from '../helpers/index.js'
 
 /** A v5 raw subscriber to `filter` at `qos`. */
-async function rawSubscriber(b: V5Broker, clientId: string, filter: string, qos: 0 | 1 | 2 = 1, properties: Properties = {}): Promise<RawV5> {
+async function rawSubscriber(b: TestBroker, clientId: string, filter: string, qos: 0 | 1 | 2 = 1, properties: Properties = {}): Promise<RawMqtt> {
   const { raw } = await b.rawConnect({ clientId, properties })
   const suback = await raw.subscribe([{ topicFilter: filter, qos }])
   assert.deepEqual(suback.reasonCodes, [qos])
   return raw
-}
-
-/** Publishes a marker on `topic` from a fresh raw client and waits until `raw` has it. */
-async function rawFence(b: V5Broker, topic: string, raw: RawV5, marker = 'fence'): Promise<void> {
-  const { raw: pub } = await b.rawConnect({ clientId: `fence-${Math.random().toString(36).slice(2)}` })
-  pub.publish(topic, marker, 1, { packetId: 1 })
-  await pub.take('puback')
-  await raw.takePublish(marker)
-  pub.destroy()
 }
 
 const ALL_PROPERTIES: Properties = {
@@ -292,6 +282,7 @@ describe('MQTT 5 inbound topic aliases', () => {
   })
 })
 
+// The broker's clock is mocked in the tests that wait for a message to age.
 describe('MQTT 5 Message Expiry Interval', () => {
   test('the Message Expiry Interval is forwarded to an online subscriber', { timeout: TEST_TIMEOUT }, async () => {
     // [MQTT-3.3.2-6] the forwarded value is the received one minus the time spent in the server
@@ -305,8 +296,9 @@ describe('MQTT 5 Message Expiry Interval', () => {
     })
   })
 
-  test('a message queued for an offline session is forwarded with its expiry reduced by the time it waited', { timeout: TEST_TIMEOUT }, async () => {
+  test('a message queued for an offline session is forwarded with its expiry reduced by the time it waited', { timeout: TEST_TIMEOUT }, async (t) => {
     // [MQTT-3.3.2-6]
+    const clock = mockClock(t)
     await withV5Broker({}, async (b) => {
       const opts = { clientId: 'sleeper', clean: false, properties: { sessionExpiryInterval: 60 } }
       const first = await b.mqtt(opts)
@@ -314,7 +306,7 @@ describe('MQTT 5 Message Expiry Interval', () => {
       await leave(b, first.client)
       const pub = await b.mqtt({ clientId: 'pub' })
       await pub.client.publishAsync('exp/t', 'waited', { qos: 1, properties: { messageExpiryInterval: 60 } })
-      await delay(2100)
+      clock.tick(2100)
       const again = await b.mqtt(opts)
       assert.equal(again.connack.sessionPresent, true)
       const got = await again.inbox.waitFor('waited')
@@ -325,9 +317,10 @@ describe('MQTT 5 Message Expiry Interval', () => {
     })
   })
 
-  test('an expired queued message is not delivered; a later one without expiry is', { timeout: TEST_TIMEOUT }, async () => {
+  test('an expired queued message is not delivered; a later one without expiry is', { timeout: TEST_TIMEOUT }, async (t) => {
     // [MQTT-3.3.2-5] once the interval has passed and onward delivery has not started, the
     // server deletes the copy of the message for that subscriber
+    const clock = mockClock(t)
     await withV5Broker({}, async (b) => {
       const opts = { clientId: 'sleeper', clean: false, properties: { sessionExpiryInterval: 60 } }
       const first = await b.mqtt(opts)
@@ -336,7 +329,7 @@ describe('MQTT 5 Message Expiry Interval', () => {
       const pub = await b.mqtt({ clientId: 'pub' })
       await pub.client.publishAsync('exp/t', 'short-lived', { qos: 1, properties: { messageExpiryInterval: 1 } })
       await pub.client.publishAsync('exp/t', 'forever', { qos: 1 })
-      await delay(1600)
+      clock.tick(1600)
       const again = await b.mqtt(opts)
       assert.equal(again.connack.sessionPresent, true)
       // Queued in order: once 'forever' is here, 'short-lived' would have come first
@@ -346,13 +339,14 @@ describe('MQTT 5 Message Expiry Interval', () => {
     })
   })
 
-  test('a retained message expires: not sent to a later subscriber once its interval has passed, sent with a reduced interval before', { timeout: TEST_TIMEOUT }, async () => {
+  test('a retained message expires: not sent to a later subscriber once its interval has passed, sent with a reduced interval before', { timeout: TEST_TIMEOUT }, async (t) => {
     // [MQTT-3.3.2-5] [MQTT-3.3.2-6] apply to retained messages too (section 3.3.2.3.3)
+    const clock = mockClock(t)
     await withV5Broker({}, async (b) => {
       const pub = await b.mqtt({ clientId: 'pub' })
       await pub.client.publishAsync('exp/retained/short', 'short', { qos: 1, retain: true, properties: { messageExpiryInterval: 1 } })
       await pub.client.publishAsync('exp/retained/long', 'long', { qos: 1, retain: true, properties: { messageExpiryInterval: 60 } })
-      await delay(1600)
+      clock.tick(1600)
       const sub = await b.mqtt({ clientId: 'late' })
       await sub.client.subscribeAsync('exp/retained/#', { qos: 1 })
       const long = await sub.inbox.waitFor('long')
@@ -402,12 +396,14 @@ describe('MQTT 5 Receive Maximum', () => {
       const { raw: pub } = await b.rawConnect({ clientId: 'pub' })
       for (let i = 1; i <= 5; i++) pub.publish('rm/t', `m${i}`, 1, { packetId: i })
       await until(() => sub.publishes().length >= 2, 3000, 'two messages')
-      await delay(300)
+      // All five routed (PUBACKed), then the fence: whatever the broker sent 'slow' has arrived.
+      await pub.until(() => pub.all.filter((p) => p.type === 'puback').length === 5, undefined, 'five PUBACKs')
+      await sub.ping()
       assert.deepEqual(sub.publishes().map((p) => p.payload.toString()), ['m1', 'm2'])
       // One ack, one more message
       sub.send({ type: 'puback', packetId: (sub.publishes()[0] as PublishPacket).packetId })
       await until(() => sub.publishes().length >= 3, 3000, 'a third message')
-      await delay(300)
+      await sub.ping() // the broker has handled the PUBACK, and sent all it would on it
       assert.equal(sub.publishes().length, 3)
       // Ack everything as it comes: the rest follow, in order
       const acked = new Set([(sub.publishes()[0] as PublishPacket).packetId])
@@ -439,7 +435,9 @@ describe('MQTT 5 Receive Maximum', () => {
       sub.send({ type: 'pubrec', packetId: first.packetId })
       const rel = await sub.take('pubrel')
       assert.equal(rel.packetId, first.packetId)
-      await delay(300)
+      // Both routed (PUBRECed), and the fence: the broker has handled our PUBREC and sent what it would on it.
+      await pub.until(() => pub.all.filter((p) => p.type === 'pubrec').length === 2, undefined, 'two PUBRECs')
+      await sub.ping()
       assert.equal(sub.publishes().length, 1, 'the second message waited for PUBCOMP')
       sub.send({ type: 'pubcomp', packetId: first.packetId })
       await sub.takePublish('q2')

@@ -7,16 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { AuthorizeSubscribeHook } from '../../src/hooks/types.js'
 import type { QoS } from '../../src/protocol/packets.js'
-import { fence, hex, leave, TEST_TIMEOUT, until, withV5Broker, type RawV5, type V5Broker } from './v5-helpers.js'
-
-/** Publishes a marker on `topic` from a fresh raw client and waits until `raw` has received it. */
-async function rawFence(b: V5Broker, topic: string, raw: RawV5, marker = 'fence'): Promise<void> {
-  const { raw: pub } = await b.rawConnect({ clientId: `fence-${Math.random().toString(36).slice(2)}` })
-  pub.publish(topic, marker, 1, { packetId: 1 })
-  await pub.take('puback')
-  await raw.takePublish(marker)
-  pub.destroy()
-}
+import { fence, hex, leave, rawFence, TEST_TIMEOUT, until, withV5Broker, type TestBroker } from '../helpers/index.js'
 
 /** Refuses 'test/nosubscribe' (false), and answers SUBACK codes for two more filters as a JavaScript host might. */
 const authorizeSubscribe: AuthorizeSubscribeHook = (_client, subscription) => {
@@ -187,7 +178,7 @@ describe('MQTT 5 Retain As Published', () => {
 })
 
 describe('MQTT 5 Retain Handling', () => {
-  async function withRetained(body: (b: V5Broker) => Promise<void>): Promise<void> {
+  async function withRetained(body: (b: TestBroker) => Promise<void>): Promise<void> {
     await withV5Broker({}, async (b) => {
       const pub = await b.mqtt({ clientId: 'pub' })
       await pub.client.publishAsync('rh/t', 'kept', { qos: 1, retain: true })
