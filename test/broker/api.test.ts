@@ -6,34 +6,8 @@
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { describe, it } from 'node:test'
-import { Duplex } from 'node:stream'
 import { Broker, DEFAULT_LIMITS, tcp, type Client, type DisconnectReason, type Message, type Subscription } from '../../src/index.js'
-import { connect } from '../connection/raw.js'
-import { RawMqtt } from '../connection/packets.js'
-import { delay, disconnected, Inbox, once, RawStream, startBroker, subackCodes } from '../helpers.js'
-
-/**
- * Two connected in-memory Duplex streams: what one writes, the other reads. Like a TCP socket, each
- * ends its side when the other has ended (allowHalfOpen false), and then emits 'close'.
- */
-function duplexPair(): [Duplex, Duplex] {
-  const make = (peer: () => Duplex): Duplex =>
-    new Duplex({
-      allowHalfOpen: false,
-      read() {},
-      write(chunk: Buffer, _encoding, callback) {
-        peer().push(chunk)
-        callback()
-      },
-      final(callback) {
-        peer().push(null)
-        callback()
-      },
-    })
-  const a: Duplex = make(() => b)
-  const b: Duplex = make(() => a)
-  return [a, b]
-}
+import { connect, disconnected, Inbox, memoryPair, nextTurn, once, RawMqtt, startBroker, subackCodes } from '../helpers/index.js'
 
 /** Records unhandled rejections and uncaught exceptions while `body` runs. */
 async function watchProcess(body: () => Promise<void>): Promise<unknown[]> {
@@ -45,8 +19,8 @@ async function watchProcess(body: () => Promise<void>): Promise<unknown[]> {
   process.on('uncaughtException', record)
   try {
     await body()
-    // Rejections are reported after the microtask queue drains.
-    await delay(50)
+    // Rejections are reported once the microtask queue has drained, before the next turn.
+    await nextTurn()
   } finally {
     process.off('unhandledRejection', record)
     process.off('uncaughtException', record)
@@ -361,8 +335,8 @@ describe('broker.subscribe', () => {
 
       off()
       await pub.publishAsync('a/b/c', 'after off', { qos: 1 })
+      // Both were routed when their promises resolved (PUBACK, broker.publish), as above.
       await b.broker.publish({ topic: 'a/b/c', payload: 'after off, from the host', qos: 0 })
-      await delay(50)
       assert.equal(got.length, 2, 'no call after off()')
     } finally {
       await b.close()
@@ -391,9 +365,9 @@ describe('broker.handle', () => {
     // Issue 2: `broker.handle(duplexStream)`: any Duplex is a client connection.
     const b = await startBroker()
     try {
-      const [brokerSide, clientSide] = duplexPair()
+      const [brokerSide, clientSide] = memoryPair()
       b.broker.handle(brokerSide)
-      const peer = new RawMqtt(new RawStream(clientSide))
+      const peer = new RawMqtt(clientSide)
       peer.send({ type: 'connect', protocolName: 'MQTT', protocolVersion: 4, cleanSession: true, keepAlive: 0, clientId: 'in-memory' })
       const connack = await peer.next('connack')
       assert.equal(connack.returnCode, 0)
@@ -424,7 +398,7 @@ describe('broker.handle', () => {
       const gone = disconnected(b, 'in-memory')
       peer.send({ type: 'disconnect' })
       assert.equal((await gone)[1], 'disconnect')
-      await peer.raw.until(() => peer.raw.closed, 3000, 'the broker to end the stream')
+      await peer.waitClosed()
     } finally {
       await b.close()
     }

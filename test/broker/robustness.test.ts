@@ -6,8 +6,7 @@ import net from 'node:net'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
 import { Broker, MemoryPersistence, tcp, type AuthenticateResult, type PersistenceAdapter, type SessionRecord } from '../../src/index.js'
-import { delay, once, startBroker } from '../helpers.js'
-import { connect, expectClosedSilently, readConnack } from '../connection/raw.js'
+import { connect, expectClosedSilently, once, readConnack, startBroker } from '../helpers/index.js'
 
 test('broker.handle() during an async restore waits for it: the client resumes its stored session', async () => {
   const record: SessionRecord = {
@@ -19,16 +18,22 @@ test('broker.handle() during an async restore waits for it: the client resumes i
   }
   const memory = new MemoryPersistence()
   memory.saveSession(record)
+  // The restore finishes only once the broker has been handed the client's connection.
+  let restore: () => void = () => {}
+  const restoring = new Promise<void>((resolve) => (restore = resolve))
   const slow: PersistenceAdapter = {
     storeRetained: (m) => memory.storeRetained(m),
     matchRetained: (f) => memory.matchRetained(f),
     saveSession: (r) => memory.saveSession(r),
     deleteSession: (id) => memory.deleteSession(id),
-    loadSessions: () => delay(200).then(() => memory.loadSessions()),
+    loadSessions: () => restoring.then(() => memory.loadSessions()),
     close: () => memory.close(),
   }
   const broker = new Broker({ persistence: slow })
-  const server = net.createServer((socket) => broker.handle(socket))
+  const server = net.createServer((socket) => {
+    broker.handle(socket)
+    restore()
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as net.AddressInfo).port
   const client = mqtt.connect({ host: '127.0.0.1', port, clientId: 'early', clean: false, protocolVersion: 4, reconnectPeriod: 0 })
@@ -91,8 +96,7 @@ test('an MQTT 3.1 client resuming its session gets CONNACK flags 0 (3.1 has no s
       raw.write(connect({ clientId: 'old-timer', protocolVersion: 3, cleanSession: false }))
       const connack = await readConnack(raw)
       assert.deepEqual(connack, { sessionPresent: 0, returnCode: 0 })
-      raw.socket.destroy()
-      await delay(20)
+      await raw.drop(b, 'old-timer')
     }
   } finally {
     await b.close()
@@ -130,7 +134,7 @@ test('sockets that never send CONNECT count against maxConnections: past a small
     const idle = []
     for (let i = 0; i < 18; i++) idle.push(await b.raw())
     const extra = await b.raw()
-    await extra.waitClosed(2000)
+    await extra.waitClosed()
     assert.equal(extra.received.length, 0)
     assert.ok(idle.every((r) => !r.closed), 'the sockets within the headroom stay open until their connect timeout')
   } finally {
