@@ -7,7 +7,11 @@
  * ```
  *
  * Each test gets a fresh adapter from `create` and closes it. Every adapter method may answer
- * synchronously or with a Promise, so every result is awaited.
+ * synchronously or with a Promise, so every result is awaited. Most tests await each call before
+ * making the next; 'overlapping calls' makes them as the broker does, without waiting.
+ *
+ * Not covered (the suite never reopens a store): that what an adapter was told survives a new
+ * instance on the same storage. An adapter that can reopen should test that itself.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -339,12 +343,37 @@ export function persistenceConformance(name: string, create: Create): void {
         }))
     })
 
+    describe('overlapping calls', () => {
+      it('on different topics and client ids all take effect, made without waiting as the broker makes them', () =>
+        withAdapter(async (a) => {
+          // The broker does not wait for one call before making the next (it tracks them all), so
+          // calls for different keys may be in flight together; each must still take effect.
+          const topics = Array.from({ length: 8 }, (_, i) => `o/${i}`)
+          const ids = Array.from({ length: 8 }, (_, i) => `overlap-${i}`)
+          await Promise.all([...topics.map((t) => a.storeRetained(message(t, t))), ...ids.map((id) => a.saveSession(fullRecord(id)))])
+          assert.deepEqual(await topicsMatching(a, 'o/#'), topics)
+          const loaded = (await a.loadSessions()).sort(byClientId)
+          assert.deepEqual(
+            loaded.map((r) => r.clientId),
+            [...ids].sort(),
+          )
+          for (const r of loaded) assert.deepEqual(plain(r), plain(fullRecord(r.clientId)))
+        }))
+    })
+
     describe('close', () => {
       it('resolves after writes, and may be awaited once the adapter is idle', async () => {
         const a = await create()
         await a.storeRetained(message('c/t', 'before close'))
         await a.saveSession(fullRecord('c'))
-        await a.close()
+        // The writes were done when they resolved: close follows real work, not an empty adapter.
+        assert.deepEqual(await topicsMatching(a, '#'), ['c/t'])
+        assert.deepEqual(
+          (await a.loadSessions()).map((r) => r.clientId),
+          ['c'],
+        )
+        // Awaiting close neither throws, rejects nor hangs (the test's timeout), and yields nothing.
+        assert.equal(await a.close(), undefined)
       })
     })
   })

@@ -4,9 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { MemoryPersistence } from '../../src/index.js'
-import { RawMqtt, type PacketOf } from '../connection/packets.js'
-import { leave, startBroker } from '../helpers.js'
+import { MemoryPersistence, type SessionRecord } from '../../src/index.js'
+import { leave, RawMqtt, startBroker, until, type PacketOf } from '../helpers/index.js'
 
 describe('restart on the same persistence', () => {
   it('restores a persistent session with its queued messages, and the retained messages', async () => {
@@ -126,14 +125,9 @@ describe('restart on the same persistence', () => {
         clean: false,
         will: { topic: 'wills/crashed', payload: Buffer.from('gone with the broker'), qos: 1, retain: true },
       })
-      const deadline = Date.now() + 3000
-      let saved = persistence.loadSessions().find((r) => r.clientId === 'crashed')
-      while (saved?.will === undefined) {
-        if (Date.now() > deadline) throw new Error('the session with its will was never saved')
-        await new Promise((resolve) => setImmediate(resolve))
-        saved = persistence.loadSessions().find((r) => r.clientId === 'crashed')
-      }
-      snapshot.saveSession(saved)
+      const saved = (): SessionRecord | undefined => persistence.loadSessions().find((r) => r.clientId === 'crashed')
+      await until(() => saved()?.will !== undefined, undefined, 'the session with its will to be saved')
+      snapshot.saveSession(saved() as SessionRecord)
     } finally {
       await first.close()
     }
