@@ -4,7 +4,7 @@ import net from 'node:net'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
-import { once } from '../helpers.js'
+import { once, Waiters } from '../helpers/index.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const cli = ['--import', 'tsx', 'src/cli/main.ts']
@@ -12,26 +12,20 @@ const cli = ['--import', 'tsx', 'src/cli/main.ts']
 function startCli(args: string[]): { output: () => string; waitFor: (re: RegExp) => Promise<RegExpMatchArray>; child: ReturnType<typeof spawn> } {
   const child = spawn(process.execPath, [...cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+  const output = new Waiters()
+  const append = (d: Buffer): void => {
+    out += d.toString()
+    output.notify()
+  }
+  child.stdout.on('data', append)
+  child.stderr.on('data', append)
   return {
     child,
     output: () => out,
-    waitFor: (re) =>
-      new Promise((resolve, reject) => {
-        const timer = setInterval(() => {
-          const m = out.match(re)
-          if (m) {
-            clearInterval(timer)
-            clearTimeout(timeout)
-            resolve(m)
-          }
-        }, 20)
-        const timeout = setTimeout(() => {
-          clearInterval(timer)
-          reject(new Error(`no output matching ${re}; got:\n${out}`))
-        }, 15000)
-      }),
+    waitFor: async (re) => {
+      await output.until(() => out.match(re) !== null, 15_000, () => `output matching ${re}; got:\n${out}`)
+      return out.match(re) as RegExpMatchArray
+    },
   }
 }
 

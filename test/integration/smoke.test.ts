@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { once, startBroker } from '../helpers.js'
+import { once, startBroker } from '../helpers/index.js'
 
 test('a client receives what another publishes, at QoS 0, 1 and 2', async () => {
   const b = await startBroker()

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { describe, test } from 'node:test'
-import { startBroker, skipWithout, type TestBroker } from '../helpers.js'
+import { startBroker, skipWithout, type TestBroker } from '../helpers/index.js'
 
 const skip = skipWithout('mosquitto_pub') ?? skipWithout('mosquitto_sub')
 
