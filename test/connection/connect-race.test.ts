@@ -5,9 +5,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { AuthenticateRequest, DisconnectReason } from '../../src/index.js'
-import { startBroker } from '../helpers.js'
-import { RawMqtt } from './packets.js'
-import { connect } from './raw.js'
+import { connect, RawMqtt, startBroker } from '../helpers/index.js'
 
 /** A promise with its resolve function outside. */
 function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {

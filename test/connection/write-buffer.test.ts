@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startBroker } from '../helpers.js'
-import { RawMqtt } from './packets.js'
+import { RawMqtt, startBroker } from '../helpers/index.js'
 
 for (const maxWriteBuffer of [1024, 8 * 1024, 64 * 1024]) {
   test(`maxWriteBuffer ${maxWriteBuffer}: a delivery larger than the limit is sent, then the client is read again (PINGREQ answered)`, async () => {

@@ -9,10 +9,22 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { ConnackPacket, Packet } from '../../src/protocol/packets.js'
-import { withBroker } from '../helpers.js'
-import { u16 } from '../connection/packets.js'
-import { connectAccepted, connect as connect311, expectClosedSilently, lp, packet, PINGREQ, PINGRESP, rawConnect } from '../connection/raw.js'
-import { hex, type RawV5, TEST_TIMEOUT, withV5Broker } from './v5-helpers.js'
+import {
+  connectAccepted,
+  connect as connect311,
+  expectClosedSilently,
+  hex,
+  lp,
+  packet,
+  PINGREQ,
+  PINGRESP,
+  rawConnect,
+  type RawV5,
+  TEST_TIMEOUT,
+  u16,
+  withBroker,
+  withV5Broker,
+} from '../helpers/index.js'
 
 const MALFORMED = 0x81
 const PROTOCOL_ERROR = 0x82

@@ -11,8 +11,7 @@ import { DecodeError, PacketDecoder, isSupportedProtocol } from '../../src/proto
 import { encodePacket } from '../../src/protocol/encoder.js'
 import type { ConnectPacket, Packet, ProtocolVersion, PublishPacket } from '../../src/protocol/packets.js'
 import { hasWildcard, isValidTopicFilter, isValidTopicName, topicMatches } from '../../src/protocol/topics.js'
-import { u16 } from '../connection/packets.js'
-import { packet, varint } from '../connection/raw.js'
+import { packet, u16, varint } from '../helpers/index.js'
 
 const MALFORMED = 0x81
 const PROTOCOL_ERROR = 0x82

@@ -4,8 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { mock, test } from 'node:test'
-import { startBroker } from '../helpers.js'
-import { RawV5 } from '../mqtt5/v5-helpers.js'
+import { RawV5, startBroker } from '../helpers/index.js'
 
 test('expired queued messages give their slots to fresh ones (maxQueued 2)', async () => {
   mock.timers.enable({ apis: ['Date'], now: 1_000_000 })
