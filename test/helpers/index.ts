@@ -3,7 +3,7 @@
  * - wait.ts: `until` (the one way to wait for a condition), `Waiters`, `once`, `disconnected`/`gone`,
  *   all with deadlines on the real clock (safe under node:test mock timers);
  * - broker.ts: `startBroker`/`withBroker` (and the MQTT 5 flavours), `leave`, the marker `fence`;
- * - raw.ts: `RawMqtt`, the one raw client (bytes and packets; also named RawClient, RawStream, RawV5);
+ * - raw.ts: `RawMqtt`, the one raw client (bytes and packets; also named RawV5), `memoryPair`;
  * - packets.ts: packet builders, hand-made malformed bytes, and byte-level CONNACK checks;
  * - mqtt.ts: `Inbox` for `mqtt` clients, `subackCodes`, the PINGREQ fence `ping`;
  * - timers.ts: mock timers for the tests of protocol timers;

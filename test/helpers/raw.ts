@@ -6,8 +6,7 @@
  * codec at the client's protocol level. Waiting is event-driven: every byte received, and the
  * close, wakes the waiters.
  *
- * `RawClient`, `RawStream` and `RawV5` are other names for it, kept for the tests written
- * against the clients this one replaced.
+ * `RawV5` is another name for it, kept for the tests written against the MQTT 5 client it replaced.
  */
 import assert from 'node:assert/strict'
 import net from 'node:net'
@@ -54,15 +53,17 @@ export class RawMqtt {
   readonly inbox: Packet[] = []
   /** Every packet received, taken or not, in arrival order. */
   readonly all: Packet[] = []
-  readonly stream: Duplex
   private readonly waiters = new Waiters()
   private readonly decoder: PacketDecoder
   /** What the decoder threw, if the broker sent something it cannot read: thrown by the packet view. */
   private decodeError: Error | undefined
 
+  readonly stream: Duplex
+
   /**
-   * A client over `source`: a Duplex, or another RawMqtt whose stream (and the bytes it received
-   * so far) this one takes over, to read them at another protocol level.
+   * A client over `source`, speaking protocol level `version`: a Duplex, or another RawMqtt whose
+   * stream (and the bytes it received so far) this one takes over (tests once wrapped the byte
+   * client in the packet client this way: `new RawMqtt(await b.raw())`).
    */
   constructor(
     source: Duplex | RawMqtt,
@@ -326,16 +327,6 @@ export function memoryPair(): [Duplex, Duplex] {
   const b: Duplex = make(() => a)
   return [a, b]
 }
-
-/** The raw client as a byte stream over any Duplex (`new RawStream(duplex)`). */
-export const RawStream = RawMqtt
-export type RawStream = RawMqtt
-
-/** The raw client over TCP (`await RawClient.connect(port)`). */
-export const RawClient = {
-  connect: (port: number, version: ProtocolVersion = 4): Promise<RawMqtt> => RawMqtt.tcp(port, version),
-}
-export type RawClient = RawMqtt
 
 /** The raw client at protocol level 5 (`RawV5.open(port)`, or a broker's `raw()`). */
 export const RawV5 = RawMqtt

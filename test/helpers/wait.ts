@@ -125,9 +125,3 @@ export async function gone(b: { broker: Broker }, id: string, ms: number = DEFAU
 export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
 }
-
-/**
- * A fixed sleep on the real clock. Not for synchronisation (wait for an event, a fence or a
- * condition instead); kept for the tests that still import it.
- */
-export const delay = (ms: number): Promise<void> => new Promise((resolve) => realTimer(ms, resolve))
