@@ -1,5 +1,5 @@
 /**
- * The embedding API as a host application sees it (issue 2, "The embedding API"): typed events,
+ * The embedding API as a host application sees it: typed events,
  * isolation from faulty listeners, in-process publish and subscribe, `handle(duplex)`, `close()`,
  * `listen()` and `limits`.
  */

@@ -45,7 +45,7 @@ const INVALID_UTF8: Array<[string, number[]]> = [
 
 describe('CONNECT: protocol name and level', () => {
   test("'MQIsdp' level 3 (MQTT 3.1) is accepted and served as 3.1", async () => {
-    // [MQTT 3.1 section 3.1] protocol name "MQIsdp", version 3; issue 2: MQIsdp/3 is supported
+    // [MQTT 3.1 section 3.1] protocol name "MQIsdp", version 3; MQIsdp/3 is supported
     await withBroker({}, async (b) => {
       const clients = connectedClients(b)
       const client = await b.connect({ protocolId: 'MQIsdp', protocolVersion: 3, clientId: 'v31-client' })
@@ -133,7 +133,7 @@ describe('CONNECT: packet order', () => {
 
   test('no CONNECT within limits.connectTimeoutMs closes the connection', async (t) => {
     // MQTT 3.1.1 section 3.1.4: a server SHOULD close a connection that sends no CONNECT within a
-    // reasonable time; issue 2: that time is limits.connectTimeoutMs. The clock is mocked, and the
+    // reasonable time; that time is limits.connectTimeoutMs. The clock is mocked, and the
     // connection is an in-memory pair, so the broker's end of it (and its timer) exists at once.
     const clock = mockClock(t)
     await withBroker({ limits: { connectTimeoutMs: 300 } }, async (b) => {
@@ -157,7 +157,7 @@ describe('CONNECT: packet order', () => {
   })
 
   test('a client that sent CONNECT in time is not closed by the connect timeout', async (t) => {
-    // issue 2: only a connection without CONNECT within connectTimeoutMs is closed
+    // only a connection without CONNECT within connectTimeoutMs is closed
     const clock = mockClock(t)
     await withBroker({ limits: { connectTimeoutMs: 300 } }, async (b) => {
       let gone = false
@@ -367,7 +367,7 @@ describe('CONNACK session present', () => {
 
 describe('authenticate hook', () => {
   test('false refuses with return code 4; { reasonCode: 5 } with 5; true accepts', async () => {
-    // issue 2: false → 3.1.1 return code 4 (bad user name or password), { reasonCode } chooses;
+    // false → 3.1.1 return code 4 (bad user name or password), { reasonCode } chooses;
     // [MQTT-3.2.2-4] [MQTT-3.2.2-5] a refusing CONNACK has session present 0 and the connection closes
     await withBroker(
       {
@@ -382,7 +382,7 @@ describe('authenticate hook', () => {
   })
 
   test('async (Promise) results: false → 4, { reasonCode: 5 } → 5, true accepts', async () => {
-    // issue 2: the authenticate hook may be async
+    // the authenticate hook may be async
     await withBroker(
       {
         authenticate: async ({ username }) => {
@@ -425,7 +425,7 @@ describe('authenticate hook', () => {
   })
 
   test('receives the client id, user name, password (a Buffer) and remote address', async () => {
-    // issue 2: authenticate({ clientId, username, password, remoteAddress })
+    // authenticate({ clientId, username, password, remoteAddress })
     const seen: AuthenticateRequest[] = []
     await withBroker(
       {
@@ -449,7 +449,7 @@ describe('authenticate hook', () => {
   })
 
   test('a hook that throws or rejects closes that connection only; the broker keeps serving others', async () => {
-    // issue 2: hook errors never break the broker; the failing client is not accepted
+    // hook errors never break the broker; the failing client is not accepted
     await withBroker(
       {
         authenticate: ({ username }) => {
@@ -485,7 +485,7 @@ describe('authenticate hook', () => {
 
 describe('limits', () => {
   test('maxConnections: the next connection gets CONNACK 3; after one leaves, a new one is accepted', async () => {
-    // [MQTT-3.2.2-5]/section 3.2.2.3 return code 3: server unavailable; issue 2: limits.maxConnections
+    // [MQTT-3.2.2-5]/section 3.2.2.3 return code 3: server unavailable; limits.maxConnections
     await withBroker({ limits: { maxConnections: 2 } }, async (b) => {
       const one = await b.connect({ clientId: 'one' })
       await b.connect({ clientId: 'two' })
@@ -500,7 +500,7 @@ describe('limits', () => {
   })
 
   test('maxKeepAlive: a 3.1.1 client asking for more gets return code 2; asking for less or equal is accepted', async () => {
-    // issue 2 limits.maxKeepAlive; options.ts: a 3.1/3.1.1 client cannot be told a lower keep
+    // limits.maxKeepAlive; options.ts: a 3.1/3.1.1 client cannot be told a lower keep
     // alive, so it is refused with CONNACK 2 (as Mosquitto does)
     await withBroker({ limits: { maxKeepAlive: 60 } }, async (b) => {
       await expectRefused(await b.raw(), connect({ clientId: 'ka120', keepAlive: 120 }), 2)

@@ -82,7 +82,7 @@ class LoggedBroker {
 }
 
 test('DEBUG=culex:* logs connections, CONNACK codes, SUBSCRIBE, PUBLISH, PINGREQ/PINGRESP and disconnect reasons', async () => {
-  // issue 2, Logging: DEBUG=culex:* shows new connections (address, client id, keep alive, clean
+  // Logging: DEBUG=culex:* shows new connections (address, client id, keep alive, clean
   // flag, will or not), CONNACK codes, SUBSCRIBE/PUBLISH summaries, PINGREQ/PINGRESP and
   // disconnect reasons, like `mosquitto -v`
   const b = LoggedBroker.start('culex:*')
