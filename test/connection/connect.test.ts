@@ -510,7 +510,7 @@ describe('limits', () => {
   })
 
   test('maxPacketSize: a larger packet closes the connection; one within the limit is served', async () => {
-    // issue 2: limits.maxPacketSize (fixed header included): a larger packet closes the connection
+    // limits.maxPacketSize (fixed header included): a larger packet closes the connection
     await withBroker({ limits: { maxPacketSize: 1024 } }, async (b) => {
       const sub = await b.connect({ clientId: 'size-sub' })
       await sub.subscribeAsync('size/#')

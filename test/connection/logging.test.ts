@@ -168,7 +168,7 @@ test('DEBUG=culex:* logs connections, CONNACK codes, SUBSCRIBE, PUBLISH, PINGREQ
 })
 
 test('without DEBUG the broker logs nothing', async () => {
-  // issue 2: logging goes through `debug`, so it is off unless DEBUG enables it
+  // logging goes through `debug`, so it is off unless DEBUG enables it
   const b = LoggedBroker.start('')
   let client: RawMqtt | undefined
   try {
