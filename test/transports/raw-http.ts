@@ -1,6 +1,7 @@
 /** Raw HTTP upgrades and WebSocket frames over a plain socket, for tests that need exact bytes. */
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
+import { Waiters } from '../helpers/index.js'
 
 /** The request lines of a WebSocket upgrade for `target` (a path, or anything else for malformed requests). */
 export function upgradeRequest(target: string, headers: Record<string, string> = {}): string {
@@ -61,13 +62,13 @@ export class RawWebSocket {
   private buffered = Buffer.alloc(0)
   private readonly frames: Frame[] = []
   private closed = false
-  private wake: (() => void) | undefined
+  private readonly waiters = new Waiters()
 
   private constructor(readonly socket: net.Socket, rest: Buffer) {
     socket.on('data', (chunk: Buffer) => this.take(chunk))
     socket.on('close', () => {
       this.closed = true
-      this.wake?.()
+      this.waiters.notify()
     })
     socket.on('error', () => {})
     this.take(rest)
@@ -123,19 +124,7 @@ export class RawWebSocket {
 
   /** Waits for the next frame from the server, or null once the connection has closed without one. */
   async nextFrame(ms = 5000): Promise<Frame | null> {
-    const deadline = Date.now() + ms
-    while (this.frames.length === 0 && !this.closed) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error('timed out waiting for a frame from the server')
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left)
-        this.wake = () => {
-          clearTimeout(t)
-          resolve()
-        }
-      })
-      this.wake = undefined
-    }
+    await this.waiters.until(() => this.frames.length > 0 || this.closed, ms, 'a frame from the server')
     return this.frames.shift() ?? null
   }
 
@@ -165,7 +154,7 @@ export class RawWebSocket {
       if (b.length < offset + length) return
       this.frames.push({ opcode: (b[0] as number) & 0x0f, payload: b.subarray(offset, offset + length) })
       this.buffered = b.subarray(offset + length)
-      this.wake?.()
+      this.waiters.notify()
     }
   }
 }
