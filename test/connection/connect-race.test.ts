@@ -5,14 +5,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { AuthenticateRequest, DisconnectReason } from '../../src/index.js'
-import { connect, RawMqtt, startBroker } from '../helpers/index.js'
-
-/** A promise with its resolve function outside. */
-function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => (resolve = r))
-  return { promise, resolve }
-}
+import { connect, deferred, RawMqtt, startBroker } from '../helpers/index.js'
 
 test('an older CONNECT decided after a newer one with the same client id does not take the session over', async () => {
   const slowAsked = deferred<void>()

@@ -5,13 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { mockClock, RawMqtt, startBroker } from '../helpers/index.js'
-
-function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => (resolve = r))
-  return { promise, resolve }
-}
+import { deferred, mockClock, RawMqtt, startBroker } from '../helpers/index.js'
 
 test('a slow authorizePublish does not let keep alive disconnect the client that waits for it', async (t) => {
   const clock = mockClock(t)

@@ -125,3 +125,10 @@ export async function gone(b: { broker: Broker }, id: string, ms: number = DEFAU
 export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve))
 }
+
+/** A promise with its `resolve` outside: a gate a test opens when it chooses (a slow hook's answer, say). */
+export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((r) => (resolve = r))
+  return { promise, resolve }
+}
