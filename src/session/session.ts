@@ -135,9 +135,9 @@ export class Session {
     return this.link !== null
   }
 
-  /** Whether one more QoS 1/2 PUBLISH may be sent now: the in-flight window has room. */
+  /** Whether a new QoS 1/2 PUBLISH may be sent now: nothing waits to be re-sent and the in-flight window has room. */
   private get windowOpen(): boolean {
-    return this.inflight.size - this.unsent.size < this.inflightLimit && this.unsent.size === 0
+    return this.unsent.size === 0 && this.inflight.size < this.inflightLimit
   }
 
   /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
