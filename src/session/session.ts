@@ -174,7 +174,7 @@ export class Session {
     if (entry === undefined) return false
     if (kind === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false
     this.inflight.delete(packetId)
-    this.unsent.delete(packetId)
+    if (this.unsent.size > 0) this.unsent.delete(packetId)
     this.drain()
     this.onChange?.(this)
     return true
@@ -311,7 +311,7 @@ export class Session {
     const link = this.link
     if (link === null) return 0
     let sent = 0
-    for (const packetId of this.unsent) {
+    if (this.unsent.size > 0) for (const packetId of this.unsent) {
       if (this.inflight.size - this.unsent.size >= this.inflightLimit) return sent
       this.unsent.delete(packetId)
       this.resend(link, packetId, this.inflight.get(packetId) as Inflight)
