@@ -83,7 +83,8 @@ function publishProperties(given: PublishProperties): Properties | undefined {
     if (!isValidTopicName(responseTopic)) throw new TypeError(`properties.responseTopic ${JSON.stringify(responseTopic)} is not a valid topic name`)
     out.responseTopic = responseTopic
   }
-  if (correlationData !== undefined) out.correlationData = Buffer.from(typeof correlationData === 'string' ? Buffer.from(correlationData) : correlationData)
+  // A copy, as for the payload: the caller may reuse its buffer.
+  if (correlationData !== undefined) out.correlationData = typeof correlationData === 'string' ? Buffer.from(correlationData) : Buffer.from(correlationData)
   if (userProperties !== undefined) {
     if (!Array.isArray(userProperties) || !userProperties.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string')) {
       throw new TypeError('properties.userProperties must be an array of [name, value] string pairs')
