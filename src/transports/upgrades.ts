@@ -49,6 +49,11 @@ export function refuseUpgrade(socket: Duplex, status: number): void {
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }
 
+/** Whether an upgrade request came over TLS ('wss'). */
+export function isEncrypted(request: http.IncomingMessage): boolean {
+  return 'encrypted' in request.socket && request.socket.encrypted === true
+}
+
 function dispatch(server: HttpServer, paths: Map<string, UpgradeHandler>, request: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   const path = requestPath(request.url)
   const handler = path === undefined ? undefined : paths.get(path)
@@ -56,7 +61,7 @@ function dispatch(server: HttpServer, paths: Map<string, UpgradeHandler>, reques
   // Another 'upgrade' listener (the host's own WebSocket routes) answers what is not ours.
   if (server.listenerCount('upgrade') > 1) return
   const status = path === undefined ? 400 : 404
-  const name = 'encrypted' in request.socket && request.socket.encrypted === true ? 'wss' : 'ws'
+  const name = isEncrypted(request) ? 'wss' : 'ws'
   log.client('%s: refusing an upgrade for %j from %s with HTTP %d: no WebSocket endpoint there', name, request.url, request.socket.remoteAddress, status)
   refuseUpgrade(socket, status)
 }

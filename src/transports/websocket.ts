@@ -9,7 +9,7 @@ import { closeServer, listenDualStack } from './bind.js'
 import { forwardedClient } from './forwarded.js'
 import { trustedSet } from './proxy-protocol.js'
 import type { ConnectionHandler, ListenContext, Listener, Transport } from './transport.js'
-import { requestPath, routeUpgrades, type HttpServer } from './upgrades.js'
+import { isEncrypted, requestPath, routeUpgrades, type HttpServer } from './upgrades.js'
 
 /**
  * Options of the `websocket` transport: its own port (`{ port, host, path }`), or a path on the
@@ -61,10 +61,6 @@ function origin(request: http.IncomingMessage, trusted: ReadonlySet<string>): Co
   return { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
 }
 
-function isEncrypted(request: http.IncomingMessage): boolean {
-  return 'encrypted' in request.socket && request.socket.encrypted === true
-}
-
 /** Ends a WebSocket with 1001 (going away), cutting the socket if the peer does not answer. */
 function goAway(ws: WebSocket): void {
   ws.close(1001, 'server closing')
@@ -79,6 +75,7 @@ async function attach(
   watchHost: boolean,
 ): Promise<Listener> {
   const path = options.path ?? '/mqtt'
+  const scheme = server instanceof nodeTls.Server ? 'wss' : 'ws'
   const trusted = trustedSet(options.trustedProxies)
   const wss = new WebSocketServer({
     noServer: true,
@@ -102,7 +99,7 @@ async function attach(
   const checkHost = (): void => {
     if (watched.size > 0 && server.listening) return
     if (watched.size > 0) {
-      log.broker('%s: the host server stopped listening; closing its %d WebSocket connection(s) at %s', server instanceof nodeTls.Server ? 'wss' : 'ws', watched.size, path)
+      log.broker('%s: the host server stopped listening; closing its %d WebSocket connection(s) at %s', scheme, watched.size, path)
       for (const ws of watched) goAway(ws)
       watched.clear()
     }
@@ -126,7 +123,7 @@ async function attach(
       onConnection(stream, { ...origin(request, trusted), transport: isEncrypted(request) ? 'wss' : 'ws', request })
     })
   })
-  if (watchHost) log.broker('Listening on %s at %s on the host server %j', server instanceof nodeTls.Server ? 'wss' : 'ws', path, server.address())
+  if (watchHost) log.broker('Listening on %s at %s on the host server %j', scheme, path, server.address())
   return {
     address: () => server.address(),
     close: async () => {

@@ -236,7 +236,14 @@ describe('broker.publish', () => {
     const b = await startBroker({ persistence: stuck })
     try {
       await b.connect({ clientId: 'persistent', clean: false })
-      assert.deepEqual(await b.broker.publish({ topic: 'elsewhere', payload: 'x' }), { matched: 0 })
+      // Bounded, so that a publish waiting on the stuck save fails here rather than hanging the run.
+      let stuckFor: ReturnType<typeof setTimeout> | undefined
+      const stuck5s = new Promise<never>((_, reject) => (stuckFor = setTimeout(() => reject(new Error('broker.publish waited on an unrelated write')), 5000)))
+      try {
+        assert.deepEqual(await Promise.race([b.broker.publish({ topic: 'elsewhere', payload: 'x' }), stuck5s]), { matched: 0 })
+      } finally {
+        clearTimeout(stuckFor)
+      }
     } finally {
       for (const c of b.broker.clients) c.close()
       await Promise.race([b.close(), new Promise((resolve) => setImmediate(resolve))])
