@@ -269,8 +269,10 @@ export class Broker {
   }
 
   /**
-   * Shuts down gracefully: stops the listeners, publishes the wills that are due, closes every
-   * client, then flushes and closes persistence. Calling it again returns the same promise.
+   * Shuts down gracefully: stops the listeners, closes every client (publishing the wills that
+   * are due), stops the session-expiry and will-delay timers (the store keeps their due times for
+   * the next broker), commits what is left and closes persistence. Rejects if the store refuses
+   * the last changes. Calling it again returns the same promise.
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown()
@@ -283,9 +285,14 @@ export class Broker {
     this.listenersOpen.clear()
     for (const connection of [...this.core.connections]) connection.end('server-closing')
     await Promise.all(stopping)
-    await this.core.settle(true)
-    await this.core.persistence.close()
-    log.broker('Broker closed')
+    // Expiry and will timers stop here: the store keeps their due times for the next broker.
+    this.core.stopTimers()
+    try {
+      await this.core.settle()
+    } finally {
+      await this.core.persistence.close()
+      log.broker('Broker closed')
+    }
   }
 
   /** Calls each listener in isolation: one that throws or rejects goes to `hostError`, and the rest still run. */

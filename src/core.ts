@@ -4,18 +4,20 @@ import { Connection, type ConnectionInfo } from './connection/connection.js'
 import type { BrokerContext } from './connection/context.js'
 import type { BrokerEvents } from './hooks/events.js'
 import type { Client, ClientSummary, DisconnectReason } from './hooks/types.js'
-import { asError } from './hooks/errors.js'
-import { isPromise } from './hooks/promise.js'
 import { log } from './logging.js'
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type BrokerOptions, type Capabilities, type Limits } from './options.js'
-import type { Awaitable, PersistenceAdapter, StoredMessage } from './persistence/adapter.js'
+import type { PersistenceAdapter, RestoredSession } from './persistence/adapter.js'
+import { Journal } from './persistence/journal.js'
 import { MemoryPersistence } from './persistence/memory.js'
 import type { Subscription, WillMessage } from './protocol/packets.js'
+import { RetainedMessages } from './routing/retained-messages.js'
 import { Router, type Subscriber } from './routing/router.js'
 import { parseSharedFilter, SharedGroup, type SharedMember } from './routing/shared-group.js'
 import { LocalSubscriber } from './session/local-subscriber.js'
-import { isExpired, RoutedMessage } from './session/routed-message.js'
+import { RoutedMessage } from './session/routed-message.js'
 import { Session } from './session/session.js'
+import { SessionStore } from './session/session-store.js'
+import { Wills } from './session/wills.js'
 
 /** A Session Expiry Interval of 0xFFFFFFFF: the session never expires. */
 const NEVER_EXPIRES = 0xffffffff
@@ -32,6 +34,8 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   connectTimeoutMs: [1, 2_147_483_647],
   maxInflight: [1, 65_535],
   maxQueued: [0, Number.MAX_SAFE_INTEGER],
+  maxQueuedBytes: [0, Number.MAX_SAFE_INTEGER],
+  persistentSessionExpiry: [0, 0xffffffff],
   maxSubscriptionsPerClient: [0, Number.MAX_SAFE_INTEGER],
   maxWriteBuffer: [0, Number.MAX_SAFE_INTEGER],
   receiveMaximum: [1, 65_535],
@@ -74,8 +78,10 @@ type RouteTarget = Subscriber<RoutedMessage> & SharedMember<RoutedMessage>
 type Emit = <E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerEvents[E]>) => void
 
 /**
- * The broker's shared state and the operations connections call: sessions, routing, retained
- * messages, persistence. The public `Broker` wraps it; connections see it as `BrokerContext`.
+ * The broker's shared state and the operations connections call: sessions and their lifecycle,
+ * routing and shared subscriptions. Retained messages, wills and the way to the store each have
+ * their own owner (`RetainedMessages`, `Wills`, `Journal` with `SessionStore`). The public
+ * `Broker` wraps it; connections see it as `BrokerContext`.
  */
 export class BrokerCore implements BrokerContext {
   readonly limits: Readonly<Limits>
@@ -85,6 +91,10 @@ export class BrokerCore implements BrokerContext {
   readonly authorizePublish
   readonly authorizeSubscribe
   readonly persistence: PersistenceAdapter
+  readonly journal: Journal
+  readonly store: SessionStore
+  readonly retained: RetainedMessages
+  readonly wills: Wills
   readonly router = new Router<RoutedMessage>()
   readonly sessions = new Map<string, Session>()
   /** Shared subscriptions by their full '$share/{ShareName}/{filter}'. */
@@ -93,13 +103,12 @@ export class BrokerCore implements BrokerContext {
   readonly connections = new Set<Connection>()
   /** Connected clients (past CONNACK) by client identifier. */
   readonly clients = new Map<string, Connection>()
-  private readonly dirty = new Set<Session>()
-  private flushScheduled = false
-  private pendingWrites = new Set<Promise<void>>()
   private clientIdCounter = 0
   /** The connection whose CONNECT for a client identifier arrived last, while it is being decided. */
   private readonly latestConnect = new Map<string, Connection>()
   private readonly clientIdPrefix = `culex-${randomBytes(4).toString('hex')}-`
+  /** Sessions waiting to expire, so close() can stop their timers. */
+  private readonly expiring = new Set<Session>()
 
   constructor(
     options: BrokerOptions,
@@ -114,28 +123,41 @@ export class BrokerCore implements BrokerContext {
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
     this.persistence = options.persistence ?? new MemoryPersistence()
+    this.journal = new Journal(this.persistence, (error) => this.emit('persistenceError', error))
+    this.store = new SessionStore(this.journal)
+    this.retained = new RetainedMessages(this.journal)
+    this.wills = new Wills(this)
   }
 
-  /** Restores persistent sessions saved by an earlier run. */
+  /** Restores the persistent sessions and retained messages an earlier run left in the store. */
   async restore(): Promise<void> {
-    const records = await this.persistence.loadSessions()
-    for (const record of records) {
-      const session = Session.fromRecord(record, this.limits)
-      session.onChange = this.markDirty
+    const state = await this.persistence.open()
+    this.retained.restore(state.retained)
+    let lastMessageId = state.lastMessageId ?? 0
+    const restored: Array<[Session, RestoredSession]> = []
+    for (const stored of state.sessions) {
+      const session = Session.restore(stored, this.limits, this.store)
       this.sessions.set(session.clientId, session)
       for (const sub of session.subscriptions.values()) this.route(session, sub.topicFilter, sub)
-      // Offline since the previous run: its expiry counts from now, the earliest the broker knows.
-      this.scheduleExpiry(session)
+      restored.push([session, stored])
     }
-    if (records.length > 0) log.broker('Restored %d persistent sessions', records.length)
-    // A will still stored belongs to a connection the previous run never saw close: it ended
-    // without DISCONNECT, so the will is due now [MQTT-3.1.2-8].
-    for (const session of this.sessions.values()) {
-      const will = session.will
-      if (will === undefined) continue
-      session.will = undefined
-      this.sessionChanged(session)
-      this.publishWill(offlineClient(session.clientId), will, session)
+    // After every subscription is routed, so a delivery finds the shared subscription it came through.
+    const groups = (name: string): SharedGroup<RoutedMessage> | undefined => this.sharedGroups.get(name)
+    const now = Date.now()
+    for (const [session, stored] of restored) {
+      for (const d of stored.deliveries) if (d.messageId > lastMessageId) lastMessageId = d.messageId
+      session.restoreDeliveries(stored.deliveries, groups)
+      if (stored.disconnectedAt === undefined) {
+        // Its connection was open when the last run stopped: it is without one since now.
+        this.store.updated(session, now)
+      }
+    }
+    this.store.restoredMessageIds(lastMessageId)
+    if (restored.length > 0) log.broker('Restored %d persistent sessions', restored.length)
+    for (const [session, stored] of restored) {
+      if (stored.will !== undefined) this.wills.restored(offlineClient(session.clientId), session, stored.will.message, stored.will.publishAt)
+      // The expiry counts from when the session lost its connection, across restarts.
+      this.scheduleExpiry(session, (stored.disconnectedAt ?? now) + session.expiryInterval * 1000)
     }
   }
 
@@ -162,44 +184,43 @@ export class BrokerCore implements BrokerContext {
       // [MQTT-3.1.2-6] clean session discards the previous session; [MQTT-3.1.2-4] otherwise it resumes
       if (!cleanStart && existing.persistent) {
         this.cancelExpiry(existing)
-        // [MQTT-3.1.3-9] reconnecting before the Will Delay Interval has passed cancels the will
-        if (existing.pendingWill !== undefined) {
-          clearTimeout(existing.pendingWill.timer)
-          existing.pendingWill = undefined
-        }
-        if (!persistent) {
-          // The session now ends with this connection: its stored record goes now.
-          this.dirty.delete(existing)
-          this.track('deleteSession', () => this.persistence.deleteSession(clientId))
-          existing.onChange = null
-        }
-        existing.persistent = persistent
         existing.expiryInterval = expiryInterval
+        if (persistent) {
+          this.store.updated(existing)
+        } else {
+          // The session now ends with this connection: its stored record goes now.
+          this.store.deleted(clientId)
+          existing.log = null
+          existing.persistent = false
+        }
         return { session: existing, present: true }
       }
       this.endSession(existing)
     }
     const session = new Session(clientId, persistent, this.limits)
     session.expiryInterval = expiryInterval
-    if (session.persistent) session.onChange = this.markDirty
+    if (persistent) {
+      session.log = this.store
+      this.store.created(session)
+    }
     this.sessions.set(clientId, session)
     return { session, present: false }
   }
 
   /** Ends a persistent session once it has been without a connection for its expiry interval. */
-  private scheduleExpiry(session: Session): void {
+  private scheduleExpiry(session: Session, due: number): void {
     this.cancelExpiry(session)
     if (session.expiryInterval >= NEVER_EXPIRES) return
-    const due = Date.now() + session.expiryInterval * 1000
     const arm = (): void => {
       const left = due - Date.now()
       if (left > 0) {
         // setTimeout takes at most about 24.8 days; longer intervals re-arm.
         session.expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMEOUT_MS))
         session.expiryTimer.unref()
+        this.expiring.add(session)
         return
       }
-      session.expiryTimer = undefined
+      this.cancelExpiry(session)
       if (session.link === null && this.sessions.get(session.clientId) === session) {
         log.client('Session of %s expired', session.clientId)
         this.endSession(session)
@@ -211,115 +232,94 @@ export class BrokerCore implements BrokerContext {
   private cancelExpiry(session: Session): void {
     if (session.expiryTimer !== undefined) clearTimeout(session.expiryTimer)
     session.expiryTimer = undefined
+    this.expiring.delete(session)
   }
 
   endSession(session: Session): void {
     // A delayed will still pending is due now: the session ends first [MQTT-3.1.3-9].
-    const pending = session.pendingWill
-    if (pending !== undefined) {
-      clearTimeout(pending.timer)
-      session.pendingWill = undefined
-      pending.fire()
-    }
+    this.wills.sessionEnds(session)
     for (const filter of session.subscriptions.keys()) this.unroute(session, filter)
     // QoS 1/2 messages a shared subscription gave this session, not yet received, go to another member.
     for (const { message, group } of session.takeShared()) group.deliverExcept(message, session)
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
-    if (session.persistent) {
-      this.dirty.delete(session)
-      this.track('deleteSession', () => this.persistence.deleteSession(session.clientId))
-    }
-    session.onChange = null
+    if (session.log !== null) this.store.deleted(session.clientId)
+    session.log = null
     this.cancelExpiry(session)
     session.clear()
   }
 
-  private readonly markDirty = (session: Session): void => this.sessionChanged(session)
-
-  sessionChanged(session: Session): void {
-    if (!session.persistent || this.sessions.get(session.clientId) !== session) return
-    this.dirty.add(session)
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      // One save per session per event-loop turn, however many messages it saw.
-      setImmediate(() => this.flushSessions())
-    }
-  }
-
-  flushSessions(): void {
-    this.flushScheduled = false
-    for (const session of this.dirty) this.track('saveSession', () => this.persistence.saveSession(session.toRecord()))
-    this.dirty.clear()
-  }
-
   /**
-   * Flushes dirty sessions and waits for the persistence writes under way now; with
-   * `everything`, also for any they lead to, until none is left (shutdown).
+   * A session opened for a connection that never got its CONNACK (it closed, or the store failed
+   * while the broker waited for it): left as if that connection had come and gone, without a will.
    */
-  async settle(everything = false): Promise<void> {
-    this.flushSessions()
-    if (!everything) {
-      await Promise.allSettled([...this.pendingWrites])
-      return
-    }
-    while (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites])
+  sessionAbandoned(session: Session): void {
+    if (this.sessions.get(session.clientId) !== session || session.link !== null || this.latestConnect.has(session.clientId)) return
+    if (session.will !== undefined) this.wills.discarded(session)
+    if (!session.persistent || session.expiryInterval === 0) this.endSession(session)
+    else this.sessionOffline(session)
   }
 
-  /**
-   * Calls the adapter without letting it hurt the broker: a throw or a rejection is logged (a
-   * connection's close handler or a timer must never throw into the host), and close() can wait
-   * for writes still under way.
-   */
-  private track(what: string, call: () => Awaitable<void>): Promise<void> | undefined {
-    let result: Awaitable<void>
-    try {
-      result = call()
-    } catch (error) {
-      log.error('persistence %s failed: %O', what, error)
-      return undefined
-    }
-    if (!isPromise(result)) return undefined
-    const p = result.then(
-      () => {},
-      (error: unknown) => log.error('persistence %s failed: %O', what, error),
-    )
-    this.pendingWrites.add(p)
-    void p.finally(() => this.pendingWrites.delete(p))
-    return p
+  /** A persistent session lost its connection: stored as offline since now, its expiry starts. */
+  private sessionOffline(session: Session): void {
+    const now = Date.now()
+    this.store.updated(session, now)
+    this.scheduleExpiry(session, now + session.expiryInterval * 1000)
+  }
+
+  /** An incoming QoS 2 PUBLISH was accepted: its identifier is held until PUBREL [MQTT-4.3.3-2]. */
+  qos2Received(session: Session, packetId: number): void {
+    session.incomingQos2.add(packetId)
+    if (session.log !== null) this.store.qos2Received(session, packetId)
+  }
+
+  /** PUBREL released an incoming QoS 2 identifier; false if it was not held. */
+  qos2Released(session: Session, packetId: number): boolean {
+    if (!session.incomingQos2.delete(packetId)) return false
+    if (session.log !== null) this.store.qos2Released(session, packetId)
+    return true
+  }
+
+  /** Waits for everything recorded to be committed (shutdown; the broker stops its timers first). */
+  async settle(): Promise<void> {
+    await this.journal.settle()
+  }
+
+  /** Stops the timers of sessions and wills: the store keeps them for the next broker on it. */
+  stopTimers(): void {
+    for (const session of [...this.expiring]) this.cancelExpiry(session)
+    this.wills.close()
   }
 
   publish(message: RoutedMessage, from: Client, session: Session | null): number {
-    if (message.retain) this.storeRetained(message)
+    if (message.retain) this.retained.store(message)
     if (this.listens('publish')) this.emit('publish', message, from)
     // The publisher's own session, for No Local
     return this.router.route(message, session)
   }
 
-  /** A message from the host (`broker.publish`): routed, and its own retained write to wait for. */
+  /** A message from the host (`broker.publish`): routed; resolves once what it changed is stored. */
   publishFromHost(message: RoutedMessage): { matched: number; stored: Promise<void> | undefined } {
-    const stored = message.retain ? this.storeRetained(message) : undefined
+    const mark = this.journal.recorded
+    if (message.retain) this.retained.store(message)
     if (this.listens('publish')) this.emit('publish', message, null)
-    return { matched: this.router.route(message, null), stored }
-  }
-
-  /** Stores (or, with an empty payload, deletes) a retained message; returns the adapter's pending write, if any. */
-  private storeRetained(message: RoutedMessage): Promise<void> | undefined {
-    message.ownPayload()
-    // [MQTT-3.3.1-5] the broker keeps the last retained message per topic; [MQTT-3.3.1-10] empty payload deletes it
-    // A plain copy: the adapter must not keep the message's cached encodings alive.
-    const stored = message.toStored()
-    return this.track('storeRetained', () => this.persistence.storeRetained(stored))
+    const matched = this.router.route(message, null)
+    if (this.journal.recorded === mark || !this.journal.durable) return { matched, stored: undefined }
+    const stored = new Promise<void>((resolve, reject) => {
+      this.journal.afterCommit((ok) => (ok ? resolve() : reject(new Error('persistence: the store failed to keep the message'))))
+    })
+    return { matched, stored }
   }
 
   subscribe(session: Session, subscription: Subscription): void {
     session.subscriptions.set(subscription.topicFilter, subscription)
     this.route(session, subscription.topicFilter, subscription)
+    if (session.log !== null) this.store.subscribed(session, subscription)
   }
 
   unsubscribe(session: Session, topicFilter: string): boolean {
     if (!session.subscriptions.delete(topicFilter)) return false
     this.unroute(session, topicFilter)
-    this.sessionChanged(session)
+    if (session.log !== null) this.store.unsubscribed(session, topicFilter)
     return true
   }
 
@@ -333,11 +333,8 @@ export class BrokerCore implements BrokerContext {
   }
 
   /** Delivers the retained messages matching `topicFilter` to an in-process subscriber. */
-  async sendRetainedLocal(topicFilter: string, subscriber: LocalSubscriber): Promise<void> {
-    const now = Date.now()
-    for (const stored of await this.persistence.matchRetained(topicFilter)) {
-      if (!isExpired(stored, now)) subscriber.deliver(RoutedMessage.from(stored))
-    }
+  sendRetainedLocal(topicFilter: string, subscriber: LocalSubscriber): void {
+    for (const stored of this.retained.match(topicFilter)) subscriber.deliver(RoutedMessage.from(stored))
   }
 
   /** Puts a subscription in the trie, directly or through its shared group. */
@@ -370,40 +367,9 @@ export class BrokerCore implements BrokerContext {
     }
   }
 
+  /** Sends the retained messages matching a new subscription, under flow control; returns how many went at once. */
   sendRetained(session: Session, subscription: Subscription): number {
-    let found: Awaitable<StoredMessage[]>
-    try {
-      found = this.persistence.matchRetained(subscription.topicFilter)
-    } catch (error) {
-      log.error('persistence matchRetained failed: %O', error)
-      return 0
-    }
-    if (!isPromise(found)) return session.sendRetained(this.unexpired(found), subscription)
-    found.then(
-      (messages) => {
-        // Still the same session and subscription: an answer that arrives after UNSUBSCRIBE, a
-        // replacing SUBSCRIBE or the session's end is not for anybody any more.
-        if (this.sessions.get(session.clientId) !== session || session.subscriptions.get(subscription.topicFilter) !== subscription) return
-        session.sendRetained(this.unexpired(messages), subscription)
-      },
-      (error: unknown) => log.error('persistence matchRetained failed: %O', error),
-    )
-    return 0
-  }
-
-  /** The retained messages that have not expired; expired ones leave storage [MQTT-3.3.2-5]. */
-  private unexpired(messages: StoredMessage[]): StoredMessage[] {
-    const now = Date.now()
-    const live: StoredMessage[] = []
-    for (const stored of messages) {
-      if (!isExpired(stored, now)) {
-        live.push(stored)
-        continue
-      }
-      const gone: StoredMessage = { ...stored, payload: Buffer.alloc(0) }
-      this.track('storeRetained', () => this.persistence.storeRetained(gone))
-    }
-    return live
+    return session.sendRetained(this.retained.match(subscription.topicFilter), subscription)
   }
 
   get openConnections(): number {
@@ -430,74 +396,16 @@ export class BrokerCore implements BrokerContext {
     if (session === null) return
     if (this.clients.get(connection.id) === connection) this.clients.delete(connection.id)
     const client: Client = connection
-    if (session.link === connection) session.detach()
-    // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
-    // (A DISCONNECT has cleared the will already, unless an MQTT 5 client asked for it with 0x04.)
-    if (will !== undefined) this.willDue(client, session, will)
-    if (!session.persistent || session.expiryInterval === 0) {
-      this.endSession(session)
-    } else {
-      this.sessionChanged(session)
-      this.scheduleExpiry(session)
+    const sessionEnds = !session.persistent || session.expiryInterval === 0
+    if (session.link === connection) {
+      // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
+      // (A DISCONNECT has cleared the will already, unless an MQTT 5 client asked for it with 0x04.)
+      if (will !== undefined) this.wills.due(client, session, will, sessionEnds)
+      else if (session.will !== undefined) this.wills.discarded(session)
+      session.detach()
+      if (sessionEnds) this.endSession(session)
+      else this.sessionOffline(session)
     }
     this.emit('clientDisconnect', client, reason)
-  }
-
-  /**
-   * The will is due: now, or after its MQTT 5 Will Delay Interval, or when the session ends,
-   * whichever comes first; a reconnect in time cancels it [MQTT-3.1.3-9].
-   */
-  private willDue(client: Client, session: Session, will: WillMessage): void {
-    const delay = will.properties?.willDelayInterval ?? 0
-    const sessionEnds = !session.persistent || session.expiryInterval === 0
-    if (delay === 0 || sessionEnds) {
-      this.publishWill(client, will, session)
-      return
-    }
-    const seconds = Math.min(delay, session.expiryInterval)
-    const timer = setTimeout(() => {
-      session.pendingWill = undefined
-      this.publishWill(client, will, session)
-    }, Math.min(seconds * 1000, MAX_TIMEOUT_MS))
-    timer.unref()
-    session.pendingWill = { timer, fire: () => this.publishWill(client, will, session) }
-  }
-
-  private publishWill(client: Client, will: WillMessage, session: Session): void {
-    const message = new RoutedMessage(will.topic, will.payload, will.qos, will.retain)
-    if (will.properties) {
-      // Will properties travel with the message, all but the delay, which was for the broker alone.
-      const { willDelayInterval: _delay, ...forwarded } = will.properties
-      if (Object.keys(forwarded).length > 0) message.properties = forwarded
-    }
-    const send = (answer: boolean | number): void => {
-      if (answer !== true && answer !== 0) {
-        log.auth('authorizePublish refused the will of %s on %j', client.id, will.topic)
-        return
-      }
-      log.client('Publishing the will of %s on %j', client.id, will.topic)
-      this.publish(message, client, session)
-      this.emit('willPublish', message, client)
-    }
-    const authorize = this.authorizePublish
-    if (authorize === undefined) return send(true)
-    let allowed: boolean | number | Promise<boolean | number>
-    try {
-      allowed = authorize(client, message)
-    } catch (error) {
-      this.willHookFailed(client, error)
-      return
-    }
-    if (isPromise(allowed)) {
-      allowed.then(send, (error: unknown) => this.willHookFailed(client, error))
-    } else {
-      send(allowed)
-    }
-  }
-
-  /** The host's authorizePublish failed on a will: the will is not published, the host is told. */
-  private willHookFailed(client: Client, error: unknown): void {
-    log.error('authorizePublish failed for the will of %s: %O', client.id, error)
-    this.emit('hostError', asError(error), { kind: 'hook', hook: 'authorizePublish', clientId: client.id })
   }
 }

@@ -31,9 +31,12 @@ export { DEFAULT_CAPABILITIES, DEFAULT_LIMITS } from './options.js'
 export type { BrokerOptions, Capabilities, Limits } from './options.js'
 export type {
   Awaitable,
+  DeliveryState,
   PersistenceAdapter,
-  SessionRecord,
-  StoredInflight,
+  PersistenceOp,
+  RestoredDelivery,
+  RestoredSession,
+  RestoredState,
   StoredMessage,
 } from './persistence/adapter.js'
 export { MemoryPersistence } from './persistence/memory.js'

@@ -13,6 +13,8 @@ export const log = {
   packet: createDebug('culex:packet'),
   /** Hook decisions: refused connections, publishes and subscriptions. */
   auth: createDebug('culex:auth'),
+  /** The persistence store: restores, failing and recovering commits, adapter warnings. */
+  persistence: createDebug('culex:persistence'),
   /** Errors in the host's own code (event listeners, hooks) that the broker caught. */
   error: createDebug('culex:error'),
 }

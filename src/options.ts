@@ -19,6 +19,17 @@ export interface Limits {
   maxInflight: number
   /** Messages queued per session (offline, or beyond maxInflight); more are dropped, once expired ones have made room. Default 1,000. */
   maxQueued: number
+  /**
+   * Bytes of queued messages (payload and topic) per session; a message that would pass it is
+   * dropped, once expired ones have made room. Default 0: no limit besides maxQueued.
+   */
+  maxQueuedBytes: number
+  /**
+   * Seconds a persistent MQTT 3.1/3.1.1 session (clean session 0) outlives its connection, as
+   * Mosquitto's `persistent_client_expiration`. Default 0xFFFFFFFF: it never expires, as the 3.1.1
+   * specification says, so a client that changes its identifier leaves sessions behind.
+   */
+  persistentSessionExpiry: number
   /** Subscriptions one client may hold; more are refused with SUBACK 0x80 (MQTT 5: 0x97). Default 10,000. */
   maxSubscriptionsPerClient: number
   /**
@@ -90,6 +101,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   connectTimeoutMs: 10_000,
   maxInflight: 100,
   maxQueued: 1_000,
+  maxQueuedBytes: 0,
+  persistentSessionExpiry: 0xffffffff,
   maxSubscriptionsPerClient: 10_000,
   maxWriteBuffer: 4 * 1024 * 1024,
   receiveMaximum: 100,

@@ -35,6 +35,7 @@ const DISCONNECT_CODES: Partial<Record<DisconnectReason, number>> = {
   'server-closing': ReasonCode.ServerShuttingDown,
   'closed-by-host': ReasonCode.AdministrativeAction,
   'protocol-error': ReasonCode.ProtocolError,
+  'persistence-error': ReasonCode.UnspecifiedError,
 }
 
 /** The failure codes a CONNACK may carry (5.0 section 3.2.2.2). */
@@ -94,6 +95,8 @@ export class Connection implements Client, SessionLink {
   private readonly keepAliveTimer: KeepAlive
   private connectTimer: NodeJS.Timeout | undefined
   private corked = false
+  /** Acknowledgements waiting for a commit. */
+  private acksWaiting = 0
   /** Decides when decoded packets are handled; exposed so handlers can count the work they cause. */
   readonly flow: InboundFlow
 
@@ -164,6 +167,30 @@ export class Connection implements Client, SessionLink {
   /** "address:port" for log lines. */
   get peer(): string {
     return this.remotePort === undefined ? (this.remoteAddress ?? 'unknown') : `${this.remoteAddress}:${this.remotePort}`
+  }
+
+  /**
+   * Sends an acknowledgement once the store holds what it vouches for: the changes recorded since
+   * `mark` (the journal's `recorded` count before the change). One that recorded nothing goes at
+   * once, unless an earlier acknowledgement still waits (acknowledgements keep their order). If
+   * the commit fails, `failed` runs instead.
+   */
+  afterCommit(mark: number, send: () => void, failed: () => void): void {
+    const journal = this.broker.journal
+    if (!journal.durable || (journal.recorded === mark && this.acksWaiting === 0)) return send()
+    this.acksWaiting++
+    journal.afterCommit((ok) => {
+      this.acksWaiting--
+      if (this.state === 'closed') return
+      if (ok) send()
+      else failed()
+    })
+  }
+
+  /** The store failed to keep what an acknowledgement would promise, and no reason code fits it: MQTT 5 DISCONNECT 0x80; 3.1.1 closes. */
+  storeFailed(what: string): void {
+    log.client('Closing %s (%s): the store failed to keep %s', this.id, this.peer, what)
+    this.end('persistence-error')
   }
 
   /** Called once CONNECT has been accepted. */

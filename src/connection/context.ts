@@ -8,9 +8,11 @@ import type {
 } from '../hooks/types.js'
 import type { BrokerEvents } from '../hooks/events.js'
 import type { Capabilities, Limits } from '../options.js'
+import type { Journal } from '../persistence/journal.js'
 import type { Subscription, WillMessage } from '../protocol/packets.js'
 import type { RoutedMessage } from '../session/routed-message.js'
 import type { Session } from '../session/session.js'
+import type { Wills } from '../session/wills.js'
 import type { Connection } from './connection.js'
 
 /** What a connection needs from the broker it belongs to. */
@@ -41,14 +43,25 @@ export interface BrokerContext {
   openSession(clientId: string, cleanStart: boolean, persistent: boolean, expiryInterval: number): { session: Session; present: boolean }
   /** Ends a session: drops its subscriptions, queue and stored record. */
   endSession(session: Session): void
-  /** Marks a persistent session for saving. */
-  sessionChanged(session: Session): void
+  /**
+   * A session opened for a connection that never got its CONNACK: left as if that connection had
+   * come and gone, without publishing its will.
+   */
+  sessionAbandoned(session: Session): void
+  /** Where state changes go to the store; acknowledgements wait for its commits. */
+  readonly journal: Journal
+  /** The lifecycle of wills. */
+  readonly wills: Wills
+  /** Holds an incoming QoS 2 identifier until PUBREL (stored for persistent sessions). */
+  qos2Received(session: Session, packetId: number): void
+  /** Releases an incoming QoS 2 identifier; false if it was not held. */
+  qos2Released(session: Session, packetId: number): boolean
   /** Routes a client's message (and stores it when retained); returns how many subscribers it reached. */
   publish(message: RoutedMessage, from: Client, session: Session | null): number
   /** Adds or replaces a session's subscription. */
   subscribe(session: Session, subscription: Subscription): void
   unsubscribe(session: Session, topicFilter: string): boolean
-  /** Sends the retained messages matching a new subscription; returns how many (0 while an async adapter answers). */
+  /** Sends the retained messages matching a new subscription, under flow control; returns how many went at once. */
   sendRetained(session: Session, subscription: Subscription): number
   /** Called once when a connection has ended. */
   connectionClosed(connection: Connection, session: Session | null, reason: DisconnectReason, will: WillMessage | undefined): void

@@ -62,4 +62,10 @@ export type BrokerEvents = {
    * to stderr, so a bug in the host is never silent.
    */
   hostError: (error: Error, source: HostErrorSource) => void
+  /**
+   * A commit to the persistence adapter failed. Nothing it covered was acknowledged: MQTT 5
+   * clients got reason code 0x80, 3.1.1 clients were disconnected. The broker commits the same
+   * changes again, with growing pauses, and acknowledges again once the store takes them.
+   */
+  persistenceError: (error: Error) => void
 }

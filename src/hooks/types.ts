@@ -128,7 +128,9 @@ export type AuthorizeSubscribeHook = (
  * - `'taken-over'`: another connection with the same client identifier took the session;
  * - `'server-closing'`: `broker.close()`;
  * - `'closed-by-host'`: the host called `client.close()`;
- * - `'connect-refused'`: the CONNECT was refused with a CONNACK code.
+ * - `'connect-refused'`: the CONNECT was refused with a CONNACK code;
+ * - `'persistence-error'`: the store failed to keep what an acknowledgement would have promised
+ *   (MQTT 5: DISCONNECT 0x80); see the `persistenceError` event.
  */
 export type DisconnectReason =
   | 'disconnect'
@@ -142,6 +144,7 @@ export type DisconnectReason =
   | 'server-closing'
   | 'closed-by-host'
   | 'connect-refused'
+  | 'persistence-error'
 
 /** One step of an MQTT 5 enhanced authentication exchange (CONNECT, then AUTH packets). */
 export interface EnhancedAuthRequest {

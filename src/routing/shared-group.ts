@@ -32,11 +32,15 @@ export class SharedGroup<M extends { qos: QoS; retain: boolean }> implements Sub
   private readonly members = new Map<SharedMember<M>, RouteOptions>()
   private order: Array<SharedMember<M>> = []
   private next = 0
+  /** The full filter, '$share/{ShareName}/{filter}'. */
+  readonly name: string
 
   constructor(
     readonly shareName: string,
     readonly filter: string,
-  ) {}
+  ) {
+    this.name = `$share/${shareName}/${filter}`
+  }
 
   get size(): number {
     return this.members.size

@@ -24,6 +24,10 @@ export class RoutedMessage implements Message, StoredMessage {
   /** Encodings for MQTT 3.1/3.1.1, indexed by qos * 2 + retain. */
   private readonly encodedV4: Array<Buffer | undefined> = [undefined, undefined, undefined, undefined, undefined, undefined]
   private owned = false
+  /** The identifier it is stored under once a persistent session queued it (0: not stored). */
+  storeId = 0
+  /** The persistence batch that last stored it (0: none, or committed before this run). */
+  storedIn = 0
   /** MQTT 5 encodings without subscription identifiers, for the expiry value they carry. */
   private encodedV5: Array<Buffer | undefined> | undefined
   private encodedV5Expiry: number | undefined

@@ -1,5 +1,5 @@
 import type { QoS, Subscription, WillMessage } from '../protocol/packets.js'
-import type { SessionRecord, StoredInflight, StoredMessage } from '../persistence/adapter.js'
+import type { RestoredDelivery, RestoredSession, StoredMessage } from '../persistence/adapter.js'
 import { RoutedMessage } from './routed-message.js'
 
 /** What a session needs from the connection it is attached to. */
@@ -22,7 +22,25 @@ const RETAINED_PER_TURN = 1024
 
 /** The shared subscription a message came through; it can hand the message to another member. */
 export interface SharedOrigin {
+  /** Its full filter, '$share/{ShareName}/{filter}', under which a stored delivery remembers it. */
+  readonly name: string
   deliverExcept(message: RoutedMessage, except: Session): boolean
+}
+
+/**
+ * Where a persistent session reports the life of its QoS 1/2 deliveries, so they can be stored,
+ * and learns whether a message may be sent yet: one whose storing is not committed waits, or a
+ * crash followed by the publisher's resend would deliver it twice.
+ */
+export interface DeliveryLog {
+  enqueued(session: Session, seq: number, message: RoutedMessage, qos: 1 | 2, retain: boolean, ids: number[] | undefined, group: SharedOrigin | undefined): void
+  sent(session: Session, seq: number, packetId: number): void
+  received(session: Session, seq: number): void
+  removed(session: Session, seq: number): void
+  /** Whether the message's storing is committed. */
+  committed(message: RoutedMessage): boolean
+  /** Calls `session.writable()` once what is recorded now is committed. */
+  drainAfterCommit(session: Session): void
 }
 
 interface Inflight {
@@ -33,6 +51,8 @@ interface Inflight {
   state: 'publish' | 'pubrel'
   /** The shared subscription it came through, to hand it to another member if this session ends. */
   group: SharedOrigin | undefined
+  /** Its number in the session's delivery log (persistent sessions; 0 otherwise). */
+  seq: number
 }
 
 interface Queued {
@@ -41,6 +61,7 @@ interface Queued {
   retain: boolean
   ids: number[] | undefined
   group: SharedOrigin | undefined
+  seq: number
 }
 
 /**
@@ -66,6 +87,13 @@ function isBatch(entry: QueueEntry): entry is RetainedBatch {
 export interface SessionLimits {
   maxInflight: number
   maxQueued: number
+  /** Bytes of queued messages (payload and topic); 0: no limit. */
+  maxQueuedBytes: number
+}
+
+/** What a queued message counts against `maxQueuedBytes`. */
+function queuedSize(message: RoutedMessage): number {
+  return message.payload.length + message.topic.length
 }
 
 /**
@@ -80,8 +108,10 @@ export class Session {
   readonly incomingQos2 = new Set<number>()
   /** The will of the attached connection, kept for persistence. */
   will: WillMessage | undefined
-  /** Messages dropped because the queue was full or the client too slow (QoS 0). */
+  /** Messages dropped because the queue was full or the client too slow (QoS 0), or too large for the client. */
   dropped = 0
+  /** Bytes of the messages waiting in the queue (payload and topic). */
+  queuedBytes = 0
   /** Seconds the session outlives its connection (0xFFFFFFFF: for ever). */
   expiryInterval = 0
   /** Pending expiry while no connection is attached. */
@@ -89,8 +119,10 @@ export class Session {
   /** An MQTT 5 will waiting for its Will Delay Interval; `fire` publishes it at once. */
   pendingWill: { timer: NodeJS.Timeout; fire: () => void } | undefined
 
-  /** Called when in-flight or queued state changes, for persistent sessions (saved in batches). */
-  onChange: ((session: Session) => void) | null = null
+  /** Where a persistent session's deliveries are recorded for storing; null for others. */
+  log: DeliveryLog | null = null
+  /** Whether a drain is due once the store commits (set by the log, so one is pending at a time). */
+  drainAwaitsCommit = false
 
   /** Routing marks: the publish generation this session was last matched in, and the best QoS then. */
   matchGen = 0
@@ -112,6 +144,8 @@ export class Session {
   /** No queued message expires before this time (ms; Infinity: none has an expiry). */
   private queueExpiresAt = Infinity
   private nextPacketId = 1
+  /** The number of the next delivery logged. */
+  private nextSeq = 1
   private drainScheduled = false
 
   constructor(
@@ -154,18 +188,40 @@ export class Session {
       return
     }
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
-    if (link !== null && this.queueHead === this.queue.length && this.windowOpen) {
-      this.sendInflight(link, message, qos, retain, ids, group)
-    } else if (this.queuedCount >= this.limits.maxQueued && this.pruneExpired() === 0) {
+    const direct = link !== null && this.queueHead === this.queue.length && this.windowOpen
+    if (!direct && this.queueFull(message)) {
       this.dropped++
       return
-    } else {
-      message.ownPayload()
-      this.queue.push({ message, qos, retain, ids, group })
-      const expiresAt = message.expiresAt()
-      if (expiresAt < this.queueExpiresAt) this.queueExpiresAt = expiresAt
     }
-    this.onChange?.(this)
+    message.ownPayload()
+    const log = this.log
+    let seq = 0
+    if (log !== null) {
+      seq = this.nextSeq++
+      log.enqueued(this, seq, message, qos, retain, ids, group)
+    }
+    if (direct && (log === null || log.committed(message))) {
+      this.sendInflight(link, message, qos, retain, ids, group, seq)
+      return
+    }
+    this.queue.push({ message, qos, retain, ids, group, seq })
+    this.queuedBytes += queuedSize(message)
+    const expiresAt = message.expiresAt()
+    if (expiresAt < this.queueExpiresAt) this.queueExpiresAt = expiresAt
+    if (direct && log !== null) log.drainAfterCommit(this)
+  }
+
+  /** Whether a message does not fit in the queue, even once expired messages have made room. */
+  private queueFull(message: RoutedMessage): boolean {
+    if (!this.overLimits(message)) return false
+    this.pruneExpired()
+    return this.overLimits(message)
+  }
+
+  private overLimits(message: RoutedMessage): boolean {
+    if (this.queuedCount >= this.limits.maxQueued) return true
+    const maxBytes = this.limits.maxQueuedBytes
+    return maxBytes > 0 && this.queuedBytes + queuedSize(message) > maxBytes
   }
 
   /** Handles PUBACK (QoS 1) or PUBCOMP (QoS 2); returns whether the packet id was in flight. */
@@ -175,8 +231,8 @@ export class Session {
     if (kind === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false
     this.inflight.delete(packetId)
     if (this.unsent.size > 0) this.unsent.delete(packetId)
+    this.log?.removed(this, entry.seq)
     this.drain()
-    this.onChange?.(this)
     return true
   }
 
@@ -186,18 +242,19 @@ export class Session {
     if (entry === undefined || entry.qos !== 2 || entry.state !== 'publish') return
     this.inflight.delete(packetId)
     this.unsent.delete(packetId)
+    this.log?.removed(this, entry.seq)
     this.drain()
-    this.onChange?.(this)
   }
 
   /** Handles PUBREC: the message is now owned by the receiver; PUBREL follows. */
   received(packetId: number): boolean {
     const entry = this.inflight.get(packetId)
     if (entry === undefined || entry.qos !== 2) return false
+    if (entry.state === 'pubrel') return true
     entry.state = 'pubrel'
     // The client had it from an earlier connection: it needs no re-sending.
     this.unsent.delete(packetId)
-    this.onChange?.(this)
+    this.log?.received(this, entry.seq)
     return true
   }
 
@@ -228,7 +285,7 @@ export class Session {
     // not hold a packet identifier and a place in the window for ever.
     this.inflight.delete(packetId)
     this.dropped++
-    this.onChange?.(this)
+    this.log?.removed(this, entry.seq)
   }
 
   /** The link's write buffer drained: retained messages waiting for room can go on. */
@@ -281,6 +338,7 @@ export class Session {
     this.unsent.clear()
     this.queue = []
     this.queueHead = 0
+    this.queuedBytes = 0
     this.queueExpiresAt = Infinity
     this.incomingQos2.clear()
     this.subscriptions.clear()
@@ -296,7 +354,11 @@ export class Session {
     // Nothing queued can have expired yet: a flood into a full queue does not rescan it per message.
     if (now < this.queueExpiresAt) return 0
     const waiting = this.queuedCount
-    this.queue = this.queue.slice(this.queueHead).filter((q) => isBatch(q) || !q.message.isExpired(now))
+    this.queue = this.queue.slice(this.queueHead).filter((q) => {
+      if (isBatch(q) || !q.message.isExpired(now)) return true
+      this.forget(q)
+      return false
+    })
     this.queueHead = 0
     this.queueExpiresAt = Infinity
     for (const q of this.queue) if (!isBatch(q)) this.queueExpiresAt = Math.min(this.queueExpiresAt, q.message.expiresAt())
@@ -332,11 +394,19 @@ export class Session {
         continue
       }
       if (next.qos > 0 && !this.windowOpen) break
+      if (this.log !== null && !this.log.committed(next.message)) {
+        this.log.drainAfterCommit(this)
+        break
+      }
       this.queueHead++
+      this.queuedBytes -= queuedSize(next.message)
       // [MQTT-3.3.2-5] an expired message still waiting is not sent
-      if (next.message.isExpired(now)) continue
+      if (next.message.isExpired(now)) {
+        this.log?.removed(this, next.seq)
+        continue
+      }
       if (next.qos === 0) link.sendPublish(next.message, 0, next.retain, 0, false, next.ids)
-      else this.sendInflight(link, next.message, next.qos, next.retain, next.ids, next.group)
+      else this.sendInflight(link, next.message, next.qos, next.retain, next.ids, next.group, next.seq)
       sent++
     }
     if (this.queueHead === this.queue.length) {
@@ -367,8 +437,18 @@ export class Session {
       // [MQTT-3.3.2-5] an expired retained message is not sent
       if (message.isExpired(now)) continue
       // [MQTT-3.3.1-8] a retained message sent for a new subscription carries RETAIN 1
-      if (qos === 0) link.sendPublish(message, 0, true, 0, false, batch.ids)
-      else this.sendInflight(link, message, qos, true, batch.ids, undefined)
+      if (qos === 0) {
+        link.sendPublish(message, 0, true, 0, false, batch.ids)
+      } else {
+        // Logged like any delivery, so its in-flight state outlives a restart; it is sent at once,
+        // as the retained message itself is already stored.
+        let seq = 0
+        if (this.log !== null) {
+          seq = this.nextSeq++
+          this.log.enqueued(this, seq, message, qos, true, batch.ids, undefined)
+        }
+        this.sendInflight(link, message, qos, true, batch.ids, undefined, seq)
+      }
       sent++
     }
     return sent
@@ -390,14 +470,24 @@ export class Session {
     retain: boolean,
     ids: number[] | undefined,
     group: SharedOrigin | undefined,
+    seq: number,
   ): void {
     const packetId = this.allocatePacketId()
     message.ownPayload()
-    this.inflight.set(packetId, { message, qos, retain, ids, group, state: 'publish' })
+    this.inflight.set(packetId, { message, qos, retain, ids, group, state: 'publish', seq })
     if (!link.sendPublish(message, qos, retain, packetId, false, ids)) {
       this.inflight.delete(packetId)
       this.dropped++
+      this.log?.removed(this, seq)
+      return
     }
+    this.log?.sent(this, seq, packetId)
+  }
+
+  /** A queued entry leaves without being sent. */
+  private forget(entry: Queued): void {
+    this.queuedBytes -= queuedSize(entry.message)
+    this.log?.removed(this, entry.seq)
   }
 
   private allocatePacketId(): number {
@@ -408,41 +498,35 @@ export class Session {
     return id
   }
 
-  /** A snapshot for the persistence adapter. */
-  toRecord(): SessionRecord {
-    const inflight: StoredInflight[] = []
-    for (const [packetId, e] of this.inflight) {
-      inflight.push({ packetId, qos: e.qos, state: e.state, message: { ...e.message.toStored(), retain: e.retain } })
-    }
-    const record: SessionRecord = {
-      clientId: this.clientId,
-      subscriptions: [...this.subscriptions.values()],
-      queue: this.queue
-        .slice(this.queueHead)
-        .filter((q): q is Queued => !isBatch(q))
-        .map((q) => ({ ...q.message.toStored(), qos: q.qos, retain: q.retain })),
-      inflight,
-      incomingQos2: [...this.incomingQos2],
-    }
-    if (this.will) record.will = this.will
-    if (this.expiryInterval < 0xffffffff) record.expiryInterval = this.expiryInterval
-    return record
+  /** Rebuilds a persistent session from the store, but for its deliveries (`restoreDeliveries`, once subscriptions are routed). */
+  static restore(stored: RestoredSession, limits: SessionLimits, log: DeliveryLog | null): Session {
+    const session = new Session(stored.clientId, true, limits)
+    session.log = log
+    for (const s of stored.subscriptions) session.subscriptions.set(s.topicFilter, s)
+    for (const id of stored.incomingQos2) session.incomingQos2.add(id)
+    session.expiryInterval = stored.expiryInterval
+    return session
   }
 
-  /** Rebuilds a persistent session saved by `toRecord`. */
-  static fromRecord(record: SessionRecord, limits: SessionLimits): Session {
-    const session = new Session(record.clientId, true, limits)
-    for (const s of record.subscriptions) session.subscriptions.set(s.topicFilter, s)
-    for (const e of record.inflight) {
-      const message = RoutedMessage.from(e.message)
-      session.inflight.set(e.packetId, { message, qos: e.qos, retain: e.message.retain, ids: undefined, group: undefined, state: e.state })
+  /**
+   * Restores in-flight messages (re-sent when a client attaches) and the queue. `groups` finds
+   * the shared subscription a delivery came through, by name.
+   */
+  restoreDeliveries(deliveries: readonly RestoredDelivery[], groups: (name: string) => SharedOrigin | undefined): void {
+    for (const d of deliveries) {
+      const message = RoutedMessage.from(d.message)
+      message.storeId = d.messageId
+      const group = d.shareGroup === undefined ? undefined : groups(d.shareGroup)
+      const entry = { message, qos: d.qos, retain: d.retain, ids: d.subscriptionIds, group, seq: d.seq }
+      if (d.state === 'queued' || d.packetId === undefined) {
+        this.queue.push(entry)
+        this.queuedBytes += queuedSize(message)
+      } else {
+        this.inflight.set(d.packetId, { ...entry, state: d.state === 'received' ? 'pubrel' : 'publish' })
+      }
+      if (d.seq >= this.nextSeq) this.nextSeq = d.seq + 1
     }
-    session.queue = record.queue.map((m) => ({ message: RoutedMessage.from(m), qos: m.qos, retain: m.retain, ids: undefined, group: undefined }))
     // Unknown until scanned: the first full queue looks for expired messages.
-    session.queueExpiresAt = 0
-    for (const id of record.incomingQos2) session.incomingQos2.add(id)
-    if (record.will) session.will = record.will
-    session.expiryInterval = record.expiryInterval ?? 0xffffffff
-    return session
+    this.queueExpiresAt = 0
   }
 }

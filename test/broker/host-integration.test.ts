@@ -7,9 +7,9 @@ import assert from 'node:assert/strict'
 import { PassThrough } from 'node:stream'
 import { inspect } from 'node:util'
 import { describe, test } from 'node:test'
-import type { ConnectionInfo, DisconnectReason, HostErrorSource, Message, PersistenceAdapter } from '../../src/index.js'
+import type { ConnectionInfo, DisconnectReason, HostErrorSource, Message } from '../../src/index.js'
 import { MemoryPersistence } from '../../src/index.js'
-import { connect, mockClock, once, RawMqtt, startBroker, until, withBroker } from '../helpers/index.js'
+import { connect, deferred, mockClock, once, RawMqtt, startBroker, until, withBroker, wrapAdapter } from '../helpers/index.js'
 
 /** Records `hostError` events. */
 function hostErrors(b: { broker: { on(event: 'hostError', f: (error: Error, source: HostErrorSource) => void): unknown } }): Array<[string, HostErrorSource]> {
@@ -223,19 +223,26 @@ describe('broker.publish', () => {
   })
 
   test('resolves without waiting for unrelated persistence writes', async () => {
-    // An adapter whose session saves never complete: a persistent client's save stays pending.
+    // A durable adapter whose commits stop completing once the client is connected: a persistent
+    // client's change stays pending.
     const memory = new MemoryPersistence()
-    const stuck: PersistenceAdapter = {
-      storeRetained: (m) => memory.storeRetained(m),
-      matchRetained: (f) => memory.matchRetained(f),
-      saveSession: () => new Promise<void>(() => {}),
-      deleteSession: (id) => memory.deleteSession(id),
-      loadSessions: () => memory.loadSessions(),
-      close: () => {},
-    }
+    let stall = false
+    const stalled = deferred<void>()
+    const stuck = wrapAdapter(memory, {
+      durable: true,
+      commit: (ops) => {
+        if (!stall) return memory.commit(ops)
+        stalled.resolve()
+        return new Promise<void>(() => {})
+      },
+    })
     const b = await startBroker({ persistence: stuck })
     try {
-      await b.connect({ clientId: 'persistent', clean: false })
+      const client = await b.connect({ clientId: 'persistent', clean: false })
+      stall = true
+      // A change of its session whose commit never completes.
+      client.subscribe('mine', { qos: 1 })
+      await stalled.promise
       // Bounded, so that a publish waiting on the stuck save fails here rather than hanging the run.
       let stuckFor: ReturnType<typeof setTimeout> | undefined
       const stuck5s = new Promise<never>((_, reject) => (stuckFor = setTimeout(() => reject(new Error('broker.publish waited on an unrelated write')), 5000)))

@@ -5,30 +5,16 @@ import assert from 'node:assert/strict'
 import net from 'node:net'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
-import { Broker, MemoryPersistence, tcp, type AuthenticateResult, type PersistenceAdapter, type SessionRecord } from '../../src/index.js'
-import { connect, expectClosedSilently, once, readConnack, startBroker } from '../helpers/index.js'
+import { Broker, MemoryPersistence, tcp, type AuthenticateResult } from '../../src/index.js'
+import { connect, expectClosedSilently, once, readConnack, seedSession, startBroker, wrapAdapter } from '../helpers/index.js'
 
 test('broker.handle() during an async restore waits for it: the client resumes its stored session', async () => {
-  const record: SessionRecord = {
-    clientId: 'early',
-    subscriptions: [{ topicFilter: 'q', qos: 1 }],
-    queue: [{ topic: 'q', payload: Buffer.from('kept'), qos: 1, retain: false, receivedAt: Date.now() }],
-    inflight: [],
-    incomingQos2: [],
-  }
   const memory = new MemoryPersistence()
-  memory.saveSession(record)
+  seedSession(memory, 'early', [{ topicFilter: 'q', qos: 1 }], [{ topic: 'q', payload: Buffer.from('kept'), qos: 1, retain: false, receivedAt: Date.now() }])
   // The restore finishes only once the broker has been handed the client's connection.
   let restore: () => void = () => {}
   const restoring = new Promise<void>((resolve) => (restore = resolve))
-  const slow: PersistenceAdapter = {
-    storeRetained: (m) => memory.storeRetained(m),
-    matchRetained: (f) => memory.matchRetained(f),
-    saveSession: (r) => memory.saveSession(r),
-    deleteSession: (id) => memory.deleteSession(id),
-    loadSessions: () => restoring.then(() => memory.loadSessions()),
-    close: () => memory.close(),
-  }
+  const slow = wrapAdapter(memory, { open: () => restoring.then(() => memory.open()) })
   const broker = new Broker({ persistence: slow })
   const server = net.createServer((socket) => {
     broker.handle(socket)

@@ -9,6 +9,7 @@
  * - timers.ts: mock timers for the tests of protocol timers;
  * - programs.ts: `skipWithout` for tests that need an outside program.
  */
+export * from './adapters.js'
 export * from './broker.js'
 export * from './mqtt.js'
 export * from './packets.js'

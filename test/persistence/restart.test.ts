@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { MemoryPersistence, type SessionRecord } from '../../src/index.js'
-import { leave, RawMqtt, startBroker, until, type PacketOf } from '../helpers/index.js'
+import { MemoryPersistence, type PersistenceOp } from '../../src/index.js'
+import { leave, RawMqtt, startBroker, storedState, until, wrapAdapter, type PacketOf } from '../helpers/index.js'
 
 describe('restart on the same persistence', () => {
   it('restores a persistent session with its queued messages, and the retained messages', async () => {
@@ -99,7 +99,7 @@ describe('restart on the same persistence', () => {
     } finally {
       await first.close()
     }
-    assert.deepEqual(await persistence.loadSessions(), [])
+    assert.deepEqual((await storedState(persistence)).sessions, [])
 
     const second = await startBroker({ persistence })
     try {
@@ -113,21 +113,26 @@ describe('restart on the same persistence', () => {
 
   it('publishes the will of a client that was connected when the broker stopped without close()', async () => {
     // [MQTT-3.1.2-8] the will MUST be published when the network connection is closed without
-    // DISCONNECT; a crash closes it, and SessionRecord.will exists "so a restarted broker can still
-    // publish it". The crash is simulated by starting the second broker on a copy of what the first
-    // had persisted while the client was still connected.
+    // DISCONNECT; a crash closes it. The crash is simulated by starting the second broker on a
+    // copy of what the first had committed while the client was still connected.
     const persistence = new MemoryPersistence()
+    const committed: PersistenceOp[] = []
+    const recording = wrapAdapter(persistence, {
+      commit: (ops) => {
+        committed.push(...ops)
+        persistence.commit(ops)
+      },
+    })
     const snapshot = new MemoryPersistence()
-    const first = await startBroker({ persistence })
+    const first = await startBroker({ persistence: recording })
     try {
       await first.connectRecorded({
         clientId: 'crashed',
         clean: false,
         will: { topic: 'wills/crashed', payload: Buffer.from('gone with the broker'), qos: 1, retain: true },
       })
-      const saved = (): SessionRecord | undefined => persistence.loadSessions().find((r) => r.clientId === 'crashed')
-      await until(() => saved()?.will !== undefined, undefined, 'the session with its will to be saved')
-      snapshot.saveSession(saved() as SessionRecord)
+      await until(() => persistence.open().sessions.find((r) => r.clientId === 'crashed')?.will !== undefined, undefined, 'the session with its will to be stored')
+      snapshot.commit(committed)
     } finally {
       await first.close()
     }

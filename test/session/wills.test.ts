@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { MemoryPersistence, type BrokerOptions, type Client, type Message } from '../../src/index.js'
 import type { QoS, WillMessage } from '../../src/protocol/packets.js'
-import { disconnected, Inbox, mockClock, once, RawMqtt, withBroker, type TestBroker } from '../helpers/index.js'
+import { disconnected, Inbox, mockClock, once, RawMqtt, storedRetained, withBroker, type TestBroker } from '../helpers/index.js'
 
 /** Connects an `mqtt` client subscribed to `filter` at QoS 2; its inbox records what it receives. */
 async function watch(b: TestBroker, filter = 'will/#'): Promise<Inbox> {
@@ -199,7 +199,7 @@ describe('will details', () => {
       // [MQTT-3.3.1-9] forwarded to an existing subscriber with RETAIN 0.
       assert.equal(live.retain, false)
 
-      const stored = await persistence.matchRetained('will/retained')
+      const stored = await storedRetained(persistence, 'will/retained')
       assert.equal(stored.length, 1)
       assert.equal(stored[0]?.payload.toString(), 'last words')
       assert.equal(stored[0]?.qos, 1)
@@ -218,7 +218,7 @@ describe('will details', () => {
       const victim = await connectVictim(b, 'w-plain', will('will/plain', 'gone', 1, false))
       victim.raw.socket.destroy()
       await watcher.waitForTopic('will/plain')
-      assert.deepEqual(await persistence.matchRetained('will/plain'), [])
+      assert.deepEqual(await storedRetained(persistence, 'will/plain'), [])
     })
   })
 

@@ -23,15 +23,20 @@ export function handleAck(connection: Connection, packet: AckPacket): void {
         break
       }
       // [MQTT-4.3.3-1] answer PUBREC with PUBREL, even for an identifier we no longer hold
+      const mark = connection.broker.journal.recorded
       const known = session.received(id)
-      connection.send(v5 && !known ? notFound('pubrel', id, connection.requestProblemInformation) : { type: 'pubrel', packetId: id })
+      const pubrel = v5 && !known ? notFound('pubrel', id, connection.requestProblemInformation) : ({ type: 'pubrel', packetId: id } as const)
+      // PUBREL only once the PUBREC state is stored: after a crash the broker must re-send PUBREL, not the message.
+      connection.afterCommit(mark, () => connection.send(pubrel), () => connection.storeFailed('a PUBREC'))
       break
     }
     case 'pubrel': {
       // [MQTT-4.3.3-2] PUBREL releases the identifier; PUBCOMP answers it, known or not
-      const known = session.incomingQos2.delete(id)
-      if (known) connection.broker.sessionChanged(session)
-      connection.send(v5 && !known ? notFound('pubcomp', id, connection.requestProblemInformation) : { type: 'pubcomp', packetId: id })
+      const mark = connection.broker.journal.recorded
+      const known = connection.broker.qos2Released(session, id)
+      const pubcomp = v5 && !known ? notFound('pubcomp', id, connection.requestProblemInformation) : ({ type: 'pubcomp', packetId: id } as const)
+      // PUBCOMP only once the release is stored: a release lost in a crash would drop the next message that reuses the identifier.
+      connection.afterCommit(mark, () => connection.send(pubcomp), () => connection.storeFailed('a PUBREL'))
       break
     }
   }

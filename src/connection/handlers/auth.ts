@@ -60,10 +60,10 @@ function step(connection: Connection, data: Buffer | undefined, reauthenticate: 
       },
     )
   }
-  answer(connection, result, reauthenticate)
+  return answer(connection, result, reauthenticate)
 }
 
-function answer(connection: Connection, result: EnhancedAuthResult, reauthenticate: boolean): void {
+function answer(connection: Connection, result: EnhancedAuthResult, reauthenticate: boolean): void | Promise<void> {
   const auth = connection.auth
   if (auth === undefined || connection.state === 'closed') return
   if ('continue' in result) {

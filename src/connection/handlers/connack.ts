@@ -1,5 +1,6 @@
 import { log } from '../../logging.js'
 import type { ConnectPacket, Properties } from '../../protocol/packets.js'
+import type { Session } from '../../session/session.js'
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
 import type { Connection } from '../connection.js'
 
@@ -34,8 +35,12 @@ export function refuse(connection: Connection, returnCode: number, why: string, 
   })
 }
 
-/** Accepts a client whose CONNECT (and authentication) passed: its session, CONNACK, events. */
-export function accept(connection: Connection, packet: ConnectPacket): void {
+/**
+ * Accepts a client whose CONNECT (and authentication) passed: its session, then, once the store
+ * holds the session and its will, CONNACK and events. Returns a promise while it waits for the
+ * store, so nothing more is read from the client before its CONNACK.
+ */
+export function accept(connection: Connection, packet: ConnectPacket): void | Promise<void> {
   const broker = connection.broker
   const v5 = connection.protocolVersion === 5
   if (!broker.isLatestConnect(connection)) {
@@ -48,12 +53,32 @@ export function accept(connection: Connection, packet: ConnectPacket): void {
   // [MQTT-3.1.4-3] a client connecting with an identifier already in use takes over: the
   // existing connection is closed (MQTT 5: DISCONNECT 0x8E)
   broker.clients.get(connection.id)?.end('taken-over')
+  const journal = broker.journal
+  const mark = journal.recorded
   // 3.1.1: clean session 0 makes the session persistent; MQTT 5: a non-zero Session Expiry Interval.
   const persistent = v5 ? connection.sessionExpiryInterval > 0 : !packet.cleanSession
-  const expiryInterval = v5 ? connection.sessionExpiryInterval : persistent ? 0xffffffff : 0
+  const expiryInterval = v5 ? connection.sessionExpiryInterval : persistent ? broker.limits.persistentSessionExpiry : 0
   const { session, present } = broker.openSession(connection.id, packet.cleanSession, persistent, expiryInterval)
   connection.will = packet.will
-  session.will = packet.will
+  broker.wills.connected(session, packet.will)
+  if (!journal.durable || journal.recorded === mark) return welcome(connection, packet, session, present)
+  return new Promise((resolve) => {
+    journal.afterCommit((ok) => {
+      resolve()
+      if (ok && connection.state === 'connecting' && broker.isLatestConnect(connection)) return welcome(connection, packet, session, present)
+      if (connection.state === 'connecting') {
+        if (ok) connection.end('taken-over')
+        else refuse(connection, v5 ? ReasonCode.UnspecifiedError : ConnackReturnCode.ServerUnavailable, 'the store failed to keep the session')
+      }
+      broker.sessionAbandoned(session)
+    })
+  })
+}
+
+/** CONNACK and the start of the client's life: its session attached, in-flight messages re-sent. */
+function welcome(connection: Connection, packet: ConnectPacket, session: Session, present: boolean): void {
+  const broker = connection.broker
+  const v5 = connection.protocolVersion === 5
   let keepAlive = packet.keepAlive
   const maxKeepAlive = broker.limits.maxKeepAlive
   // MQTT 5: a keep alive over the maximum (or none, where there is a maximum) is replaced by the
@@ -82,7 +107,6 @@ export function accept(connection: Connection, packet: ConnectPacket): void {
   }
   broker.clientAccepted(connection)
   session.attach(connection)
-  broker.sessionChanged(session)
   broker.emit('clientConnect', connection)
 }
 

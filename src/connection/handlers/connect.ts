@@ -123,7 +123,7 @@ function refusalCode(result: unknown, v5: boolean): number {
   return ConnackReturnCode.NotAuthorized
 }
 
-function decide(connection: Connection, packet: ConnectPacket, result: AuthenticateResult): void {
+function decide(connection: Connection, packet: ConnectPacket, result: AuthenticateResult): void | Promise<void> {
   if (connection.state === 'closed') return
   if (result === true) return accept(connection, packet)
   const returnCode = refusalCode(result, connection.protocolVersion === 5)

@@ -15,6 +15,9 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const session = connection.session
   if (session === null) return
+  const journal = connection.broker.journal
+  // Too much waits for the store: this publisher is not read until it catches up.
+  if (journal.overloaded) return journal.relief().then(() => handlePublish(connection, packet))
   if (connection.broker.limits.maxPublishRate > 0 && !connection.publishRate.take(connection.broker.limits.maxPublishRate)) {
     return connection.protocolError(`over ${connection.broker.limits.maxPublishRate} PUBLISH per second`, ReasonCode.MessageRateTooHigh)
   }
@@ -25,7 +28,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`, ReasonCode.TopicNameInvalid)
   if (packet.qos === 2 && session.incomingQos2.has(packet.packetId)) {
     // [MQTT-4.3.3-2] a QoS 2 message already delivered and not yet released is not delivered again
-    connection.send({ type: 'pubrec', packetId: packet.packetId })
+    const pubrec = { type: 'pubrec', packetId: packet.packetId } as const
+    connection.afterCommit(journal.recorded, () => connection.send(pubrec), () => connection.storeFailed('a QoS 2 PUBLISH'))
     return
   }
   const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain)
@@ -130,6 +134,7 @@ function checkV5(connection: Connection, packet: PublishPacket): boolean {
 
 function finish(connection: Connection, packet: PublishPacket, message: RoutedMessage, answer: boolean | number): void {
   if (connection.state === 'closed') return
+  const mark = connection.broker.journal.recorded
   let reasonCode: number = ReasonCode.Success
   const allowed = answer === true || answer === 0
   if (allowed) {
@@ -144,22 +149,34 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
     if (typeof answer !== 'number' || answer < 0x80) reasonCode = ReasonCode.NotAuthorized
     else reasonCode = ACK_REASON_CODES.puback.has(answer) ? answer : ReasonCode.UnspecifiedError
   }
-  acknowledge(connection, packet, reasonCode)
+  acknowledge(connection, packet, reasonCode, mark)
 }
 
-/** PUBACK or PUBREC for a QoS 1/2 PUBLISH; the reason code reaches MQTT 5 clients only. */
-function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number): void {
-  const code = connection.protocolVersion === 5 ? reasonCode : undefined
-  const properties = code === undefined ? undefined : problemProperties(connection.requestProblemInformation, [code])
-  if (packet.qos === 1) {
-    connection.send(code ? { type: 'puback', packetId: packet.packetId, reasonCode: code, properties } : { type: 'puback', packetId: packet.packetId })
-  } else if (packet.qos === 2) {
-    const session = connection.session
-    // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
-    if (session !== null && (code === undefined || code < 0x80)) {
-      session.incomingQos2.add(packet.packetId)
-      connection.broker.sessionChanged(session)
-    }
-    connection.send(code ? { type: 'pubrec', packetId: packet.packetId, reasonCode: code, properties } : { type: 'pubrec', packetId: packet.packetId })
+/**
+ * PUBACK or PUBREC for a QoS 1/2 PUBLISH, once what it promises is stored: the message in every
+ * persistent session it entered, retained, and (QoS 2) its identifier held. The reason code
+ * reaches MQTT 5 clients only. If the store fails, an MQTT 5 client is told 0x80 and a 3.1.1
+ * client, which cannot be told, is disconnected so it sends the message again.
+ */
+function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number, mark = connection.broker.journal.recorded): void {
+  if (packet.qos === 0) return
+  const v5 = connection.protocolVersion === 5
+  const session = connection.session
+  const type = packet.qos === 1 ? 'puback' : 'pubrec'
+  // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
+  const holds = packet.qos === 2 && session !== null && (!v5 || reasonCode < 0x80)
+  if (holds) connection.broker.qos2Received(session, packet.packetId)
+  const send = (code: number | undefined): void => {
+    const properties = code === undefined ? undefined : problemProperties(connection.requestProblemInformation, [code])
+    connection.send(code ? { type, packetId: packet.packetId, reasonCode: code, properties } : { type, packetId: packet.packetId })
   }
+  connection.afterCommit(
+    mark,
+    () => send(v5 ? reasonCode : undefined),
+    () => {
+      if (!v5) return connection.storeFailed('a PUBLISH')
+      if (holds) connection.broker.qos2Released(session, packet.packetId)
+      send(ReasonCode.UnspecifiedError)
+    },
+  )
 }

@@ -85,7 +85,10 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
   const broker = connection.broker
   const v5 = connection.protocolVersion === 5
   const id = packet.properties?.subscriptionIdentifier?.[0]
+  const mark = broker.journal.recorded
   const granted: Subscription[] = []
+  /** What each granted subscription replaced, to put back if the store fails. */
+  const replaced: Array<Subscription | undefined> = []
   /** Whether each granted subscription is new (for Retain Handling 1). */
   const isNew: boolean[] = []
   const reasonCodes = packet.subscriptions.map((s, i) => {
@@ -94,7 +97,8 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
       log.auth('Subscription of %s to %j refused (0x%s)', connection.id, s.topicFilter, code.toString(16))
       return code
     }
-    const existed = session.subscriptions.has(s.topicFilter)
+    const previous = session.subscriptions.get(s.topicFilter)
+    const existed = previous !== undefined
     if (!existed && session.subscriptions.size >= broker.limits.maxSubscriptionsPerClient) {
       log.client('Subscription of %s to %j refused: maxSubscriptionsPerClient (%d) reached', connection.id, s.topicFilter, broker.limits.maxSubscriptionsPerClient)
       return v5 ? ReasonCode.QuotaExceeded : SUBACK_FAILURE
@@ -104,14 +108,36 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
     // [MQTT-3.8.4-3] a subscription to an existing filter replaces it
     broker.subscribe(session, subscription)
     granted.push(subscription)
+    replaced.push(previous)
     isNew.push(!existed)
     return code
   })
+  // A persistent session's subscriptions are acknowledged once stored.
+  connection.afterCommit(
+    mark,
+    () => acknowledge(connection, packet, reasonCodes, granted, isNew),
+    () => {
+      if (!v5) return connection.storeFailed('a SUBSCRIBE')
+      // Nothing of it was promised: the session goes back to what it had, and the client is told.
+      for (let i = granted.length - 1; i >= 0; i--) {
+        const previous = replaced[i]
+        if (previous === undefined) broker.unsubscribe(session, (granted[i] as Subscription).topicFilter)
+        else broker.subscribe(session, previous)
+      }
+      acknowledge(connection, packet, reasonCodes.map(() => ReasonCode.UnspecifiedError), [], [])
+    },
+  )
+}
+
+/** SUBACK, then the retained messages of the new subscriptions. */
+function acknowledge(connection: Connection, packet: SubscribePacket, reasonCodes: number[], granted: Subscription[], isNew: boolean[]): void {
+  const broker = connection.broker
+  const session = connection.session
+  if (session === null) return
   // [MQTT-3.8.4-1] [MQTT-3.8.4-5] one SUBACK return code per requested filter, in order
-  const properties = v5 ? problemProperties(connection.requestProblemInformation, reasonCodes) : undefined
+  const properties = connection.protocolVersion === 5 ? problemProperties(connection.requestProblemInformation, reasonCodes) : undefined
   connection.send(properties ? { type: 'suback', packetId: packet.packetId, reasonCodes, properties } : { type: 'suback', packetId: packet.packetId, reasonCodes })
   if (log.packet.enabled) log.packet('Sending SUBACK to %s: %j', connection.id, reasonCodes)
-  broker.sessionChanged(session)
   if (granted.length > 0) broker.emit('subscribe', granted, connection)
   // [MQTT-3.3.1-6] retained messages follow the SUBACK; a filter repeated in one packet is one
   // subscription (the last one replaced the others), so its retained messages go out once.

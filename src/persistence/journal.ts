@@ -1,0 +1,202 @@
+import { isPromise } from '../hooks/promise.js'
+import { log } from '../logging.js'
+import type { Awaitable, PersistenceAdapter, PersistenceOp } from './adapter.js'
+
+/** Uncommitted operations past which publishers are no longer read until the store catches up. */
+const DEFAULT_MAX_UNCOMMITTED = 100_000
+
+/** How long a failed commit waits before it is tried again, growing up to the maximum. */
+const RETRY_FIRST_MS = 50
+const RETRY_MAX_MS = 5_000
+
+/** Something that remembers the batch it was stored in (a message), so a sender can tell whether it is committed. */
+export interface Committable {
+  storedIn: number
+}
+
+/**
+ * The broker's one path to its persistence adapter. State changes are recorded as operations; at
+ * the end of the event-loop turn they go to the adapter as one ordered batch (group commit), with
+ * one batch in flight while the next fills. Whoever must not speak before a change is durable
+ * (an acknowledgement) waits with `afterCommit`.
+ *
+ * A failed commit acknowledges nothing that waited for it, and its operations are committed
+ * again, ahead of newer ones, until the store takes them: the broker carries on from memory and
+ * catches the store up when it returns.
+ */
+export class Journal {
+  /** Whether acknowledgements wait for commits (the adapter's `durable`). */
+  readonly durable: boolean
+  /** Number of operations ever recorded: a caller compares it before and after a change to learn whether it recorded any. */
+  recorded = 0
+  /** The number of the batch now filling; a stored message remembers it. */
+  batch = 1
+  /** The highest batch number known committed. */
+  committed = 0
+
+  private filling: PersistenceOp[] = []
+  private waiting: Array<(ok: boolean) => void> = []
+  /** Callbacks for when the filling batch is committed, however many attempts it takes. */
+  private drains: Array<() => void> = []
+  private inFlight = false
+  private inFlightCount = 0
+  private inFlightWaiting: Array<(ok: boolean) => void> = []
+  private inFlightDrains: Array<() => void> = []
+  /** Operations of failed commits, to go ahead of the filling batch. */
+  private retry: PersistenceOp[] = []
+  private retryTimer: NodeJS.Timeout | undefined
+  private retryDelay = 0
+  private scheduled = false
+  private relieved: Array<() => void> = []
+
+  constructor(
+    private readonly adapter: PersistenceAdapter,
+    private readonly failed: (error: Error) => void,
+    private readonly maxUncommitted = DEFAULT_MAX_UNCOMMITTED,
+  ) {
+    this.durable = adapter.durable
+  }
+
+  /** Operations recorded and not yet committed. */
+  get uncommitted(): number {
+    return this.filling.length + this.inFlightCount + this.retry.length
+  }
+
+  /** Whether so much waits for the store that publishers should wait too. */
+  get overloaded(): boolean {
+    return this.uncommitted > this.maxUncommitted
+  }
+
+  /** Whether the store is failing: commits are being retried. */
+  get failing(): boolean {
+    return this.retry.length > 0
+  }
+
+  record(op: PersistenceOp): void {
+    this.filling.push(op)
+    this.recorded++
+    if (!this.scheduled && !this.inFlight && this.retryTimer === undefined) {
+      this.scheduled = true
+      // Everything recorded in this turn goes in one batch.
+      setImmediate(this.flush)
+    }
+  }
+
+  /** Whether a message stored in batch `storedIn` (0: never stored) is committed. */
+  isCommitted(item: Committable): boolean {
+    return !this.durable || item.storedIn <= this.committed
+  }
+
+  /**
+   * Runs `then(true)` once everything recorded so far is committed, at once if it is (or the
+   * adapter is not durable); `then(false)` if the commit holding it failed. Callbacks run in the
+   * order they were registered.
+   */
+  afterCommit(then: (ok: boolean) => void): void {
+    if (!this.durable) return then(true)
+    if (this.filling.length > 0 || this.retry.length > 0) this.waiting.push(then)
+    else if (this.inFlight) this.inFlightWaiting.push(then)
+    else then(true)
+  }
+
+  /** Runs `then` once everything recorded so far is committed, however many attempts that takes. */
+  whenCommitted(then: () => void): void {
+    if (!this.durable) return then()
+    if (this.filling.length > 0 || this.retry.length > 0) this.drains.push(then)
+    else if (this.inFlight) this.inFlightDrains.push(then)
+    else then()
+  }
+
+  /** Resolves when the journal is no longer overloaded. */
+  relief(): Promise<void> {
+    if (!this.overloaded) return Promise.resolve()
+    return new Promise((resolve) => this.relieved.push(resolve))
+  }
+
+  /**
+   * Commits what is recorded now, waits for everything to be committed, and rejects if the store
+   * fails (shutdown: a failing store is tried once more, not waited for).
+   */
+  async settle(): Promise<void> {
+    for (;;) {
+      if (this.retryTimer !== undefined) {
+        clearTimeout(this.retryTimer)
+        this.retryTimer = undefined
+      }
+      if (this.uncommitted === 0 && !this.inFlight) return
+      const ok = await new Promise<boolean>((resolve) => {
+        this.afterCommit(resolve)
+        if (!this.inFlight) this.flush()
+      })
+      if (!ok) throw new Error('persistence: the store refused the last changes')
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false
+    this.retryTimer = undefined
+    if (this.inFlight || (this.filling.length === 0 && this.retry.length === 0)) return
+    const ops = this.retry.length === 0 ? this.filling : this.retry.concat(this.filling)
+    const batch = this.batch++
+    this.retry = []
+    this.filling = []
+    this.inFlight = true
+    this.inFlightCount = ops.length
+    this.inFlightWaiting = this.waiting
+    this.inFlightDrains = this.drains
+    this.waiting = []
+    this.drains = []
+    let result: Awaitable<void>
+    try {
+      result = this.adapter.commit(ops)
+    } catch (error) {
+      this.settled(batch, ops, error)
+      return
+    }
+    if (isPromise(result)) {
+      result.then(
+        () => this.settled(batch, ops, undefined),
+        (error: unknown) => this.settled(batch, ops, error ?? new Error('commit rejected')),
+      )
+    } else {
+      this.settled(batch, ops, undefined)
+    }
+  }
+
+  private settled(batch: number, ops: PersistenceOp[], error: unknown): void {
+    const waiting = this.inFlightWaiting
+    const drains = this.inFlightDrains
+    this.inFlight = false
+    this.inFlightCount = 0
+    this.inFlightWaiting = []
+    this.inFlightDrains = []
+    if (error === undefined) {
+      this.committed = batch
+      if (this.retryDelay > 0) log.persistence('The store took the changes again; acknowledgements resume')
+      this.retryDelay = 0
+      for (const then of waiting) then(true)
+      for (const then of drains) then()
+    } else {
+      // Nothing of the batch is known stored: it goes again, ahead of what was recorded since.
+      this.retry = ops
+      this.drains = drains.concat(this.drains)
+      this.retryDelay = Math.min(this.retryDelay === 0 ? RETRY_FIRST_MS : this.retryDelay * 2, RETRY_MAX_MS)
+      const failure = error instanceof Error ? error : new Error(String(error))
+      log.error('persistence commit of %d operations failed (trying again in %d ms): %s', ops.length, this.retryDelay, failure.message)
+      for (const then of waiting) then(false)
+      this.failed(failure)
+    }
+    if (!this.overloaded && this.relieved.length > 0) {
+      const relieved = this.relieved
+      this.relieved = []
+      for (const resolve of relieved) resolve()
+    }
+    if (this.retry.length > 0) {
+      this.retryTimer = setTimeout(this.flush, this.retryDelay)
+      this.retryTimer.unref()
+    } else if (this.filling.length > 0) {
+      // What accumulated while the batch was in flight goes now, as one batch.
+      this.flush()
+    }
+  }
+}
