@@ -4,7 +4,7 @@ import { BrokerCore } from './core.js'
 import { asError } from './hooks/errors.js'
 import type { BrokerEvents, HostErrorSource } from './hooks/events.js'
 import { isPromise } from './hooks/promise.js'
-import type { Client, ConnectionInfo, Message } from './hooks/types.js'
+import type { Client, ConnectionInfo, Message, SessionSummary } from './hooks/types.js'
 import { log } from './logging.js'
 import type { BrokerOptions, Limits } from './options.js'
 import type { Properties, QoS } from './protocol/packets.js'
@@ -188,6 +188,23 @@ export class Broker {
   /** The connected client with this identifier, if any; `broker.getClient(id)?.close()` disconnects it. */
   getClient(id: string): Client | undefined {
     return this.core.clients.get(id)
+  }
+
+  /** The session of a client identifier, connected or not (persistent sessions outlive their connection), if any. */
+  getSession(clientId: string): SessionSummary | undefined {
+    const session = this.core.sessions.get(clientId)
+    if (session === undefined) return undefined
+    return {
+      clientId,
+      persistent: session.persistent,
+      connected: session.link !== null,
+      expiryInterval: session.expiryInterval,
+      subscriptions: session.subscriptions.size,
+      inflight: session.inflightCount,
+      queued: session.queuedCount,
+      queuedBytes: session.queuedBytes,
+      dropped: session.dropped,
+    }
   }
 
   /** Starts a transport; connections it accepts are served by this broker. */

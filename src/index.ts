@@ -26,6 +26,7 @@ export type {
   EnhancedAuthResult,
   Message,
   PeerCertificate,
+  SessionSummary,
 } from './hooks/types.js'
 export { DEFAULT_CAPABILITIES, DEFAULT_LIMITS } from './options.js'
 export type { BrokerOptions, Capabilities, Limits } from './options.js'

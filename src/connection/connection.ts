@@ -176,15 +176,20 @@ export class Connection implements Client, SessionLink {
    * the commit fails, `failed` runs instead.
    */
   afterCommit(mark: number, send: () => void, failed: () => void): void {
-    const journal = this.broker.journal
-    if (!journal.durable || (journal.recorded === mark && this.acksWaiting === 0)) return send()
+    if (this.mayAckNow(mark)) return send()
     this.acksWaiting++
-    journal.afterCommit((ok) => {
+    this.broker.journal.afterCommit((ok) => {
       this.acksWaiting--
       if (this.state === 'closed') return
       if (ok) send()
       else failed()
     })
+  }
+
+  /** Whether an acknowledgement of changes recorded since `mark` may go now (the hot path's check, free of closures). */
+  mayAckNow(mark: number): boolean {
+    const journal = this.broker.journal
+    return !journal.durable || (journal.recorded === mark && this.acksWaiting === 0)
   }
 
   /** The store failed to keep what an acknowledgement would promise, and no reason code fits it: MQTT 5 DISCONNECT 0x80; 3.1.1 closes. */

@@ -146,6 +146,25 @@ export type DisconnectReason =
   | 'connect-refused'
   | 'persistence-error'
 
+/** A session as `broker.getSession` reports it: a snapshot, not updated. */
+export interface SessionSummary {
+  readonly clientId: string
+  /** Whether it outlives its connection (clean session 0, or an MQTT 5 Session Expiry Interval above 0). */
+  readonly persistent: boolean
+  /** Whether a client is connected to it now. */
+  readonly connected: boolean
+  /** Seconds it outlives its connection (0xFFFFFFFF: for ever). */
+  readonly expiryInterval: number
+  readonly subscriptions: number
+  /** QoS 1/2 messages sent and not yet acknowledged. */
+  readonly inflight: number
+  /** Messages waiting to be sent, and their bytes (payload and topic). */
+  readonly queued: number
+  readonly queuedBytes: number
+  /** Messages dropped so far: queue full (`maxQueued`, `maxQueuedBytes`), QoS 0 to a congested or offline client, too large for the client. */
+  readonly dropped: number
+}
+
 /** One step of an MQTT 5 enhanced authentication exchange (CONNECT, then AUTH packets). */
 export interface EnhancedAuthRequest {
   /** The client's Authentication Method, e.g. 'SCRAM-SHA-256'. */

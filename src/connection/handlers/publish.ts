@@ -166,17 +166,19 @@ function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: 
   // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
   const holds = packet.qos === 2 && session !== null && (!v5 || reasonCode < 0x80)
   if (holds) connection.broker.qos2Received(session, packet.packetId)
-  const send = (code: number | undefined): void => {
-    const properties = code === undefined ? undefined : problemProperties(connection.requestProblemInformation, [code])
-    connection.send(code ? { type, packetId: packet.packetId, reasonCode: code, properties } : { type, packetId: packet.packetId })
-  }
+  if (connection.mayAckNow(mark)) return sendAck(connection, type, packet.packetId, v5 ? reasonCode : undefined)
   connection.afterCommit(
     mark,
-    () => send(v5 ? reasonCode : undefined),
+    () => sendAck(connection, type, packet.packetId, v5 ? reasonCode : undefined),
     () => {
       if (!v5) return connection.storeFailed('a PUBLISH')
       if (holds) connection.broker.qos2Released(session, packet.packetId)
-      send(ReasonCode.UnspecifiedError)
+      sendAck(connection, type, packet.packetId, ReasonCode.UnspecifiedError)
     },
   )
+}
+
+function sendAck(connection: Connection, type: 'puback' | 'pubrec', packetId: number, code: number | undefined): void {
+  const properties = code === undefined ? undefined : problemProperties(connection.requestProblemInformation, [code])
+  connection.send(code ? { type, packetId, reasonCode: code, properties } : { type, packetId })
 }
