@@ -23,7 +23,8 @@ export interface StoredMessage {
  * - a **session** is a persistent session, by client identifier;
  * - a **message** is stored once, under a `messageId` the broker assigns, and referenced by the
  *   deliveries of every session queue it enters; an adapter may forget a message no delivery
- *   refers to any more;
+ *   refers to any more at the end of a batch (within a batch, a delivery to another session may
+ *   take over a message after its last delivery was dequeued);
  * - a **delivery** is one message on its way to one session, by the session's `seq` number
  *   (increasing within a session; a new session starts again). It is queued, then sent (it has a
  *   packet identifier and waits for PUBACK or PUBREC), then received (PUBREC came; it waits for

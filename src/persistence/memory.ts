@@ -24,6 +24,8 @@ export class MemoryPersistence implements PersistenceAdapter {
   private readonly messages = new Map<number, { message: StoredMessage; refs: number }>()
   private readonly retained = new Map<string, StoredMessage>()
   private lastMessageId = 0
+  /** Messages whose last delivery went in the batch being applied. */
+  private readonly released = new Set<number>()
 
   open(): RestoredState {
     const sessions: RestoredSession[] = []
@@ -44,6 +46,9 @@ export class MemoryPersistence implements PersistenceAdapter {
 
   commit(ops: readonly PersistenceOp[]): void {
     for (const op of ops) this.apply(op)
+    // Forgotten only now: a later operation of the batch may still refer to them.
+    for (const id of this.released) if (this.messages.get(id)?.refs === 0) this.messages.delete(id)
+    this.released.clear()
   }
 
   close(): void {}
@@ -145,6 +150,6 @@ export class MemoryPersistence implements PersistenceAdapter {
 
   private release(messageId: number): void {
     const stored = this.messages.get(messageId)
-    if (stored !== undefined && --stored.refs <= 0) this.messages.delete(messageId)
+    if (stored !== undefined && --stored.refs <= 0) this.released.add(messageId)
   }
 }
