@@ -1,10 +1,20 @@
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import type { Limits } from '../options.js'
+import { UsageError } from './errors.js'
+import { LIMIT_FLAGS, limitsUsage, parseLimitValue } from './limits.js'
+import { parsePersistence, PERSISTENCE_FORMS, type PersistenceSpec } from './persistence.js'
+
+export { UsageError } from './errors.js'
 
 /** What the command line asked for. */
 export interface CliOptions {
   port: number
   host: string | undefined
   help: boolean
+  /** Where sessions and retained messages are kept; `{ kind: 'memory' }` unless `--persistence` says otherwise. */
+  persistence: PersistenceSpec
+  /** The limits given as flags, only those: the broker's defaults fill in the rest. */
+  limits: Partial<Limits>
 }
 
 export const USAGE = `Usage: culex [options]
@@ -14,27 +24,90 @@ Runs a standalone MQTT broker (MQTT 3.1, 3.1.1 and 5.0 over TCP).
 Options:
   -p, --port <port>   TCP port to listen on (default 1883; 0 picks a free port)
       --host <host>   address to bind (default: all IPv4 and IPv6 addresses)
+      --persistence <store>
+                      where sessions and retained messages are kept (default memory):
+                        memory                     in this process; lost when it exits
+                        sqlite:PATH                a SQLite database file (needs better-sqlite3)
+                        redis://HOST[:PORT][/DB]   a Redis server (needs ioredis); rediss:// for TLS
+      --durability <process|power>
+                      with sqlite: commits survive a crash of the process (process, the
+                      default) or power loss too (power, slower)
+      --redis-strict  with redis: the adapter's strict mode (refuses a Redis server
+                      configured so that it may lose acknowledged writes)
   -h, --help          show this help
+
+Limits (non-negative integers; see docs/embedding.md):
+${limitsUsage()}
+
+On SIGTERM or SIGINT culex stops accepting connections, closes the clients, flushes
+persistence and exits 0; a second signal during that shutdown exits at once with code 1.
+Exit code 2: a mistake on the command line; 1: the broker could not start.
 
 Logging: DEBUG=culex:* culex   shows connections, packets and disconnects.`
 
-/** Parses argv (without the node and script paths); throws with a readable message on bad input. */
-export function parseCliArgs(argv: string[]): CliOptions {
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>
+
+const FIXED_OPTIONS = {
+  port: { type: 'string', short: 'p' },
+  // No short form: -h is help, as users expect.
+  host: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  persistence: { type: 'string' },
+  durability: { type: 'string' },
+  'redis-strict': { type: 'boolean' },
+} satisfies OptionsConfig
+
+function buildOptions(): OptionsConfig {
+  const options: OptionsConfig = { ...FIXED_OPTIONS }
+  for (const flag of LIMIT_FLAGS) {
+    // A limit named like an option would silently take it over: refuse to start instead.
+    if (flag.name in options) throw new Error(`limit ${flag.key} would reuse the option --${flag.name}`)
+    options[flag.name] = { type: 'string' }
+  }
+  return options
+}
+
+const OPTIONS = buildOptions()
+
+/** Parses argv (without the node and script paths); throws a UsageError with a readable message on bad input. */
+export function parseCliArgs(argv: string[], cwd: string = process.cwd()): CliOptions {
   // `-h` used to be --host: say so rather than "Unexpected argument '127.0.0.1'".
   const h = argv.indexOf('-h')
   const next = h === -1 ? undefined : argv[h + 1]
-  if (next !== undefined && !next.startsWith('-')) throw new Error(`-h is --help; to bind an address use --host ${next}`)
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string', short: 'p' },
-      // No short form: -h is help, as users expect.
-      host: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  })
-  const port = values.port === undefined ? 1883 : Number(values.port)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port ${JSON.stringify(values.port)}`)
-  return { port, host: values.host, help: values.help ?? false }
+  if (next !== undefined && !next.startsWith('-')) throw new UsageError(`-h is --help; to bind an address use --host ${next}`)
+  let values: Record<string, string | boolean | undefined>
+  try {
+    values = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>
+  } catch (error) {
+    // parseArgs explains over several lines ("argument is ambiguous ... use '--x=-XYZ'"): keep them.
+    throw new UsageError((error as Error).message)
+  }
+  const string = (name: string): string | undefined => values[name] as string | undefined
+
+  const rawPort = string('port')
+  const port = rawPort === undefined ? 1883 : Number(rawPort)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`invalid port ${JSON.stringify(rawPort)}`)
+
+  const rawPersistence = string('persistence')
+  const persistence = rawPersistence === undefined ? ({ kind: 'memory' } as const) : parsePersistence(rawPersistence, cwd)
+  const durability = string('durability')
+  if (durability !== undefined) {
+    if (durability !== 'process' && durability !== 'power') throw new UsageError(`invalid --durability ${JSON.stringify(durability)}: expected process or power`)
+    if (persistence.kind !== 'sqlite') throw new UsageError('--durability applies to --persistence sqlite:PATH only')
+    persistence.durability = durability
+  }
+  if (values['redis-strict'] === true) {
+    if (persistence.kind !== 'redis') throw new UsageError('--redis-strict applies to --persistence redis://... only')
+    persistence.strict = true
+  }
+
+  const limits: Partial<Limits> = {}
+  for (const flag of LIMIT_FLAGS) {
+    const raw = string(flag.name)
+    if (raw !== undefined) limits[flag.key] = parseLimitValue(flag.name, raw)
+  }
+
+  return { port, host: string('host'), help: values.help === true, persistence, limits }
 }
+
+export { PERSISTENCE_FORMS }
