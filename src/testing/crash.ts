@@ -132,7 +132,7 @@ const COMMITTED = /^committed (\d+)$/
  * ```ts
  * import { runCrashChild } from 'culex-mqtt/testing'
  * import { SqlitePersistence } from 'culex-mqtt/sqlite'
- * await runCrashChild(([file]) => new SqlitePersistence({ file: file! }))
+ * await runCrashChild(([path]) => new SqlitePersistence({ path: path! }))
  * ```
  */
 export async function runCrashChild(create: (args: string[]) => Awaitable<PersistenceAdapter>): Promise<void> {
