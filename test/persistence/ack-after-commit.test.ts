@@ -249,4 +249,29 @@ describe('a failing store acknowledges nothing', () => {
       })
     })
   }
+
+  test('a QoS 2 PUBLISH the store could not keep disconnects the MQTT 5 publisher and keeps its identifier: the resend is delivered once', async () => {
+    await withStore(async (b, store) => {
+      const { raw: sub } = await b.rawConnect({ clientId: 'sub', cleanSession: false }, 5)
+      await sub.subscribe('once', 2)
+      const session = { clientId: 'pub2', cleanSession: false, properties: { sessionExpiryInterval: 300 } }
+      const { raw: pub } = await b.rawConnect(session, 5)
+      store.fail('reject')
+      pub.publish('once', 'exactly', 2, { packetId: 4 })
+      await pub.expectDisconnect(0x80)
+      store.heal()
+      const { raw: again, connack } = await b.rawConnect(session, 5)
+      assert.equal(connack.sessionPresent, true)
+      again.publish('once', 'exactly', 2, { packetId: 4, dup: true })
+      assert.equal((await again.next('pubrec')).reasonCode ?? 0, 0)
+      again.send({ type: 'pubrel', packetId: 4 })
+      await again.next('pubcomp')
+      const delivered = await sub.takePublish('exactly')
+      sub.send({ type: 'pubrec', packetId: delivered.packetId })
+      await sub.next('pubrel')
+      sub.send({ type: 'pubcomp', packetId: delivered.packetId })
+      await sub.ping()
+      assert.equal(sub.publishes().filter((p) => p.payload.toString() === 'exactly').length, 1)
+    })
+  })
 })

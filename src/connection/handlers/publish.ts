@@ -155,8 +155,8 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
 /**
  * PUBACK or PUBREC for a QoS 1/2 PUBLISH, once what it promises is stored: the message in every
  * persistent session it entered, retained, and (QoS 2) its identifier held. The reason code
- * reaches MQTT 5 clients only. If the store fails, an MQTT 5 client is told 0x80 and a 3.1.1
- * client, which cannot be told, is disconnected so it sends the message again.
+ * reaches MQTT 5 clients only. If the store fails, an MQTT 5 QoS 1 publisher is told 0x80; a QoS 2
+ * or 3.1.1 publisher is disconnected, so it sends the message again.
  */
 function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number, mark = connection.broker.journal.recorded): void {
   if (packet.qos === 0) return
@@ -171,8 +171,12 @@ function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: 
     mark,
     () => sendAck(connection, type, packet.packetId, v5 ? reasonCode : undefined),
     () => {
-      if (!v5) return connection.storeFailed('a PUBLISH')
-      if (holds) connection.broker.qos2Released(session, packet.packetId)
+      // The broker keeps the message in memory and stores it once the store is back, so it may
+      // still be delivered: 0x80 says it was not promised. A QoS 2 message must not be taken
+      // twice, so its identifier stays held and the client is disconnected: it resends the
+      // PUBLISH (DUP), which is answered, not delivered again [MQTT-4.3.3-2]. A 3.1.1 client
+      // cannot be told at all.
+      if (!v5 || packet.qos === 2) return connection.storeFailed('a PUBLISH')
       sendAck(connection, type, packet.packetId, ReasonCode.UnspecifiedError)
     },
   )
