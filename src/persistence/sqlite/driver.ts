@@ -21,9 +21,10 @@ export function loadBetterSqlite3(load?: NodeJS.Require): DatabaseConstructor {
   return (cached ??= requireDriver(createRequire(import.meta.url)))
 }
 
-function requireDriver(load: NodeJS.Require): DatabaseConstructor {
+function requireDriver(require: NodeJS.Require): DatabaseConstructor {
   try {
-    return load('better-sqlite3') as DatabaseConstructor
+    // Named `require` so tools that look for a package's imports (and the package test) see this one.
+    return require('better-sqlite3') as DatabaseConstructor
   } catch (err) {
     if (isModuleNotFound(err, 'better-sqlite3')) {
       throw new Error(`SqlitePersistence needs the better-sqlite3 package, which is not installed: ${INSTALL_HINT}`, { cause: err })
