@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { after, describe, it } from 'node:test'
@@ -403,6 +403,18 @@ describe('SqlitePersistence', () => {
     )
     adapter.close()
     removeStore(path)
+  })
+
+  it('creates the directories of its path that do not exist yet', () => {
+    const nested = join(dir, `nested-${process.pid}`, 'deeper', 'culex.db')
+    assert.equal(existsSync(dirname(nested)), false)
+    const adapter = new SqlitePersistence({ path: nested })
+    adapter.open()
+    adapter.commit([{ op: 'sessionCreate', clientId: 'c', expiryInterval: 60 }])
+    adapter.close()
+    const again = new SqlitePersistence({ path: nested })
+    assert.equal(again.open().sessions.length, 1)
+    again.close()
   })
 
   it('lastMessageId is the highest messageId ever committed: a smaller one committed after a reopen does not lower it', () => {

@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { SqliteDurability } from '../sqlite.js'
 import { connect, type Database } from './driver.js'
 
@@ -97,6 +99,8 @@ export const DELIVERY_STATES = ['queued', 'sent', 'received'] as const
 export function openDatabase(file: string, durability: SqliteDurability): Database {
   let db: Database | undefined
   try {
+    // A store in a directory that does not exist yet (`--persistence sqlite:data/culex.db`) gets it.
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true })
     db = connect(file)
     configure(db, durability)
     prepareSchema(db, file)
