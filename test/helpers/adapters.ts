@@ -1,7 +1,7 @@
 import type { PersistenceAdapter, PersistenceOp, RestoredState, StoredMessage } from '../../src/index.js'
 import { MemoryPersistence } from '../../src/index.js'
 import type { Subscription } from '../../src/index.js'
-import { nextTurn } from './wait.js'
+import { deferred, nextTurn } from './wait.js'
 
 /** An adapter that passes everything to `inner` but what `overrides` replaces (a slow open, a stuck commit ...). */
 export function wrapAdapter(inner: PersistenceAdapter, overrides: Partial<PersistenceAdapter> & { durable?: boolean }): PersistenceAdapter {
@@ -38,3 +38,62 @@ export function seedSession(memory: MemoryPersistence, clientId: string, subscri
   }
   memory.commit(ops)
 }
+
+/** A durable store whose commits the test can hold (they wait), release, or make fail. */
+export class GatedStore {
+  readonly memory = new MemoryPersistence()
+  readonly adapter: PersistenceAdapter
+  /** Every batch committed, in order. */
+  readonly committed: PersistenceOp[][] = []
+  private held: Array<{ ops: readonly PersistenceOp[]; done: (error?: Error) => void }> = []
+  private holding = false
+  private failure: { error: Error; mode: 'throw' | 'reject' } | undefined
+  private arrived = deferred<void>()
+
+  constructor() {
+    this.adapter = wrapAdapter(this.memory, {
+      durable: true,
+      commit: (ops) => {
+        if (this.failure !== undefined) {
+          if (this.failure.mode === 'throw') throw this.failure.error
+          return Promise.reject(this.failure.error)
+        }
+        if (!this.holding) return this.apply(ops)
+        return new Promise<void>((resolve, reject) => {
+          this.held.push({ ops, done: (error) => (error ? reject(error) : resolve(this.apply(ops))) })
+          this.arrived.resolve()
+        })
+      },
+    })
+  }
+
+  private apply(ops: readonly PersistenceOp[]): void {
+    this.committed.push([...ops])
+    this.memory.commit(ops)
+  }
+
+  hold(): void {
+    this.holding = true
+    this.arrived = deferred<void>()
+  }
+
+  /** Resolves once a commit is waiting at the gate; returns its operations. */
+  async waiting(): Promise<readonly PersistenceOp[]> {
+    await this.arrived.promise
+    return this.held.flatMap((h) => h.ops)
+  }
+
+  release(): void {
+    this.holding = false
+    for (const h of this.held.splice(0)) h.done()
+  }
+
+  fail(mode: 'throw' | 'reject'): void {
+    this.failure = { error: new Error('disk on fire'), mode }
+  }
+
+  heal(): void {
+    this.failure = undefined
+  }
+}
+
