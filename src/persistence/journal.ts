@@ -9,11 +9,6 @@ const DEFAULT_MAX_UNCOMMITTED = 100_000
 const RETRY_FIRST_MS = 50
 const RETRY_MAX_MS = 5_000
 
-/** Something that remembers the batch it was stored in (a message), so a sender can tell whether it is committed. */
-export interface Committable {
-  storedIn: number
-}
-
 /**
  * The broker's one path to its persistence adapter. State changes are recorded as operations; at
  * the end of the event-loop turn they go to the adapter as one ordered batch (group commit), with
@@ -80,11 +75,6 @@ export class Journal {
       // Everything recorded in this turn goes in one batch.
       setImmediate(this.flush)
     }
-  }
-
-  /** Whether a message stored in batch `storedIn` (0: never stored) is committed. */
-  isCommitted(item: Committable): boolean {
-    return !this.durable || item.storedIn <= this.committed
   }
 
   /**

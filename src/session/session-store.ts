@@ -90,16 +90,7 @@ export class SessionStore implements DeliveryLog {
     this.journal.record({ op: 'dequeue', clientId: session.clientId, seq })
   }
 
-  committed(message: RoutedMessage): boolean {
-    return this.journal.isCommitted(message)
-  }
-
-  drainAfterCommit(session: Session): void {
-    if (session.drainAwaitsCommit) return
-    session.drainAwaitsCommit = true
-    this.journal.whenCommitted(() => {
-      session.drainAwaitsCommit = false
-      session.writable()
-    })
+  whenCommitted(write: () => void): void {
+    this.journal.whenCommitted(write)
   }
 }

@@ -29,18 +29,17 @@ export interface SharedOrigin {
 
 /**
  * Where a persistent session reports the life of its QoS 1/2 deliveries, so they can be stored,
- * and learns whether a message may be sent yet: one whose storing is not committed waits, or a
- * crash followed by the publisher's resend would deliver it twice.
+ * and learns when a PUBLISH may be written: only once the delivery and its packet identifier are
+ * committed. Written earlier, a crash would restore the delivery as never sent, and it would go
+ * again as a new message with a new identifier: twice, for a QoS 2 subscriber.
  */
 export interface DeliveryLog {
   enqueued(session: Session, seq: number, message: RoutedMessage, qos: 1 | 2, retain: boolean, ids: number[] | undefined, group: SharedOrigin | undefined): void
   sent(session: Session, seq: number, packetId: number): void
   received(session: Session, seq: number): void
   removed(session: Session, seq: number): void
-  /** Whether the message's storing is committed. */
-  committed(message: RoutedMessage): boolean
-  /** Calls `session.writable()` once what is recorded now is committed. */
-  drainAfterCommit(session: Session): void
+  /** Calls `write` once what is recorded now is committed: at once when the store is not durable. */
+  whenCommitted(write: () => void): void
 }
 
 interface Inflight {
@@ -121,8 +120,6 @@ export class Session {
 
   /** Where a persistent session's deliveries are recorded for storing; null for others. */
   log: DeliveryLog | null = null
-  /** Whether a drain is due once the store commits (set by the log, so one is pending at a time). */
-  drainAwaitsCommit = false
 
   /** Routing marks: the publish generation this session was last matched in, and the best QoS then. */
   matchGen = 0
@@ -200,7 +197,7 @@ export class Session {
       seq = this.nextSeq++
       log.enqueued(this, seq, message, qos, retain, ids, group)
     }
-    if (direct && (log === null || log.committed(message))) {
+    if (direct) {
       this.sendInflight(link, message, qos, retain, ids, group, seq)
       return
     }
@@ -208,7 +205,6 @@ export class Session {
     this.queuedBytes += queuedSize(message)
     const expiresAt = message.expiresAt()
     if (expiresAt < this.queueExpiresAt) this.queueExpiresAt = expiresAt
-    if (direct && log !== null) log.drainAfterCommit(this)
   }
 
   /** Whether a message does not fit in the queue, even once expired messages have made room. */
@@ -394,10 +390,6 @@ export class Session {
         continue
       }
       if (next.qos > 0 && !this.windowOpen) break
-      if (this.log !== null && !this.log.committed(next.message)) {
-        this.log.drainAfterCommit(this)
-        break
-      }
       this.queueHead++
       this.queuedBytes -= queuedSize(next.message)
       // [MQTT-3.3.2-5] an expired message still waiting is not sent
@@ -440,8 +432,7 @@ export class Session {
       if (qos === 0) {
         link.sendPublish(message, 0, true, 0, false, batch.ids)
       } else {
-        // Logged like any delivery, so its in-flight state outlives a restart; it is sent at once,
-        // as the retained message itself is already stored.
+        // Logged like any delivery, so its in-flight state outlives a restart.
         let seq = 0
         if (this.log !== null) {
           seq = this.nextSeq++
@@ -474,14 +465,26 @@ export class Session {
   ): void {
     const packetId = this.allocatePacketId()
     message.ownPayload()
-    this.inflight.set(packetId, { message, qos, retain, ids, group, state: 'publish', seq })
-    if (!link.sendPublish(message, qos, retain, packetId, false, ids)) {
-      this.inflight.delete(packetId)
-      this.dropped++
-      this.log?.removed(this, seq)
+    const entry: Inflight = { message, qos, retain, ids, group, state: 'publish', seq }
+    this.inflight.set(packetId, entry)
+    const log = this.log
+    if (log === null) {
+      this.write(link, packetId, entry)
       return
     }
-    this.log?.sent(this, seq, packetId)
+    log.sent(this, seq, packetId)
+    log.whenCommitted(() => {
+      // A client gone meanwhile gets it again, with DUP, when it reconnects (the entry stays in flight).
+      if (this.link === link && this.inflight.get(packetId) === entry && entry.state === 'publish') this.write(link, packetId, entry)
+    })
+  }
+
+  /** Writes an in-flight PUBLISH the first time; one the client cannot take gives up its place. */
+  private write(link: SessionLink, packetId: number, entry: Inflight): void {
+    if (link.sendPublish(entry.message, entry.qos, entry.retain, packetId, false, entry.ids)) return
+    this.inflight.delete(packetId)
+    this.dropped++
+    this.log?.removed(this, entry.seq)
   }
 
   /** A queued entry leaves without being sent. */

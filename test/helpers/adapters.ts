@@ -85,6 +85,11 @@ export class GatedStore {
 
   release(): void {
     this.holding = false
+    this.releaseHeld()
+  }
+
+  /** Lets the commits waiting now through, and keeps holding the next ones. */
+  releaseHeld(): void {
     for (const h of this.held.splice(0)) h.done()
   }
 

@@ -158,6 +158,24 @@ describe('acknowledgements wait for the commit', () => {
       assert.equal((await sub.takePublish('wait for it')).qos, 1)
     })
   })
+
+  test('a PUBLISH to an online persistent subscriber is written only once its packet identifier is committed', async () => {
+    // Written earlier, a crash would restore the delivery as never sent: it would go again as a
+    // new message with a new identifier, a second copy for a QoS 2 subscriber.
+    await withStore(async (b, store) => {
+      const { raw: sub } = await b.rawConnect({ clientId: 'online', cleanSession: false })
+      await sub.subscribe('live', 2)
+      const { raw: pub } = await b.rawConnect({ clientId: 'pub' })
+      store.hold()
+      pub.publish('live', 'once', 2, { packetId: 1 })
+      await store.waiting()
+      // The commits after this one stay held: a PUBLISH waiting for one of them never arrives.
+      store.releaseHeld()
+      const delivered = await sub.takePublish('once')
+      const sent = store.committed.flat().filter((o) => o.op === 'sent' && o.clientId === 'online')
+      assert.deepEqual(sent, [{ op: 'sent', clientId: 'online', seq: 1, packetId: delivered.packetId }])
+    })
+  })
 })
 
 describe('a failing store acknowledges nothing', () => {
