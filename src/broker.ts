@@ -307,6 +307,7 @@ export class Broker {
     try {
       await this.core.settle()
     } finally {
+      this.core.journal.stop()
       await this.core.persistence.close()
       log.broker('Broker closed')
     }

@@ -109,6 +109,8 @@ export class BrokerCore implements BrokerContext {
   private readonly clientIdPrefix = `culex-${randomBytes(4).toString('hex')}-`
   /** Sessions waiting to expire, so close() can stop their timers. */
   private readonly expiring = new Set<Session>()
+  /** Set when the broker closes: no new timers (the store keeps the due times for the next broker). */
+  private timersStopped = false
 
   constructor(
     options: BrokerOptions,
@@ -210,7 +212,7 @@ export class BrokerCore implements BrokerContext {
   /** Ends a persistent session once it has been without a connection for its expiry interval. */
   private scheduleExpiry(session: Session, due: number): void {
     this.cancelExpiry(session)
-    if (session.expiryInterval >= NEVER_EXPIRES) return
+    if (session.expiryInterval >= NEVER_EXPIRES || this.timersStopped) return
     const arm = (): void => {
       const left = due - Date.now()
       if (left > 0) {
@@ -252,9 +254,12 @@ export class BrokerCore implements BrokerContext {
    * A session opened for a connection that never got its CONNACK (it closed, or the store failed
    * while the broker waited for it): left as if that connection had come and gone, without a will.
    */
-  sessionAbandoned(session: Session): void {
-    if (this.sessions.get(session.clientId) !== session || session.link !== null || this.latestConnect.has(session.clientId)) return
-    if (session.will !== undefined) this.wills.discarded(session)
+  sessionAbandoned(session: Session, connection: Connection): void {
+    // A newer connection that opened the session since is its owner now.
+    if (session.claimant !== connection) return
+    session.claimant = null
+    if (this.sessions.get(session.clientId) !== session || session.link !== null) return
+    this.wills.abandoned(session)
     if (!session.persistent || session.expiryInterval === 0) this.endSession(session)
     else this.sessionOffline(session)
   }
@@ -286,6 +291,7 @@ export class BrokerCore implements BrokerContext {
 
   /** Stops the timers of sessions and wills: the store keeps them for the next broker on it. */
   stopTimers(): void {
+    this.timersStopped = true
     for (const session of [...this.expiring]) this.cancelExpiry(session)
     this.wills.close()
   }

@@ -47,7 +47,7 @@ export interface BrokerContext {
    * A session opened for a connection that never got its CONNACK: left as if that connection had
    * come and gone, without publishing its will.
    */
-  sessionAbandoned(session: Session): void
+  sessionAbandoned(session: Session, connection: Connection): void
   /** Where state changes go to the store; acknowledgements wait for its commits. */
   readonly journal: Journal
   /** The lifecycle of wills. */

@@ -42,6 +42,8 @@ export class Journal {
   private retryTimer: NodeJS.Timeout | undefined
   private retryDelay = 0
   private scheduled = false
+  /** Set by `stop()`: nothing more goes to the adapter. */
+  private stopped = false
   private relieved: Array<() => void> = []
 
   constructor(
@@ -70,7 +72,7 @@ export class Journal {
   record(op: PersistenceOp): void {
     this.filling.push(op)
     this.recorded++
-    if (!this.scheduled && !this.inFlight && this.retryTimer === undefined) {
+    if (!this.scheduled && !this.inFlight && this.retryTimer === undefined && !this.stopped) {
       this.scheduled = true
       // Everything recorded in this turn goes in one batch.
       setImmediate(this.flush)
@@ -122,10 +124,17 @@ export class Journal {
     }
   }
 
+  /** Stops every timer and commit: the broker closed, its adapter is the next broker's. */
+  stop(): void {
+    this.stopped = true
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+  }
+
   private readonly flush = (): void => {
     this.scheduled = false
     this.retryTimer = undefined
-    if (this.inFlight || (this.filling.length === 0 && this.retry.length === 0)) return
+    if (this.stopped || this.inFlight || (this.filling.length === 0 && this.retry.length === 0)) return
     const ops = this.retry.length === 0 ? this.filling : this.retry.concat(this.filling)
     const batch = this.batch++
     this.retry = []
@@ -167,10 +176,15 @@ export class Journal {
       for (const then of waiting) then(true)
       for (const then of drains) then()
     } else {
-      // Nothing of the batch is known stored: it goes again, ahead of what was recorded since.
+      // Nothing of the batch is known stored: it goes again, ahead of what was recorded since,
+      // after a pause armed before anyone is told (what they record must not go at once).
       this.retry = ops
       this.drains = drains.concat(this.drains)
       this.retryDelay = Math.min(this.retryDelay === 0 ? RETRY_FIRST_MS : this.retryDelay * 2, RETRY_MAX_MS)
+      if (!this.stopped) {
+        this.retryTimer = setTimeout(this.flush, this.retryDelay)
+        this.retryTimer.unref()
+      }
       const failure = error instanceof Error ? error : new Error(String(error))
       log.error('persistence commit of %d operations failed (trying again in %d ms): %s', ops.length, this.retryDelay, failure.message)
       for (const then of waiting) then(false)
@@ -181,12 +195,7 @@ export class Journal {
       this.relieved = []
       for (const resolve of relieved) resolve()
     }
-    if (this.retry.length > 0) {
-      this.retryTimer = setTimeout(this.flush, this.retryDelay)
-      this.retryTimer.unref()
-    } else if (this.filling.length > 0) {
-      // What accumulated while the batch was in flight goes now, as one batch.
-      this.flush()
-    }
+    // What accumulated while the batch was in flight goes now, as one batch.
+    if (this.retry.length === 0 && this.filling.length > 0 && !this.inFlight) this.flush()
   }
 }

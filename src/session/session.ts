@@ -82,6 +82,17 @@ function isBatch(entry: QueueEntry): entry is RetainedBatch {
   return (entry as RetainedBatch).retained !== undefined
 }
 
+/** An MQTT 5 will waiting for its Will Delay Interval. */
+export interface PendingWill {
+  timer: NodeJS.Timeout
+  /** Publishes it now. */
+  fire: () => void
+  readonly client: object
+  readonly will: WillMessage
+  /** When it is due (ms since the epoch). */
+  readonly publishAt: number
+}
+
 /** Bounds a session works within. */
 export interface SessionLimits {
   maxInflight: number
@@ -116,10 +127,14 @@ export class Session {
   /** Pending expiry while no connection is attached. */
   expiryTimer: NodeJS.Timeout | undefined
   /** An MQTT 5 will waiting for its Will Delay Interval; `fire` publishes it at once. */
-  pendingWill: { timer: NodeJS.Timeout; fire: () => void } | undefined
+  pendingWill: PendingWill | undefined
+  /** A delayed will that a connection still waiting for its CONNACK cancelled: back if that connection never gets it. */
+  cancelledWill: PendingWill | undefined
 
   /** Where a persistent session's deliveries are recorded for storing; null for others. */
   log: DeliveryLog | null = null
+  /** The connection that opened (or resumed) it and waits for its CONNACK, until it is attached. */
+  claimant: object | null = null
 
   /** Routing marks: the publish generation this session was last matched in, and the best QoS then. */
   matchGen = 0

@@ -28,14 +28,43 @@ export interface WillPublisher {
  */
 export class Wills {
   private readonly pending = new Set<Session>()
+  private closed = false
 
   constructor(private readonly broker: WillPublisher) {}
 
-  /** A connection was accepted for the session, with this will (or none). */
+  /**
+   * A connection opened the session, with this will (or none); a delayed will of an earlier
+   * connection is cancelled [MQTT-3.1.3-9], to come back if this connection never gets its CONNACK.
+   */
   connected(session: Session, will: WillMessage | undefined): void {
-    this.cancel(session)
+    const pending = session.pendingWill
+    if (pending !== undefined) {
+      this.cancel(session)
+      session.cancelledWill = pending
+    }
     session.will = will
     if (session.persistent) this.broker.store.will(session.clientId, will ?? null)
+  }
+
+  /** The connection got its CONNACK: a will it cancelled stays cancelled. */
+  accepted(session: Session): void {
+    session.cancelledWill = undefined
+  }
+
+  /**
+   * The connection that opened the session went before its CONNACK: its own will is never
+   * published, and a delayed will it cancelled is due again as before.
+   */
+  abandoned(session: Session): void {
+    const cancelled = session.cancelledWill
+    session.cancelledWill = undefined
+    session.will = undefined
+    if (cancelled === undefined) {
+      if (session.persistent) this.broker.store.will(session.clientId, null)
+      return
+    }
+    if (session.persistent) this.broker.store.will(session.clientId, cancelled.will, cancelled.publishAt)
+    this.schedule(cancelled.client as Client, session, cancelled.will, cancelled.publishAt)
   }
 
   /** The client disconnected normally: its will is discarded. */
@@ -75,6 +104,7 @@ export class Wills {
 
   /** Stops every timer without publishing: the store keeps the wills for the next broker. */
   close(): void {
+    this.closed = true
     for (const session of this.pending) this.cancel(session)
   }
 
@@ -88,6 +118,8 @@ export class Wills {
   }
 
   private schedule(client: Client, session: Session, will: WillMessage, publishAt: number): void {
+    // After close() the store holds the due time: the next broker publishes it.
+    if (this.closed) return
     const fire = (): void => {
       this.cancel(session)
       this.publish(client, will, session)
@@ -102,7 +134,7 @@ export class Wills {
       timer.unref()
       return timer
     }
-    session.pendingWill = { timer: arm(), fire }
+    session.pendingWill = { timer: arm(), fire, client, will, publishAt }
     this.pending.add(session)
   }
 

@@ -59,9 +59,12 @@ export function accept(connection: Connection, packet: ConnectPacket): void | Pr
   const persistent = v5 ? connection.sessionExpiryInterval > 0 : !packet.cleanSession
   const expiryInterval = v5 ? connection.sessionExpiryInterval : persistent ? broker.limits.persistentSessionExpiry : 0
   const { session, present } = broker.openSession(connection.id, packet.cleanSession, persistent, expiryInterval)
+  session.claimant = connection
   connection.will = packet.will
   broker.wills.connected(session, packet.will)
-  if (!journal.durable || journal.recorded === mark) return welcome(connection, packet, session, present)
+  // Not only this CONNECT's changes: a CONNACK also vouches for what an earlier connection's
+  // clean start or takeover of this client identifier discarded, which may still be uncommitted.
+  if (!journal.durable || (journal.recorded === mark && journal.uncommitted === 0)) return welcome(connection, packet, session, present)
   return new Promise((resolve) => {
     journal.afterCommit((ok) => {
       resolve()
@@ -70,7 +73,7 @@ export function accept(connection: Connection, packet: ConnectPacket): void | Pr
         if (ok) connection.end('taken-over')
         else refuse(connection, v5 ? ReasonCode.UnspecifiedError : ConnackReturnCode.ServerUnavailable, 'the store failed to keep the session')
       }
-      broker.sessionAbandoned(session)
+      broker.sessionAbandoned(session, connection)
     })
   })
 }
@@ -106,6 +109,8 @@ function welcome(connection: Connection, packet: ConnectPacket, session: Session
     connection.send({ type: 'connack', sessionPresent, returnCode: 0 })
   }
   broker.clientAccepted(connection)
+  session.claimant = null
+  broker.wills.accepted(session)
   session.attach(connection)
   broker.emit('clientConnect', connection)
 }

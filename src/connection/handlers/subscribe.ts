@@ -118,10 +118,13 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
     () => acknowledge(connection, packet, reasonCodes, granted, isNew),
     () => {
       if (!v5) return connection.storeFailed('a SUBSCRIBE')
-      // Nothing of it was promised: the session goes back to what it had, and the client is told.
+      // Nothing of it was promised: the session goes back to what it had, and the client is told;
+      // a subscription a later SUBSCRIBE has replaced meanwhile is that one's, and stays.
       for (let i = granted.length - 1; i >= 0; i--) {
+        const subscription = granted[i] as Subscription
+        if (session.subscriptions.get(subscription.topicFilter) !== subscription) continue
         const previous = replaced[i]
-        if (previous === undefined) broker.unsubscribe(session, (granted[i] as Subscription).topicFilter)
+        if (previous === undefined) broker.unsubscribe(session, subscription.topicFilter)
         else broker.subscribe(session, previous)
       }
       acknowledge(connection, packet, reasonCodes.map(() => ReasonCode.UnspecifiedError), [], [])
