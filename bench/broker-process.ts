@@ -2,6 +2,7 @@
 // without the load generator's mixed in.
 //
 //   node --expose-gc --import tsx bench/broker-process.ts <culex|aedes|mosquitto>
+//   node --import tsx bench/broker-process.ts aedes-redis redis://127.0.0.1:PORT   (bench/durable.ts)
 //
 // Started by bench/run.ts over fork() (IPC). Listens on an ephemeral port on 127.0.0.1, prints
 // `PORT <n>` on stdout and sends `{ type: 'ready', port, pid }`. Answers `stats` (cumulative
@@ -19,7 +20,7 @@ import { notify, serveIpc } from './ipc.js'
 import { withTimeout } from './mqtt-wire.js'
 import { procCpuUs, procRss } from './proc.js'
 
-export type BrokerKind = 'culex' | 'aedes' | 'mosquitto'
+export type BrokerKind = 'culex' | 'aedes' | 'aedes-redis' | 'mosquitto'
 
 export interface BrokerStats {
   /** performance.now() in this process, ms: CPU% is taken over this process's own clock. */
@@ -72,9 +73,16 @@ async function startCulex(): Promise<RunningBroker> {
   return { port: addr.port, pid: process.pid, stats: nodeStats, close: () => broker.close() }
 }
 
-async function startAedes(): Promise<RunningBroker> {
+/** Aedes as it ships; with `redisUrl`, on aedes-persistence-redis (the durable scenarios). */
+async function startAedes(redisUrl?: string): Promise<RunningBroker> {
   const { Aedes } = await import('aedes')
-  const aedes = await Aedes.createBroker()
+  let persistence: unknown
+  if (redisUrl !== undefined) {
+    const { default: aedesPersistenceRedis } = await import('aedes-persistence-redis')
+    const url = new URL(redisUrl)
+    persistence = aedesPersistenceRedis({ host: url.hostname, port: Number(url.port || 6379), family: 4 })
+  }
+  const aedes = await Aedes.createBroker(persistence === undefined ? {} : { persistence })
   const server = net.createServer(aedes.handle)
   const port = await listenServer(server)
   return {
@@ -164,8 +172,9 @@ async function main(): Promise<void> {
   let broker: RunningBroker
   if (kind === 'culex') broker = await startCulex()
   else if (kind === 'aedes') broker = await startAedes()
+  else if (kind === 'aedes-redis') broker = await startAedes(process.argv[3] ?? 'redis://127.0.0.1:6379')
   else if (kind === 'mosquitto') broker = await startMosquitto(process.argv[3] ?? 'mosquitto')
-  else throw new Error(`usage: broker-process.ts <culex|aedes|mosquitto> [mosquitto binary], got ${kind}`)
+  else throw new Error(`usage: broker-process.ts <culex|aedes|aedes-redis|mosquitto> [mosquitto binary | redis URL], got ${kind}`)
 
   let closing = false
   const shutdown = async (): Promise<void> => {

@@ -41,8 +41,9 @@ function packet(first: number, ...parts: Buffer[]): Buffer {
   return Buffer.concat([Buffer.from([first, ...varint(body.length)]), body])
 }
 
-export function encodeConnect(clientId: string, keepaliveSeconds: number): Buffer {
-  const header = Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 0]) // "MQTT", level 4, clean session
+/** `clean` false asks for a persistent session (MQTT 3.1.1 clean session flag off). */
+export function encodeConnect(clientId: string, keepaliveSeconds: number, clean = true): Buffer {
+  const header = Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, clean ? 0x02 : 0x00, 0, 0]) // "MQTT", level 4
   header.writeUInt16BE(keepaliveSeconds, 8)
   return packet(0x10, header, str(clientId))
 }
@@ -174,6 +175,8 @@ export interface OpenOptions {
   keepalive?: number
   subscribe?: { topic: string; qos: 0 | 1 }
   timeoutMs?: number
+  /** Clean session flag; default true. False: a persistent session. */
+  clean?: boolean
 }
 
 /** One raw TCP MQTT client. After open() resolves, set `framer.onPacket` to take over. */
@@ -229,7 +232,7 @@ export class WireClient {
       }
     })
     socket.cork()
-    socket.write(encodeConnect(opts.clientId, opts.keepalive ?? 60))
+    socket.write(encodeConnect(opts.clientId, opts.keepalive ?? 60, opts.clean ?? true))
     if (opts.subscribe) socket.write(encodeSubscribe(1, opts.subscribe.topic, opts.subscribe.qos))
     socket.uncork()
     try {

@@ -43,3 +43,24 @@ export function machineBusyUs(): number | null {
     return null
   }
 }
+
+/** I/O counters of `pid` from /proc/PID/io (bytes); null where unavailable. */
+export interface ProcIo {
+  /** Bytes passed to write()/send() and the like (sockets included): what the process asked to write. */
+  wchar: number
+  /** Bytes the process caused to be sent to storage (counted when it dirties a page of the page cache). */
+  writeBytes: number
+  /** Of those, bytes whose writeback was cancelled (the file was truncated or deleted first). */
+  cancelledWriteBytes: number
+}
+
+export function procIo(pid: number): ProcIo | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/io`, 'utf8')
+    const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN)
+    const io = { wchar: field('wchar'), writeBytes: field('write_bytes'), cancelledWriteBytes: field('cancelled_write_bytes') }
+    return Number.isFinite(io.wchar) && Number.isFinite(io.writeBytes) ? io : null
+  } catch {
+    return null
+  }
+}

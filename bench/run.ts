@@ -5,6 +5,7 @@
 //   npm run bench -- --only culex,aedes    choose brokers
 //   npm run bench -- --scenarios fanin,latency
 //   npm run bench -- --json results.json   also write every repetition as JSON
+//   npm run bench -- --durable             the durable-persistence scenarios instead (bench/durable.ts)
 //
 // Reading the output: see bench/README.md. In short, each number is the median over the
 // repetitions; the ratio columns are Culex divided by the other broker, so above 1 is better
@@ -37,6 +38,16 @@ const RUN_DEADLINE_MS = 15 * 60_000
 
 // ---------------------------------------------------------------- options
 
+// The durable-persistence scenarios have brokers, loads and tables of their own.
+if (process.argv.slice(2).includes('--durable')) {
+  const { runDurable } = await import('./durable.js')
+  const code = await runDurable(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`)
+    return 1
+  })
+  process.exit(code)
+}
+
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -53,6 +64,7 @@ const { values: flags } = parseArgs({
 if (flags.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto] [--scenarios ids]
                         [--reps N] [--duration MS] [--json FILE]
+       npm run bench -- --durable --help     the durable-persistence scenarios
 scenarios: ${scenarios().map((s) => s.id).join(', ')}
 `)
   process.exit(0)

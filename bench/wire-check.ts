@@ -15,6 +15,9 @@ export function checkWire(): void {
   assert.deepEqual(encodeConnect('bench-client', 60), gen({
     cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: 'bench-client',
   }))
+  assert.deepEqual(encodeConnect('bench-client', 60, false), gen({
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: 60, clientId: 'bench-client',
+  }))
   assert.deepEqual(encodeSubscribe(1, 'bench/x/+', 1), gen({
     cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bench/x/+', qos: 1 }],
   }))
