@@ -302,6 +302,7 @@ export class Broker {
     this.listenersOpen.clear()
     for (const connection of [...this.core.connections]) connection.end('server-closing')
     await Promise.all(stopping)
+    this.core.checkpoint()
     // Expiry and will timers stop here: the store keeps their due times for the next broker.
     this.core.stopTimers()
     try {

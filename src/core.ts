@@ -149,6 +149,7 @@ export class BrokerCore implements BrokerContext {
     for (const [session, stored] of restored) {
       for (const d of stored.deliveries) if (d.messageId > lastMessageId) lastMessageId = d.messageId
       session.restoreDeliveries(stored.deliveries, groups)
+      session.disconnectedAt = stored.disconnectedAt ?? now
       if (stored.disconnectedAt === undefined) {
         // Its connection was open when the last run stopped: it is without one since now.
         this.store.updated(session, now)
@@ -187,6 +188,7 @@ export class BrokerCore implements BrokerContext {
       if (!cleanStart && existing.persistent) {
         this.cancelExpiry(existing)
         existing.expiryInterval = expiryInterval
+        existing.disconnectedAt = undefined
         if (persistent) {
           this.store.updated(existing)
         } else {
@@ -267,6 +269,7 @@ export class BrokerCore implements BrokerContext {
   /** A persistent session lost its connection: stored as offline since now, its expiry starts. */
   private sessionOffline(session: Session): void {
     const now = Date.now()
+    session.disconnectedAt = now
     this.store.updated(session, now)
     this.scheduleExpiry(session, now + session.expiryInterval * 1000)
   }
@@ -287,6 +290,15 @@ export class BrokerCore implements BrokerContext {
   /** Waits for everything recorded to be committed (shutdown; the broker stops its timers first). */
   async settle(): Promise<void> {
     await this.journal.settle()
+  }
+
+  /**
+   * A store that is not durable heard nothing of deliveries while the broker ran: it gets each
+   * persistent session whole now (shutdown, once the connections are closed, before the timers stop).
+   */
+  checkpoint(): void {
+    if (this.journal.durable) return
+    for (const session of this.sessions.values()) if (session.log !== null) this.store.checkpoint(session)
   }
 
   /** Stops the timers of sessions and wills: the store keeps them for the next broker on it. */

@@ -149,7 +149,9 @@ export interface RestoredState {
 export interface PersistenceAdapter {
   /**
    * Whether commits survive the process: acknowledgements then wait for them. False (the memory
-   * adapter): nothing waits, and a crash loses everything anyway.
+   * adapter): nothing waits, and a crash loses everything anyway, so the broker does not tell the
+   * adapter about each delivery as it happens (`enqueue`, `sent`, `received`, `dequeue`): it
+   * writes every persistent session whole (from `sessionCreate` on) when it closes.
    */
   readonly durable: boolean
   /** Reads what the store holds, once, when the broker starts. */

@@ -7,6 +7,10 @@ import type { DeliveryLog, Session, SharedOrigin } from './session.js'
  * Turns what happens to persistent sessions into persistence operations: their lifecycle,
  * subscriptions, incoming QoS 2 identifiers, wills, and the life of each delivery. Only
  * persistent sessions are recorded; the caller checks.
+ *
+ * A store that is not durable (the memory adapter) loses everything with the process anyway, so
+ * it is not told about each delivery as it happens (four operations per message, for nothing a
+ * crash would keep): it gets every session's deliveries once, when the broker closes (`checkpoint`).
  */
 export class SessionStore implements DeliveryLog {
   private lastMessageId = 0
@@ -57,6 +61,7 @@ export class SessionStore implements DeliveryLog {
 
   enqueued(session: Session, seq: number, message: RoutedMessage, qos: 1 | 2, retain: boolean, ids: number[] | undefined, group: SharedOrigin | undefined): void {
     const journal = this.journal
+    if (!journal.durable) return
     // Stored once per batch, however many sessions it enters; stored again in a later batch (a
     // shared subscription handing it on) in case the store forgot it when its last delivery ended.
     if (message.storedIn !== journal.batch) {
@@ -79,15 +84,52 @@ export class SessionStore implements DeliveryLog {
   }
 
   sent(session: Session, seq: number, packetId: number): void {
+    if (!this.journal.durable) return
     this.journal.record({ op: 'sent', clientId: session.clientId, seq, packetId })
   }
 
   received(session: Session, seq: number): void {
+    if (!this.journal.durable) return
     this.journal.record({ op: 'received', clientId: session.clientId, seq })
   }
 
   removed(session: Session, seq: number): void {
+    if (!this.journal.durable) return
     this.journal.record({ op: 'dequeue', clientId: session.clientId, seq })
+  }
+
+  /**
+   * Writes a persistent session whole, replacing what the store has: for a store that is not
+   * durable, once, when the broker closes.
+   */
+  checkpoint(session: Session): void {
+    const journal = this.journal
+    const clientId = session.clientId
+    journal.record({ op: 'sessionCreate', clientId, expiryInterval: session.expiryInterval })
+    for (const subscription of session.subscriptions.values()) journal.record({ op: 'subscribe', clientId, subscription })
+    for (const packetId of session.incomingQos2) journal.record({ op: 'qos2Received', clientId, packetId })
+    const pending = session.pendingWill
+    if (pending !== undefined) this.will(clientId, pending.will, pending.publishAt)
+    else if (session.will !== undefined) this.will(clientId, session.will)
+    this.updated(session, session.disconnectedAt)
+    for (const { entry, packetId, state } of session.deliveries()) {
+      const message = entry.message
+      if (message.storeId === 0) message.storeId = ++this.lastMessageId
+      journal.record({ op: 'message', messageId: message.storeId, message })
+      const op: { op: 'enqueue'; clientId: string; seq: number; messageId: number; qos: 1 | 2; retain: boolean; subscriptionIds?: number[]; shareGroup?: string } = {
+        op: 'enqueue',
+        clientId,
+        seq: entry.seq,
+        messageId: message.storeId,
+        qos: entry.qos as 1 | 2,
+        retain: entry.retain,
+      }
+      if (entry.ids !== undefined) op.subscriptionIds = entry.ids
+      if (entry.group !== undefined) op.shareGroup = entry.group.name
+      journal.record(op)
+      if (packetId !== undefined) journal.record({ op: 'sent', clientId, seq: entry.seq, packetId })
+      if (state === 'received') journal.record({ op: 'received', clientId, seq: entry.seq })
+    }
   }
 
   whenCommitted(write: () => void): void {

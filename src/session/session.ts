@@ -54,7 +54,7 @@ interface Inflight {
   seq: number
 }
 
-interface Queued {
+export interface Queued {
   message: RoutedMessage
   qos: QoS
   retain: boolean
@@ -124,6 +124,8 @@ export class Session {
   queuedBytes = 0
   /** Seconds the session outlives its connection (0xFFFFFFFF: for ever). */
   expiryInterval = 0
+  /** Since when no connection is attached (ms since the epoch), for a persistent session; undefined while one is. */
+  disconnectedAt: number | undefined
   /** Pending expiry while no connection is attached. */
   expiryTimer: NodeJS.Timeout | undefined
   /** An MQTT 5 will waiting for its Will Delay Interval; `fire` publishes it at once. */
@@ -323,6 +325,18 @@ export class Session {
     // gone in the middle of them does not get the rest later.
     this.queue = this.queue.filter((entry, i) => i >= this.queueHead && !isBatch(entry))
     this.queueHead = 0
+  }
+
+  /**
+   * Every QoS 1/2 delivery it holds, in flight first (with its packet identifier and state), then
+   * queued, in order: what a checkpoint of the session writes.
+   */
+  *deliveries(): Generator<{ entry: Queued; packetId: number | undefined; state: 'queued' | 'sent' | 'received' }> {
+    for (const [packetId, entry] of this.inflight) yield { entry, packetId, state: entry.state === 'pubrel' ? 'received' : 'sent' }
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const entry = this.queue[i] as QueueEntry
+      if (!isBatch(entry) && entry.qos > 0) yield { entry, packetId: undefined, state: 'queued' }
+    }
   }
 
   /**
