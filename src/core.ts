@@ -274,6 +274,10 @@ export class BrokerCore implements BrokerContext {
     this.scheduleExpiry(session, now + session.expiryInterval * 1000)
   }
 
+  deletionPending(clientId: string): boolean {
+    return this.store.deletionPending(clientId)
+  }
+
   /** An incoming QoS 2 PUBLISH was accepted: its identifier is held until PUBREL [MQTT-4.3.3-2]. */
   qos2Received(session: Session, packetId: number): void {
     session.incomingQos2.add(packetId)

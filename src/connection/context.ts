@@ -50,6 +50,8 @@ export interface BrokerContext {
   sessionAbandoned(session: Session, connection: Connection): void
   /** Where state changes go to the store; acknowledgements wait for its commits. */
   readonly journal: Journal
+  /** Whether the deletion of this client's stored session (a clean start, an expiry) is not committed yet. */
+  deletionPending(clientId: string): boolean
   /** The lifecycle of wills. */
   readonly wills: Wills
   /** Holds an incoming QoS 2 identifier until PUBREL (stored for persistent sessions). */

@@ -14,6 +14,8 @@ import type { DeliveryLog, Session, SharedOrigin } from './session.js'
  */
 export class SessionStore implements DeliveryLog {
   private lastMessageId = 0
+  /** Client identifiers whose stored session was deleted in a batch not yet committed, with that batch. */
+  private readonly deletions = new Map<string, number>()
 
   constructor(readonly journal: Journal) {}
 
@@ -34,7 +36,18 @@ export class SessionStore implements DeliveryLog {
   }
 
   deleted(clientId: string): void {
-    this.journal.record({ op: 'sessionDelete', clientId })
+    const journal = this.journal
+    journal.record({ op: 'sessionDelete', clientId })
+    const batch = journal.batch
+    this.deletions.set(clientId, batch)
+    journal.whenCommitted(() => {
+      if (this.deletions.get(clientId) === batch) this.deletions.delete(clientId)
+    })
+  }
+
+  /** Whether a deletion of this client's stored session still waits for its commit. */
+  deletionPending(clientId: string): boolean {
+    return this.deletions.has(clientId)
   }
 
   subscribed(session: Session, subscription: Subscription): void {

@@ -110,6 +110,19 @@ describe('acknowledgements wait for the commit', () => {
     })
   })
 
+  test('a clean session is accepted while a commit is held: it waits for nothing stored', async () => {
+    await withStore(async (b, store) => {
+      const { raw: durable } = await b.rawConnect({ clientId: 'durable', cleanSession: false })
+      store.hold()
+      durable.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'held', qos: 1 }] })
+      await store.waiting()
+      const raw = await b.raw()
+      const connack = await raw.connect({ clientId: 'passer-by', cleanSession: true })
+      assert.equal(connack.returnCode, 0)
+      assert.deepEqual(durable.pending(), [])
+    })
+  })
+
   test('PUBCOMP waits for the release of the QoS 2 identifier to be stored', async () => {
     await withStore(async (b, store) => {
       const { raw: pub } = await b.rawConnect({ clientId: 'pub2', cleanSession: false })

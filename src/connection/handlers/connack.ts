@@ -62,9 +62,10 @@ export function accept(connection: Connection, packet: ConnectPacket): void | Pr
   session.claimant = connection
   connection.will = packet.will
   broker.wills.connected(session, packet.will)
-  // Not only this CONNECT's changes: a CONNACK also vouches for what an earlier connection's
-  // clean start or takeover of this client identifier discarded, which may still be uncommitted.
-  if (!journal.durable || (journal.recorded === mark && journal.uncommitted === 0)) return welcome(connection, packet, session, present)
+  // Not only this CONNECT's changes: a CONNACK also vouches that a stored session discarded
+  // earlier (another connection's clean start, an expiry) stays gone. A client whose CONNECT
+  // changed nothing stored and whose identifier has no such deletion pending does not wait.
+  if (!journal.durable || (journal.recorded === mark && !broker.deletionPending(connection.id))) return welcome(connection, packet, session, present)
   return new Promise((resolve) => {
     journal.afterCommit((ok) => {
       resolve()
