@@ -240,7 +240,9 @@ export class Broker {
 
   /**
    * Publishes a message from the host application to every matching subscriber. Resolves once
-   * the message is routed (and, when retained, stored), without waiting for any client.
+   * the message is routed and, with a durable persistence adapter, committed wherever it is kept
+   * (retained, queued for persistent sessions), without waiting for any client; rejects if the
+   * store fails to keep it.
    * May publish to `$SYS/...` topics, which clients may not.
    */
   async publish(options: PublishOptions): Promise<PublishResult> {
