@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { PersistenceOp } from '../../src/index.js'
-import { GatedStore, startBroker, type TestBroker } from '../helpers/index.js'
+import { GatedStore, nextTurn, startBroker, type TestBroker } from '../helpers/index.js'
 
 async function withStore(fn: (b: TestBroker, store: GatedStore) => Promise<void>): Promise<void> {
   const store = new GatedStore()
@@ -120,6 +120,23 @@ describe('acknowledgements wait for the commit', () => {
       const connack = await raw.connect({ clientId: 'passer-by', cleanSession: true })
       assert.equal(connack.returnCode, 0)
       assert.deepEqual(durable.pending(), [])
+    })
+  })
+
+  test('broker.publish resolves once the message is stored for the offline persistent session', async () => {
+    await withStore(async (b, store) => {
+      await offlineSubscriber(b, 'keeper', 'host/#')
+      store.hold()
+      let resolved = false
+      const publishing = b.broker.publish({ topic: 'host/1', payload: 'kept', qos: 1 }).then((result) => {
+        resolved = true
+        return result
+      })
+      await store.waiting()
+      await nextTurn()
+      assert.equal(resolved, false)
+      store.release()
+      assert.deepEqual(await publishing, { matched: 1 })
     })
   })
 
