@@ -26,8 +26,6 @@ export class Journal {
   recorded = 0
   /** The number of the batch now filling; a stored message remembers it. */
   batch = 1
-  /** The highest batch number known committed. */
-  committed = 0
 
   private filling: PersistenceOp[] = []
   private waiting: Array<(ok: boolean) => void> = []
@@ -62,11 +60,6 @@ export class Journal {
   /** Whether so much waits for the store that publishers should wait too. */
   get overloaded(): boolean {
     return this.uncommitted > this.maxUncommitted
-  }
-
-  /** Whether the store is failing: commits are being retried. */
-  get failing(): boolean {
-    return this.retry.length > 0
   }
 
   record(op: PersistenceOp): void {
@@ -136,7 +129,7 @@ export class Journal {
     this.retryTimer = undefined
     if (this.stopped || this.inFlight || (this.filling.length === 0 && this.retry.length === 0)) return
     const ops = this.retry.length === 0 ? this.filling : this.retry.concat(this.filling)
-    const batch = this.batch++
+    this.batch++
     this.retry = []
     this.filling = []
     this.inFlight = true
@@ -149,20 +142,20 @@ export class Journal {
     try {
       result = this.adapter.commit(ops)
     } catch (error) {
-      this.settled(batch, ops, error)
+      this.settled(ops, error)
       return
     }
     if (isPromise(result)) {
       result.then(
-        () => this.settled(batch, ops, undefined),
-        (error: unknown) => this.settled(batch, ops, error ?? new Error('commit rejected')),
+        () => this.settled(ops, undefined),
+        (error: unknown) => this.settled(ops, error ?? new Error('commit rejected')),
       )
     } else {
-      this.settled(batch, ops, undefined)
+      this.settled(ops, undefined)
     }
   }
 
-  private settled(batch: number, ops: PersistenceOp[], error: unknown): void {
+  private settled(ops: PersistenceOp[], error: unknown): void {
     const waiting = this.inFlightWaiting
     const drains = this.inFlightDrains
     this.inFlight = false
@@ -170,7 +163,6 @@ export class Journal {
     this.inFlightWaiting = []
     this.inFlightDrains = []
     if (error === undefined) {
-      this.committed = batch
       if (this.retryDelay > 0) log.persistence('The store took the changes again; acknowledgements resume')
       this.retryDelay = 0
       for (const then of waiting) then(true)
