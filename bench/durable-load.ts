@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks'
 import { serveIpc } from './ipc.js'
 import type { Mark } from './load-types.js'
 import {
-  DISCONNECT, encodeConnect, encodePuback, encodePublish, Framer, openMany, PacketType, withTimeout, type PublishTemplate,
+  ackingSubscriber, DISCONNECT, encodeConnect, encodePuback, encodePublish, Framer, openMany, PacketType, withTimeout, type PublishTemplate,
   type WireClient,
 } from './mqtt-wire.js'
 
@@ -128,26 +128,6 @@ function qos1Publisher(client: WireClient, templates: PublishTemplate[], window:
   return () => { running = false; kick.delete(send) }
 }
 
-/** Acknowledges every QoS 1 delivery, one write per received chunk. */
-function ackingSubscriber(client: WireClient, c: Counters): void {
-  const ids: number[] = []
-  client.framer.wantBody = (first) => first >> 4 === PacketType.PUBLISH
-  client.framer.onPacket = (first, buf, start) => {
-    if (first >> 4 !== PacketType.PUBLISH) return
-    c.delivered++
-    if (((first >> 1) & 3) === 0) return
-    const topicLen = buf.readUInt16BE(start)
-    ids.push(buf.readUInt16BE(start + 2 + topicLen))
-  }
-  client.afterChunk = () => {
-    if (ids.length === 0) return
-    const out = Buffer.allocUnsafe(ids.length * 4)
-    for (let i = 0; i < ids.length; i++) encodePuback(ids[i] as number, out, i * 4)
-    ids.length = 0
-    client.socket.write(out)
-  }
-}
-
 /** Ends persistent sessions: CONNECT with clean=true (which discards the stored session), then DISCONNECT. */
 async function endSessions(port: number, clientIds: string[]): Promise<void> {
   const clients = await openMany(clientIds.length, OPEN_CONCURRENCY, (i) => ({ port, clientId: clientIds[i] as string, clean: true, timeoutMs: 60_000 }))
@@ -188,7 +168,7 @@ async function start(a: DurableStartArgs): Promise<void> {
         port: a.port, clientId: r.sessionIds[i] as string, clean: false, subscribe: { topic: topicOf(i), qos: 1 }, timeoutMs: 30_000,
       }))
       r.all.push(...subs)
-      for (const s of subs) ackingSubscriber(s, c)
+      for (const s of subs) ackingSubscriber(s, () => c.delivered++)
       const pubs = await openMany(a.clients, OPEN_CONCURRENCY, (i) => ({ port: a.port, clientId: `${a.tag}-p${i}`, timeoutMs: 30_000 }))
       r.all.push(...pubs)
       pubs.forEach((p, i) => r.stops.push(qos1Publisher(p, [encodePublish(topicOf(i), payload, 1)], a.window, budget, r.kick)))

@@ -39,7 +39,7 @@ import {
 import type { DurableStartArgs, SessionsArgs } from './durable-load.js'
 import { IpcClient } from './ipc.js'
 import type { Mark } from './load-types.js'
-import { machineBusyUs, procCpuUs, procIo, procRss, type ProcIo } from './proc.js'
+import { findMosquitto, machineBusyUs, procCpuUs, procIo, procRss, type ProcIo } from './proc.js'
 import { formatNumber, median, table } from './report.js'
 import { benchTempDirs } from './redis-server.js'
 import { checkWire } from './wire-check.js'
@@ -64,19 +64,6 @@ const RESTART_BROKERS: DurableBrokerName[] = ['culex-sqlite', 'culex-redis', 'mo
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 const say = (s: string): void => { process.stdout.write(s) }
-
-function findMosquitto(): string | null {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin']
-  for (const dir of dirs) {
-    if (!dir) continue
-    const candidate = path.join(dir, 'mosquitto')
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch { /* keep looking */ }
-  }
-  return null
-}
 
 function hasRedisServer(): boolean {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {

@@ -6,7 +6,7 @@
 
 import type { Running, StartArgs } from './load-types.js'
 import {
-  encodePuback, encodePublish, openMany, PacketType, repeatPacket, type WireClient,
+  ackingSubscriber, encodePublish, openMany, PacketType, repeatPacket, type WireClient,
 } from './mqtt-wire.js'
 
 const OPEN_CONCURRENCY = 25
@@ -103,26 +103,6 @@ function countingSubscriber(client: WireClient, index: number, flows: Flow[], c:
   }
 }
 
-/** Replies PUBACK to every QoS 1 PUBLISH, one write per received chunk. */
-function ackingSubscriber(client: WireClient, c: Counters): void {
-  const ids: number[] = []
-  client.framer.wantBody = (first) => first >> 4 === PacketType.PUBLISH
-  client.framer.onPacket = (first, buf, start) => {
-    if (first >> 4 !== PacketType.PUBLISH) return
-    c.received++
-    if (((first >> 1) & 3) === 0) return
-    const topicLen = buf.readUInt16BE(start)
-    ids.push(buf.readUInt16BE(start + 2 + topicLen))
-  }
-  client.afterChunk = () => {
-    if (ids.length === 0) return
-    const out = Buffer.allocUnsafe(ids.length * 4)
-    for (let i = 0; i < ids.length; i++) encodePuback(ids[i] as number, out, i * 4)
-    ids.length = 0
-    client.socket.write(out)
-  }
-}
-
 /** Floods QoS 0 PUBLISH within the flow's window, honouring socket backpressure. */
 function flood(client: WireClient, topic: string, payload: Buffer, publisher: number, flow: Flow, c: Counters): () => void {
   const tpl = encodePublish(topic, payload, 0)
@@ -215,7 +195,7 @@ export async function startThroughput(args: StartArgs): Promise<Running> {
         // Pair i only ever receives publisher i, whose flow has it as its one subscriber.
         for (const s of subs) countingSubscriber(s, 0, flows, c)
       } else {
-        for (const s of subs) ackingSubscriber(s, c)
+        for (const s of subs) ackingSubscriber(s, () => c.received++)
       }
       const pubs = await openMany(spec.pairs, OPEN_CONCURRENCY, (i) => ({ port, clientId: `${tag}-p${i}` }))
       all.push(...pubs)

@@ -287,3 +287,26 @@ export async function openMany(
   }
   return clients
 }
+
+/**
+ * Makes `client` a subscriber that calls `onPublish` for every PUBLISH and acknowledges every QoS 1
+ * one, with one write per received chunk (the generator must stay cheaper than the broker).
+ */
+export function ackingSubscriber(client: WireClient, onPublish: () => void): void {
+  const ids: number[] = []
+  client.framer.wantBody = (first) => first >> 4 === PacketType.PUBLISH
+  client.framer.onPacket = (first, buf, start) => {
+    if (first >> 4 !== PacketType.PUBLISH) return
+    onPublish()
+    if (((first >> 1) & 3) === 0) return
+    const topicLen = buf.readUInt16BE(start)
+    ids.push(buf.readUInt16BE(start + 2 + topicLen))
+  }
+  client.afterChunk = () => {
+    if (ids.length === 0) return
+    const out = Buffer.allocUnsafe(ids.length * 4)
+    for (let i = 0; i < ids.length; i++) encodePuback(ids[i] as number, out, i * 4)
+    ids.length = 0
+    client.socket.write(out)
+  }
+}

@@ -2,7 +2,8 @@
 // asked, and for every broker's CPU during a window: reading from outside does not depend on a
 // saturated broker's event loop getting round to answering.
 
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, readFileSync } from 'node:fs'
+import path from 'node:path'
 
 // USER_HZ, the unit of utime/stime in /proc/PID/stat; 100 on every mainstream Linux build.
 const CLOCK_TICKS_PER_SECOND = 100
@@ -63,4 +64,18 @@ export function procIo(pid: number): ProcIo | null {
   } catch {
     return null
   }
+}
+
+/** The mosquitto binary, or null: Debian puts it in /usr/sbin, which a non-root PATH often lacks. */
+export function findMosquitto(): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin']
+  for (const dir of dirs) {
+    if (!dir) continue
+    const candidate = path.join(dir, 'mosquitto')
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch { /* keep looking */ }
+  }
+  return null
 }

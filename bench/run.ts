@@ -14,7 +14,7 @@
 // saturated side.
 
 import { fork, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, existsSync, writeFileSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util'
 import type { BrokerStats } from './broker-process.js'
 import { IpcClient } from './ipc.js'
 import type { Mark, StartArgs } from './load-types.js'
-import { machineBusyUs, procCpuUs } from './proc.js'
+import { findMosquitto, machineBusyUs, procCpuUs } from './proc.js'
 import { checkWire } from './wire-check.js'
 import {
   BROKERS, cpuTable, formatNumber, resultsTable, scenarios, summarize,
@@ -149,20 +149,6 @@ async function endChild(ipc: IpcClient, graceful: string | null): Promise<void> 
 }
 
 interface BrokerHandle { name: BrokerName; ipc: IpcClient; port: number; pid: number }
-
-function findMosquitto(): string | null {
-  // Debian puts it in /usr/sbin, which a non-root PATH often lacks.
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin']
-  for (const dir of dirs) {
-    if (!dir) continue
-    const candidate = path.join(dir, 'mosquitto')
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch { /* keep looking */ }
-  }
-  return null
-}
 
 const mosquittoPath = findMosquitto()
 
