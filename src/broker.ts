@@ -310,6 +310,7 @@ export class Broker {
     try {
       await this.core.settle()
     } finally {
+      await this.core.cluster?.stop()
       this.core.journal.stop()
       await this.core.persistence.close()
       log.broker('Broker closed')

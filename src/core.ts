@@ -6,10 +6,14 @@ import type { BrokerEvents } from './hooks/events.js'
 import type { Client, ClientSummary, DisconnectReason } from './hooks/types.js'
 import { log } from './logging.js'
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type BrokerOptions, type Capabilities, type Limits } from './options.js'
-import type { PersistenceAdapter, RestoredSession } from './persistence/adapter.js'
+import { ClusterNode, type ClusterHost } from './cluster/node.js'
+import { ClusterSharedGroup } from './cluster/shared-group.js'
+import type { PersistenceAdapter, RestoredSession, StoredMessage } from './persistence/adapter.js'
 import { Journal } from './persistence/journal.js'
 import { MemoryPersistence } from './persistence/memory.js'
-import type { Subscription, WillMessage } from './protocol/packets.js'
+import type { QoS, Subscription, WillMessage } from './protocol/packets.js'
+import { ReasonCode } from './protocol/reason-codes.js'
+import { topicMatches } from './protocol/topics.js'
 import { RetainedMessages } from './routing/retained-messages.js'
 import { Router, type Subscriber } from './routing/router.js'
 import { parseSharedFilter, SharedGroup, type SharedMember } from './routing/shared-group.js'
@@ -83,7 +87,7 @@ type Emit = <E extends keyof BrokerEvents>(event: E, ...args: Parameters<BrokerE
  * their own owner (`RetainedMessages`, `Wills`, `Journal` with `SessionStore`). The public
  * `Broker` wraps it; connections see it as `BrokerContext`.
  */
-export class BrokerCore implements BrokerContext {
+export class BrokerCore implements BrokerContext, ClusterHost {
   readonly limits: Readonly<Limits>
   readonly capabilities: Readonly<Capabilities>
   readonly authenticate
@@ -91,6 +95,8 @@ export class BrokerCore implements BrokerContext {
   readonly authorizePublish
   readonly authorizeSubscribe
   readonly persistence: PersistenceAdapter
+  /** Cluster mode: this process's part in the cluster (`options.cluster`). */
+  readonly cluster: ClusterNode | undefined
   readonly journal: Journal
   readonly store: SessionStore
   readonly retained: RetainedMessages
@@ -124,7 +130,14 @@ export class BrokerCore implements BrokerContext {
     this.enhancedAuthenticate = options.enhancedAuthenticate
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
-    this.persistence = options.persistence ?? new MemoryPersistence()
+    if (options.cluster !== undefined) {
+      // One option sets the store and the bus together, so they cannot disagree.
+      if (options.persistence !== undefined) {
+        throw new TypeError('cluster mode keeps sessions and retained messages in the cluster\'s Redis: remove the persistence option (cluster and persistence cannot both be given)')
+      }
+      this.cluster = new ClusterNode(options.cluster)
+    }
+    this.persistence = this.cluster?.store ?? options.persistence ?? new MemoryPersistence()
     this.journal = new Journal(this.persistence, (error) => this.emit('persistenceError', error))
     this.store = new SessionStore(this.journal)
     this.retained = new RetainedMessages(this.journal)
@@ -135,33 +148,115 @@ export class BrokerCore implements BrokerContext {
   async restore(): Promise<void> {
     const state = await this.persistence.open()
     this.retained.restore(state.retained)
-    let lastMessageId = state.lastMessageId ?? 0
+    // A cluster node loads the sessions it owns when it joins.
+    if (this.cluster !== undefined) return this.cluster.start(this)
+    this.installSessions(state.sessions, state.lastMessageId ?? 0)
+  }
+
+  /**
+   * Puts stored sessions in memory as a restart finds them: routed, with their deliveries, their
+   * wills due (a will stored without a due time belonged to a connection that ended unseen) and
+   * their expiry counting from when they lost their connection.
+   */
+  installSessions(stored: readonly RestoredSession[], lastMessageId = 0): void {
     const restored: Array<[Session, RestoredSession]> = []
-    for (const stored of state.sessions) {
-      const session = Session.restore(stored, this.limits, this.store)
+    for (const record of stored) {
+      const session = Session.restore(record, this.limits, this.store)
       this.sessions.set(session.clientId, session)
       for (const sub of session.subscriptions.values()) this.route(session, sub.topicFilter, sub)
-      restored.push([session, stored])
+      restored.push([session, record])
     }
     // After every subscription is routed, so a delivery finds the shared subscription it came through.
     const groups = (name: string): SharedGroup<RoutedMessage> | undefined => this.sharedGroups.get(name)
     const now = Date.now()
-    for (const [session, stored] of restored) {
-      for (const d of stored.deliveries) if (d.messageId > lastMessageId) lastMessageId = d.messageId
-      session.restoreDeliveries(stored.deliveries, groups)
-      session.disconnectedAt = stored.disconnectedAt ?? now
-      if (stored.disconnectedAt === undefined) {
+    for (const [session, record] of restored) {
+      for (const d of record.deliveries) if (d.messageId > lastMessageId) lastMessageId = d.messageId
+      session.restoreDeliveries(record.deliveries, groups)
+      session.disconnectedAt = record.disconnectedAt ?? now
+      if (record.disconnectedAt === undefined) {
         // Its connection was open when the last run stopped: it is without one since now.
         this.store.updated(session, now)
       }
     }
-    this.store.restoredMessageIds(lastMessageId)
+    // A cluster node numbers messages in its own range (messageIdsFrom).
+    if (this.cluster === undefined) this.store.restoredMessageIds(lastMessageId)
     if (restored.length > 0) log.broker('Restored %d persistent sessions', restored.length)
-    for (const [session, stored] of restored) {
-      if (stored.will !== undefined) this.wills.restored(offlineClient(session.clientId), session, stored.will.message, stored.will.publishAt)
+    for (const [session, record] of restored) {
+      if (record.will !== undefined) this.wills.restored(offlineClient(session.clientId), session, record.will.message, record.will.publishAt)
       // The expiry counts from when the session lost its connection, across restarts.
-      this.scheduleExpiry(session, (stored.disconnectedAt ?? now) + session.expiryInterval * 1000)
+      this.scheduleExpiry(session, (record.disconnectedAt ?? now) + session.expiryInterval * 1000)
     }
+  }
+
+  hasSession(clientId: string): boolean {
+    return this.sessions.has(clientId)
+  }
+
+  /**
+   * Another cluster node took the client over: its connection here closes (MQTT 5: DISCONNECT
+   * 0x8E), and its session leaves memory but not the store, where the new owner reads it.
+   */
+  releaseSession(clientId: string): void {
+    this.clients.get(clientId)?.end('taken-over')
+    // A connection still waiting for its CONNACK goes too: the newer claim won.
+    this.latestConnect.get(clientId)?.end('taken-over')
+    const session = this.sessions.get(clientId)
+    if (session === undefined || session.link !== null) return
+    this.forget(session)
+  }
+
+  /** Drops a session from memory without telling the store. */
+  private forget(session: Session): void {
+    this.wills.forget(session)
+    for (const filter of session.subscriptions.keys()) this.unroute(session, filter)
+    this.sessions.delete(session.clientId)
+    this.cancelExpiry(session)
+    session.log = null
+    session.clusterRecord = false
+    session.clear()
+  }
+
+  deliverRemote(stored: StoredMessage, share: string | undefined, only?: ReadonlySet<string>): void {
+    const message = RoutedMessage.from(stored)
+    message.fromCluster = true
+    if (share !== undefined) {
+      const group = this.sharedGroups.get(share)
+      if (group instanceof ClusterSharedGroup) {
+        group.deliverPicked(message)
+        return
+      }
+      // Its members here left meanwhile: another node with members gets it.
+      const cluster = this.cluster as ClusterNode
+      const to = cluster.pickShared(share, false, cluster.nodeId)
+      if (to !== undefined) cluster.forwardShared(stored, share, to)
+      return
+    }
+    if (only === undefined) {
+      this.router.route(message, null)
+      return
+    }
+    for (const clientId of only) {
+      const session = this.sessions.get(clientId)
+      if (session !== undefined) deliverMatching(session, message)
+    }
+  }
+
+  retainedChanged(topic: string, message: StoredMessage | null): void {
+    this.retained.changedElsewhere(topic, message)
+  }
+
+  fenced(on: boolean): void {
+    if (!on) return
+    for (const connection of [...this.connections]) connection.end('closed-by-host', ReasonCode.ServerUnavailable)
+  }
+
+  forgetSessions(): void {
+    for (const connection of [...this.connections]) connection.end('closed-by-host', ReasonCode.ServerUnavailable)
+    for (const session of [...this.sessions.values()]) this.forget(session)
+  }
+
+  messageIdsFrom(base: number): void {
+    this.store.messageIdsFrom(base)
   }
 
   assignClientId(): string {
@@ -196,6 +291,7 @@ export class BrokerCore implements BrokerContext {
           this.store.deleted(clientId)
           existing.log = null
           existing.persistent = false
+          this.recordInCluster(existing)
         }
         return { session: existing, present: true }
       }
@@ -206,9 +302,21 @@ export class BrokerCore implements BrokerContext {
     if (persistent) {
       session.log = this.store
       this.store.created(session)
+    } else {
+      this.recordInCluster(session)
     }
     this.sessions.set(clientId, session)
     return { session, present: false }
+  }
+
+  /**
+   * In a cluster every session has a stored record, persistent or not: its owner is known, and
+   * its will survives the node (the node that adopts a dead node's sessions publishes it).
+   */
+  private recordInCluster(session: Session): void {
+    if (this.cluster === undefined) return
+    session.clusterRecord = true
+    this.store.created(session)
   }
 
   /** Ends a persistent session once it has been without a connection for its expiry interval. */
@@ -246,8 +354,9 @@ export class BrokerCore implements BrokerContext {
     // QoS 1/2 messages a shared subscription gave this session, not yet received, go to another member.
     for (const { message, group } of session.takeShared()) group.deliverExcept(message, session)
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId)
-    if (session.log !== null) this.store.deleted(session.clientId)
+    if (session.log !== null || session.clusterRecord) this.store.deleted(session.clientId)
     session.log = null
+    session.clusterRecord = false
     this.cancelExpiry(session)
     session.clear()
   }
@@ -315,6 +424,8 @@ export class BrokerCore implements BrokerContext {
   publish(message: RoutedMessage, from: Client, session: Session | null): number {
     if (message.retain) this.retained.store(message)
     if (this.listens('publish')) this.emit('publish', message, from)
+    // To the other nodes with matching subscriptions, in the batch that acknowledges it.
+    if (this.cluster !== undefined) this.journal.record({ op: 'publish', message: message.toStored() } as never)
     // The publisher's own session, for No Local
     return this.router.route(message, session)
   }
@@ -324,6 +435,7 @@ export class BrokerCore implements BrokerContext {
     const mark = this.journal.recorded
     if (message.retain) this.retained.store(message)
     if (this.listens('publish')) this.emit('publish', message, null)
+    if (this.cluster !== undefined) this.journal.record({ op: 'publish', message: message.toStored() } as never)
     const matched = this.router.route(message, null)
     if (this.journal.recorded === mark || !this.journal.durable) return { matched, stored: undefined }
     const stored = new Promise<void>((resolve, reject) => {
@@ -361,6 +473,7 @@ export class BrokerCore implements BrokerContext {
 
   /** Puts a subscription in the trie, directly or through its shared group. */
   private route(subscriber: RouteTarget, topicFilter: string, options: Subscription): void {
+    this.cluster?.routes.add(topicFilter)
     const shared = parseSharedFilter(topicFilter)
     if (shared === null) {
       this.router.subscribe(topicFilter, subscriber, options)
@@ -368,7 +481,7 @@ export class BrokerCore implements BrokerContext {
     }
     let group = this.sharedGroups.get(topicFilter)
     if (group === undefined) {
-      group = new SharedGroup<RoutedMessage>(shared.shareName, shared.filter)
+      group = this.cluster === undefined ? new SharedGroup<RoutedMessage>(shared.shareName, shared.filter) : new ClusterSharedGroup(shared.shareName, shared.filter, this.cluster)
       this.sharedGroups.set(topicFilter, group)
       // The group takes every QoS; each member gets the message at its own granted QoS.
       this.router.subscribe(shared.filter, group, { qos: 2 })
@@ -377,6 +490,7 @@ export class BrokerCore implements BrokerContext {
   }
 
   private unroute(subscriber: RouteTarget, topicFilter: string): void {
+    this.cluster?.routes.remove(topicFilter)
     const group = this.sharedGroups.get(topicFilter)
     if (group === undefined) {
       this.router.unsubscribe(topicFilter, subscriber)
@@ -430,4 +544,19 @@ export class BrokerCore implements BrokerContext {
     }
     this.emit('clientDisconnect', client, reason)
   }
+}
+
+/** Delivers a message to one session if any of its (non-shared) subscriptions matches, as the router would. */
+function deliverMatching(session: Session, message: RoutedMessage): void {
+  let qos: QoS | -1 = -1
+  let ids: number[] | undefined
+  let retainAsPublished = false
+  for (const sub of session.subscriptions.values()) {
+    if (parseSharedFilter(sub.topicFilter) !== null || !topicMatches(sub.topicFilter, message.topic)) continue
+    if (sub.qos > qos) qos = sub.qos
+    if (sub.subscriptionIdentifier !== undefined) (ids ??= []).push(sub.subscriptionIdentifier)
+    if (sub.retainAsPublished === true) retainAsPublished = true
+  }
+  if (qos === -1) return
+  session.deliver(message, qos < message.qos ? qos : message.qos, retainAsPublished && message.retain, ids)
 }

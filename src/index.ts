@@ -30,6 +30,7 @@ export type {
 } from './hooks/types.js'
 export { DEFAULT_CAPABILITIES, DEFAULT_LIMITS } from './options.js'
 export type { BrokerOptions, Capabilities, Limits } from './options.js'
+export type { ClusterOptions } from './cluster/options.js'
 export type {
   Awaitable,
   DeliveryState,

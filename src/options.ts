@@ -1,4 +1,5 @@
 import type { AuthenticateHook, AuthorizePublishHook, AuthorizeSubscribeHook, EnhancedAuthenticateHook } from './hooks/types.js'
+import type { ClusterOptions } from './cluster/options.js'
 import type { PersistenceAdapter } from './persistence/adapter.js'
 import type { QoS } from './protocol/packets.js'
 
@@ -124,8 +125,15 @@ export interface BrokerOptions {
   authorizePublish?: AuthorizePublishHook
   /** Decides subscriptions. Absent: every valid subscription is granted. */
   authorizeSubscribe?: AuthorizeSubscribeHook
-  /** Where sessions and retained messages are kept. Default: in memory. */
+  /** Where sessions and retained messages are kept. Default: in memory. Not with `cluster`, which brings its own. */
   persistence?: PersistenceAdapter
+  /**
+   * Cluster mode: this broker is one node of several sharing one Redis, which behave as one
+   * broker (cross-node delivery, session takeover, wills, shared subscriptions, retained
+   * messages). Sets the store and the bus together: `persistence` must not be given. Needs the
+   * `ioredis` package. See docs/cluster.md.
+   */
+  cluster?: ClusterOptions
   /** Resource limits; unset ones take their defaults. */
   limits?: Partial<Limits>
   /** MQTT 5 capabilities; unset ones take their defaults. */

@@ -15,6 +15,8 @@ export interface CliOptions {
   persistence: PersistenceSpec
   /** The limits given as flags, only those: the broker's defaults fill in the rest. */
   limits: Partial<Limits>
+  /** Cluster mode (`--cluster`): the Redis URL, this node's id, its lease. */
+  cluster: { redis: string; nodeId: string | undefined; leaseMs: number | undefined } | undefined
 }
 
 export const USAGE = `Usage: culex [options]
@@ -34,6 +36,14 @@ Options:
                       default) or power loss too (power, slower)
       --redis-strict  with redis: the adapter's strict mode (refuses a Redis server
                       configured so that it may lose acknowledged writes)
+      --cluster redis://HOST[:PORT][/DB]
+                      run as one node of a cluster sharing this Redis (needs ioredis);
+                      it keeps the sessions too, so not with --persistence
+      --node-id <id>  this node's id in the cluster (default: host name and process id);
+                      a node restarted with the same id takes its sessions back
+      --cluster-lease-ms <ms>
+                      a node's lease in Redis (default 5000): a node that cannot renew
+                      it drops its clients, and the others take over a dead node after it
   -h, --help          show this help
 
 Limits (non-negative integers; see docs/embedding.md):
@@ -55,6 +65,9 @@ const FIXED_OPTIONS = {
   persistence: { type: 'string' },
   durability: { type: 'string' },
   'redis-strict': { type: 'boolean' },
+  cluster: { type: 'string' },
+  'node-id': { type: 'string' },
+  'cluster-lease-ms': { type: 'string' },
 } satisfies OptionsConfig
 
 function buildOptions(): OptionsConfig {
@@ -107,7 +120,25 @@ export function parseCliArgs(argv: string[], cwd: string = process.cwd()): CliOp
     if (raw !== undefined) limits[flag.key] = parseLimitValue(flag.name, raw)
   }
 
-  return { port, host: string('host'), help: values.help === true, persistence, limits }
+  const redis = string('cluster')
+  let cluster: CliOptions['cluster']
+  if (redis === undefined) {
+    if (string('node-id') !== undefined || string('cluster-lease-ms') !== undefined) throw new UsageError('--node-id and --cluster-lease-ms apply to --cluster only')
+  } else {
+    if (!/^rediss?:\/\//.test(redis)) throw new UsageError(`invalid --cluster ${JSON.stringify(redis)}: expected redis://HOST[:PORT][/DB]`)
+    // The cluster keeps sessions and retained messages in its Redis: a second store would be half of a configuration.
+    if (rawPersistence !== undefined) throw new UsageError('--cluster keeps sessions and retained messages in the cluster\'s Redis: do not give --persistence with it')
+    const nodeId = string('node-id')
+    if (nodeId !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(nodeId)) throw new UsageError(`invalid --node-id ${JSON.stringify(nodeId)}: 1 to 128 letters, digits, '.', '_' or '-'`)
+    const rawLease = string('cluster-lease-ms')
+    const leaseMs = rawLease === undefined ? undefined : Number(rawLease)
+    if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300 || leaseMs > 600_000)) {
+      throw new UsageError(`invalid --cluster-lease-ms ${JSON.stringify(rawLease)}: an integer from 300 to 600000`)
+    }
+    cluster = { redis, nodeId, leaseMs }
+  }
+
+  return { port, host: string('host'), help: values.help === true, persistence, limits, cluster }
 }
 
 export { PERSISTENCE_FORMS }

@@ -6,7 +6,8 @@ import { tcp } from '../transports/tcp.js'
 import { parseCliArgs, USAGE, type CliOptions } from './args.js'
 import { firstLine, StartupError, UsageError } from './errors.js'
 import { renameLimitsInMessage } from './limits.js'
-import { createPersistence } from './persistence.js'
+import type { ClusterOptions } from '../cluster/options.js'
+import { createPersistence, redactUrl, requireIoredis } from './persistence.js'
 
 function describe(address: AddressInfo | string | null): string {
   if (address === null || typeof address === 'string') return String(address)
@@ -83,11 +84,25 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
 
-  const persistence = await createPersistence(options.persistence)
-  if (stopping) return
-  // Synchronous from the adapter to the broker: a signal finds both or neither.
-  broker = new Broker({ limits: options.limits, persistence: persistence.adapter })
-  console.log(`culex: persistence ${persistence.description}`)
+  const cluster = options.cluster
+  let storeLabel: string
+  if (cluster !== undefined) {
+    await requireIoredis()
+    if (stopping) return
+    const clusterOptions: ClusterOptions = { redis: cluster.redis }
+    if (cluster.nodeId !== undefined) clusterOptions.nodeId = cluster.nodeId
+    if (cluster.leaseMs !== undefined) clusterOptions.leaseMs = cluster.leaseMs
+    broker = new Broker({ limits: options.limits, cluster: clusterOptions })
+    storeLabel = 'the cluster'
+    console.log(`culex: cluster node ${cluster.nodeId ?? '(host name and process id)'} on ${redactUrl(cluster.redis)}`)
+  } else {
+    const persistence = await createPersistence(options.persistence)
+    if (stopping) return
+    // Synchronous from the adapter to the broker: a signal finds both or neither.
+    broker = new Broker({ limits: options.limits, persistence: persistence.adapter })
+    storeLabel = options.persistence.kind === 'memory' ? '' : `cannot open persistence ${persistence.label}: `
+    console.log(`culex: persistence ${persistence.description}`)
+  }
   let address: AddressInfo | string | null
   try {
     address = (await broker.listen(tcp({ port: options.port, host: options.host }))).address()
@@ -97,7 +112,7 @@ async function main(): Promise<void> {
     // The port is taken, or the store would not open: close what did open, then exit 1.
     stopping = true
     const listening = ['listen', 'bind', 'getaddrinfo'].includes(String((error as { syscall?: unknown }).syscall))
-    const store = listening || options.persistence.kind === 'memory' ? '' : `cannot open persistence ${persistence.label}: `
+    const store = listening || cluster !== undefined ? '' : storeLabel
     console.error(`culex: ${store}${firstLine(error)}`)
     await broker.close().catch(() => {})
     process.exit(1)

@@ -161,3 +161,15 @@ export async function createPersistence(spec: PersistenceSpec): Promise<CliPersi
     }
   }
 }
+
+/** `--cluster` needs ioredis: checked before anything starts, like the adapters' packages. */
+export async function requireIoredis(): Promise<void> {
+  try {
+    await import('ioredis')
+  } catch (error) {
+    if (chain(error).some((e) => isNotFound(e) && firstLine(e).includes("'ioredis'"))) {
+      throw new StartupError('--cluster needs the ioredis package, which is not installed: npm install ioredis')
+    }
+    throw error
+  }
+}

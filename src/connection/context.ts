@@ -1,3 +1,4 @@
+import type { ClusterClaims } from '../cluster/claims.js'
 import type {
   AuthenticateHook,
   EnhancedAuthenticateHook,
@@ -50,6 +51,8 @@ export interface BrokerContext {
   sessionAbandoned(session: Session, connection: Connection): void
   /** Where state changes go to the store; acknowledgements wait for its commits. */
   readonly journal: Journal
+  /** Cluster mode: this node's part in the cluster. */
+  readonly cluster: ClusterClaims | undefined
   /** Whether the deletion of this client's stored session (a clean start, an expiry) is not committed yet. */
   deletionPending(clientId: string): boolean
   /** The lifecycle of wills. */

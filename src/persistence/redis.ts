@@ -51,6 +51,7 @@ import type { Redis, RedisOptions } from 'ioredis'
 import { log } from '../logging.js'
 import type { PersistenceAdapter, PersistenceOp, RestoredSession, RestoredState, StoredMessage } from './adapter.js'
 import { decodeDelivery, decodeMessage, decodeSession, decodeStoredMessage, decodeSubscription, deliveryMessageId, encodeBatch } from './redis/codec.js'
+import { connectRedis, loadIoredis, type RedisConstructor } from './redis/connect.js'
 import { COMMIT, FORGET_ORPHANS } from './redis/scripts.js'
 
 /** Options of {@link RedisPersistence}. */
@@ -95,28 +96,6 @@ export interface RedisPersistenceOptions {
   commitTimeoutMs?: number
 }
 
-/** The ioredis constructor, as the package exports it (loaded on first `open()`). */
-type RedisConstructor = new (options: RedisOptions) => Redis
-
-let ioredis: Promise<RedisConstructor> | undefined
-
-/** Loads ioredis on demand, so importing this module (or its types) never needs it installed. */
-function loadIoredis(): Promise<RedisConstructor> {
-  ioredis ??= import('ioredis').then(
-    (mod) => (mod.default ?? mod.Redis) as unknown as RedisConstructor,
-    (cause: unknown) => {
-      ioredis = undefined
-      const { code, message } = (cause ?? {}) as { code?: unknown; message?: unknown }
-      // ioredis itself missing (not one of its own dependencies, whose name the message would carry instead).
-      if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String(message).includes("'ioredis'")) {
-        throw new Error('RedisPersistence needs the ioredis package, which is not installed: run `npm install ioredis`', { cause })
-      }
-      throw cause
-    },
-  )
-  return ioredis
-}
-
 /** The Redis settings a durable store needs, and the value each must have. */
 const DURABLE_CONFIG: ReadonlyArray<readonly [string, string]> = [
   ['appendonly', 'yes'],
@@ -131,7 +110,8 @@ const OPEN_CHUNK = 1000
 /** Message ids one HMGET reads at open. */
 const HMGET_CHUNK = 1000
 
-interface Keys {
+/** The adapter's shared keys (internal: for the cluster store). */
+export interface RedisKeys {
   prefix: string
   sessions: string
   msg: string
@@ -161,9 +141,9 @@ export class RedisPersistence implements PersistenceAdapter {
   readonly durable = true
   /** The key prefix (inside the hash tag: keys are `{prefix}:...`), to reach the same store from another instance. */
   readonly prefix: string
-  private readonly options: RedisPersistenceOptions
-  private readonly keys: Keys
-  private client: Redis | undefined
+  protected readonly options: RedisPersistenceOptions
+  protected readonly keys: RedisKeys
+  protected client: Redis | undefined
   private readonly inFlight = new Set<Abort>()
 
   /** Nothing connects until `open()`; the options are checked here. */
@@ -205,8 +185,7 @@ export class RedisPersistence implements PersistenceAdapter {
     try {
       await client.connect()
       await this.checkDurability(client)
-      await client.eval(FORGET_ORPHANS, 3, this.keys.msg, this.keys.mref, this.keys.orphans)
-      const state = await this.restore(client)
+      const state = await this.opened(client)
       this.client = client
       return state
     } catch (error) {
@@ -222,13 +201,28 @@ export class RedisPersistence implements PersistenceAdapter {
    * entirely or not at all.
    */
   async commit(ops: readonly PersistenceOp[]): Promise<void> {
-    const client = this.client
-    if (client === undefined) throw new Error('RedisPersistence is not open')
     if (ops.length === 0) return
+    await this.send(encodeBatch(ops))
+  }
+
+  /**
+   * What `open()` does once connected and checked: forgets messages no delivery took, reads
+   * everything back. (A cluster node's store reads less: `src/cluster/store.ts`.)
+   */
+  protected async opened(client: Redis): Promise<RestoredState> {
+    await client.eval(FORGET_ORPHANS, 3, this.keys.msg, this.keys.mref, this.keys.orphans)
+    return this.restore(client)
+  }
+
+  /** Sends one encoded batch (and, in cluster mode, its cluster header); resolves with the script's reply. */
+  protected send(batch: Buffer, clusterHeader?: string): Promise<unknown> {
+    const client = this.client
+    if (client === undefined) return Promise.reject(new Error('RedisPersistence is not open'))
     const k = this.keys
-    const args: Array<string | Buffer> = [COMMIT_SHA, '7', k.sessions, k.msg, k.mref, k.retained, k.wills, k.msgid, k.orphans, k.prefix, encodeBatch(ops)]
-    if (client.status !== 'ready') throw new Error(`Redis is not connected (${client.status}); the batch was not sent`)
-    await this.run(client, args)
+    const args: Array<string | Buffer> = [COMMIT_SHA, '7', k.sessions, k.msg, k.mref, k.retained, k.wills, k.msgid, k.orphans, k.prefix, batch]
+    if (clusterHeader !== undefined) args.push(clusterHeader)
+    if (client.status !== 'ready') return Promise.reject(new Error(`Redis is not connected (${client.status}); the batch was not sent`))
+    return this.run(client, args)
   }
 
   /** Closes the adapter's connection, after the answers to what was sent. */
@@ -246,22 +240,13 @@ export class RedisPersistence implements PersistenceAdapter {
 
   /** The adapter's own connection, with the settings commits rely on (see `RedisPersistenceOptions.redis`). */
   private connection(Redis: RedisConstructor): Redis {
-    const own: RedisOptions = { lazyConnect: true, enableOfflineQueue: false, autoResendUnfulfilledCommands: false }
-    const given = this.options.redis
-    if (given === undefined) return new Redis(own)
-    if (typeof given === 'string') {
-      // ioredis parses the URL when given as the first argument; the constructor type here takes options only.
-      const WithUrl = Redis as unknown as new (url: string, options: RedisOptions) => Redis
-      return new WithUrl(given, own)
-    }
-    if (isClient(given)) return given.duplicate(own)
-    return new Redis({ ...given, ...own })
+    return connectRedis(Redis, this.options.redis, { lazyConnect: true, enableOfflineQueue: false, autoResendUnfulfilledCommands: false })
   }
 
   /** Sends one batch; settles on Redis's answer, a lost connection or the timeout, whichever comes first. */
-  private run(client: Redis, args: Array<string | Buffer>): Promise<void> {
+  private run(client: Redis, args: Array<string | Buffer>): Promise<unknown> {
     const timeoutMs = this.options.commitTimeoutMs ?? 5000
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       let done = false
       const abort: Abort = (error) => {
         if (done) return
@@ -275,12 +260,12 @@ export class RedisPersistence implements PersistenceAdapter {
         timeoutMs,
       )
       this.inFlight.add(abort)
-      const succeed = (): void => {
+      const succeed = (reply: unknown): void => {
         if (done) return
         done = true
         clearTimeout(timer)
         this.inFlight.delete(abort)
-        resolve()
+        resolve(reply)
       }
       client.call('evalsha', args).then(succeed, (error: Error) => {
         if (done) return
@@ -341,7 +326,43 @@ export class RedisPersistence implements PersistenceAdapter {
       client.hgetallBuffer(k.retained),
       client.get(k.msgid),
     ])
+    return {
+      sessions: await this.readSessions(client, sessions, wills),
+      retained: Object.entries(retained).map(([topic, value]) => at(() => `retained message of ${topic}`, () => decodeStoredMessage(value))),
+      lastMessageId: msgid === null ? 0 : Number(msgid),
+    }
+  }
 
+  /** The retained messages and the highest message id, without the sessions (a cluster node loads those it owns). */
+  protected async readRetained(client: Redis): Promise<RestoredState> {
+    const [retained, msgid] = await Promise.all([client.hgetallBuffer(this.keys.retained), client.get(this.keys.msgid)])
+    return {
+      sessions: [],
+      retained: Object.entries(retained).map(([topic, value]) => at(() => `retained message of ${topic}`, () => decodeStoredMessage(value))),
+      lastMessageId: msgid === null ? 0 : Number(msgid),
+    }
+  }
+
+  /** The stored sessions of these client identifiers (those with no stored session are left out). */
+  protected async loadSessions(client: Redis, clientIds: readonly string[]): Promise<RestoredSession[]> {
+    if (clientIds.length === 0) return []
+    const k = this.keys
+    const [values, willValues] = await Promise.all([client.hmget(k.sessions, ...clientIds), client.hmgetBuffer(k.wills, ...clientIds)])
+    const sessions: Record<string, string> = {}
+    const wills: Record<string, Buffer> = {}
+    clientIds.forEach((id, i) => {
+      const value = values[i]
+      if (value === null || value === undefined) return
+      sessions[id] = value
+      const will = willValues[i]
+      if (will !== null && will !== undefined) wills[id] = will
+    })
+    return this.readSessions(client, sessions, wills)
+  }
+
+  /** Reads the sessions given by their `sessions` values: their keys in pipelines, then each message they refer to, once. */
+  private async readSessions(client: Redis, sessions: Record<string, string>, wills: Record<string, Buffer>): Promise<RestoredSession[]> {
+    const k = this.keys
     const restored: RestoredSession[] = []
     // Per session, its delivery values until the messages are read: [seq, value, seq, value, ...].
     const raw: Array<Array<string | number>> = []
@@ -448,11 +469,7 @@ export class RedisPersistence implements PersistenceAdapter {
       this.warn(`RedisPersistence: ${missing} stored deliveries refer to messages that are not stored; they were skipped`, 'CULEX_REDIS_INCONSISTENT')
     }
 
-    return {
-      sessions: restored,
-      retained: Object.entries(retained).map(([topic, value]) => at(() => `retained message of ${topic}`, () => decodeStoredMessage(value))),
-      lastMessageId: msgid === null ? 0 : Number(msgid),
-    }
+    return restored
   }
 }
 
@@ -484,7 +501,3 @@ function refused(error: Error): Error {
   return new Error(`Redis refused the commit: ${error.message}`)
 }
 
-/** An ioredis client rather than options: it can duplicate itself. */
-function isClient(value: RedisOptions | Redis): value is Redis {
-  return typeof (value as Partial<Redis>).duplicate === 'function'
-}

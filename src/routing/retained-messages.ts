@@ -36,6 +36,12 @@ export class RetainedMessages {
     this.journal.record({ op: 'retain', message: stored })
   }
 
+  /** Another cluster node changed a topic's retained message (already stored): the index follows. */
+  changedElsewhere(topic: string, message: StoredMessage | null): void {
+    if (message === null) this.index.delete(topic)
+    else this.index.set(topic, message)
+  }
+
   /** The unexpired retained messages matching a filter; expired ones leave storage [MQTT-3.3.2-5]. */
   match(topicFilter: string, now = Date.now()): StoredMessage[] {
     const found = this.index.match(topicFilter)

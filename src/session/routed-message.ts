@@ -28,6 +28,8 @@ export class RoutedMessage implements Message, StoredMessage {
   storeId = 0
   /** The persistence batch that last stored it (0: none, or committed before this run). */
   storedIn = 0
+  /** Published on another cluster node, which forwarded it here (it is not forwarded again). */
+  fromCluster = false
   /** MQTT 5 encodings without subscription identifiers, for the expiry value they carry. */
   private encodedV5: Array<Buffer | undefined> | undefined
   private encodedV5Expiry: number | undefined

@@ -24,6 +24,11 @@ export class SessionStore implements DeliveryLog {
     if (last > this.lastMessageId) this.lastMessageId = last
   }
 
+  /** A cluster node's message identifiers: its incarnation's own range, from `base` on. */
+  messageIdsFrom(base: number): void {
+    this.lastMessageId = base
+  }
+
   created(session: Session): void {
     this.journal.record({ op: 'sessionCreate', clientId: session.clientId, expiryInterval: session.expiryInterval })
   }

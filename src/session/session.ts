@@ -133,6 +133,17 @@ export class Session {
   /** A delayed will that a connection still waiting for its CONNACK cancelled: back if that connection never gets it. */
   cancelledWill: PendingWill | undefined
 
+  /**
+   * Whether the store holds a record of the session and its will: persistent sessions, and in a
+   * cluster every session (its will must survive its node, and its owner be known).
+   */
+  get recorded(): boolean {
+    return this.persistent || this.clusterRecord
+  }
+
+  /** A session that is not persistent but has a stored record all the same (cluster mode). */
+  clusterRecord = false
+
   /** Where a persistent session's deliveries are recorded for storing; null for others. */
   log: DeliveryLog | null = null
   /** The connection that opened (or resumed) it and waits for its CONNACK, until it is attached. */

@@ -20,7 +20,7 @@ export interface WillPublisher {
 }
 
 /**
- * Every will's life: kept (and stored, for persistent sessions) while its connection is open,
+ * Every will's life: kept (and stored, for sessions with a stored record) while its connection is open,
  * published when the connection ends without DISCONNECT [MQTT-3.1.2-8], after its MQTT 5 Will
  * Delay Interval or when the session ends, whichever comes first, cancelled by a reconnect in
  * time [MQTT-3.1.3-9]. A delayed will is stored with its due time, so a restarted broker
@@ -43,7 +43,7 @@ export class Wills {
       session.cancelledWill = pending
     }
     session.will = will
-    if (session.persistent) this.broker.store.will(session.clientId, will ?? null)
+    if (session.recorded) this.broker.store.will(session.clientId, will ?? null)
   }
 
   /** The connection got its CONNACK: a will it cancelled stays cancelled. */
@@ -60,17 +60,17 @@ export class Wills {
     session.cancelledWill = undefined
     session.will = undefined
     if (cancelled === undefined) {
-      if (session.persistent) this.broker.store.will(session.clientId, null)
+      if (session.recorded) this.broker.store.will(session.clientId, null)
       return
     }
-    if (session.persistent) this.broker.store.will(session.clientId, cancelled.will, cancelled.publishAt)
+    if (session.recorded) this.broker.store.will(session.clientId, cancelled.will, cancelled.publishAt)
     this.schedule(cancelled.client as Client, session, cancelled.will, cancelled.publishAt)
   }
 
   /** The client disconnected normally: its will is discarded. */
   discarded(session: Session): void {
     session.will = undefined
-    if (session.persistent) this.broker.store.will(session.clientId, null)
+    if (session.recorded) this.broker.store.will(session.clientId, null)
   }
 
   /** The connection ended without DISCONNECT: the will is due, now or after its delay. */
@@ -82,7 +82,7 @@ export class Wills {
     }
     const seconds = Math.min(delay, session.expiryInterval)
     const publishAt = Date.now() + seconds * 1000
-    if (session.persistent) this.broker.store.will(session.clientId, will, publishAt)
+    if (session.recorded) this.broker.store.will(session.clientId, will, publishAt)
     this.schedule(client, session, will, publishAt)
   }
 
@@ -102,7 +102,12 @@ export class Wills {
     pending.fire()
   }
 
-  /** Stops every timer without publishing: the store keeps the wills for the next broker. */
+  /** The session leaves this broker (another cluster node took it over): its delayed will stays stored, for the new owner. */
+  forget(session: Session): void {
+    this.cancel(session)
+  }
+
+    /** Stops every timer without publishing: the store keeps the wills for the next broker. */
   close(): void {
     this.closed = true
     for (const session of this.pending) this.cancel(session)
@@ -140,7 +145,7 @@ export class Wills {
 
   private publish(client: Client, will: WillMessage, session: Session): void {
     const broker = this.broker
-    if (session.persistent) broker.store.will(session.clientId, null)
+    if (session.recorded) broker.store.will(session.clientId, null)
     const message = new RoutedMessage(will.topic, will.payload, will.qos, will.retain)
     if (will.properties) {
       // Will properties travel with the message, all but the delay, which was for the broker alone.

@@ -24,7 +24,22 @@ function rejects(argv: string[], message: RegExp): void {
 const FORMS = /expected memory, sqlite:PATH, redis:\/\/HOST\[:PORT\]\[\/DB\] or rediss:\/\/HOST\[:PORT\]\[\/DB\]/
 
 test('with no flags: port 1883, every address, memory persistence, no limits set', () => {
-  assert.deepEqual(parse(), { port: 1883, host: undefined, help: false, persistence: { kind: 'memory' }, limits: {} })
+  assert.deepEqual(parse(), { port: 1883, host: undefined, help: false, persistence: { kind: 'memory' }, limits: {}, cluster: undefined })
+})
+
+test('--cluster with --node-id and --cluster-lease-ms; refused with --persistence or a bad URL, id or lease', () => {
+  assert.deepEqual(parse('--cluster', 'redis://127.0.0.1:6379/0', '--node-id', 'n1', '--cluster-lease-ms', '2000').cluster, {
+    redis: 'redis://127.0.0.1:6379/0',
+    nodeId: 'n1',
+    leaseMs: 2000,
+  })
+  assert.deepEqual(parse('--cluster', 'redis://h').cluster, { redis: 'redis://h', nodeId: undefined, leaseMs: undefined })
+  rejects(['--cluster', 'redis://h', '--persistence', 'memory'], /--cluster keeps sessions .* do not give --persistence/)
+  rejects(['--cluster', 'redis://h', '--persistence', 'redis://h'], /do not give --persistence/)
+  rejects(['--cluster', 'http://h'], /invalid --cluster "http:\/\/h": expected redis:\/\//)
+  rejects(['--cluster', 'redis://h', '--node-id', 'a b'], /invalid --node-id "a b"/)
+  rejects(['--cluster', 'redis://h', '--cluster-lease-ms', '10'], /invalid --cluster-lease-ms "10"/)
+  rejects(['--node-id', 'n1'], /apply to --cluster only/)
 })
 
 test('-p/--port, --host and -h/--help parse as before', () => {

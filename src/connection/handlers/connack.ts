@@ -41,6 +41,31 @@ export function refuse(connection: Connection, returnCode: number, why: string, 
  * store, so nothing more is read from the client before its CONNACK.
  */
 export function accept(connection: Connection, packet: ConnectPacket): void | Promise<void> {
+  const cluster = connection.broker.cluster
+  if (cluster === undefined) return acceptHere(connection, packet)
+  const v5 = connection.protocolVersion === 5
+  const unavailable = v5 ? ReasonCode.ServerUnavailable : ConnackReturnCode.ServerUnavailable
+  if (!cluster.accepting) return refuse(connection, unavailable, 'this cluster node cannot reach Redis (its lease lapsed)')
+  // The client id is claimed cluster-wide first: another node holding it closes its connection
+  // and hands the session over [MQTT-3.1.4-3].
+  return cluster.claim(connection.id).then(
+    (won) => {
+      if (connection.state !== 'connecting') return
+      if (!won) {
+        log.client('Closing %s (%s): a newer CONNECT with this client identifier arrived on another node', connection.id, connection.peer)
+        connection.end('taken-over')
+        return
+      }
+      return acceptHere(connection, packet)
+    },
+    (error: Error) => {
+      if (connection.state === 'connecting') refuse(connection, unavailable, `the cluster could not claim the client identifier: ${error.message}`)
+    },
+  )
+}
+
+/** Accepts the client on this broker (in a cluster, once this node owns its client identifier). */
+function acceptHere(connection: Connection, packet: ConnectPacket): void | Promise<void> {
   const broker = connection.broker
   const v5 = connection.protocolVersion === 5
   if (!broker.isLatestConnect(connection)) {

@@ -7,6 +7,7 @@
  */
 import type { Properties, Subscription, WillMessage } from '../../protocol/packets.js'
 import type { DeliveryState, PersistenceOp, RestoredDelivery, StoredMessage } from '../adapter.js'
+import type { JournalOp } from '../../cluster/ops.js'
 import { ARITY, type OpCode } from './scripts.js'
 
 /** The format version leading every message value, so a later layout can tell old values apart. */
@@ -162,7 +163,7 @@ export function decodeSession(value: string): { expiryInterval: number; disconne
 
 const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
 
-function fail(op: PersistenceOp, why: string): never {
+function fail(op: JournalOp, why: string): never {
   throw new TypeError(`RedisPersistence: ${why} in operation ${JSON.stringify(op.op)}; the batch was not sent`)
 }
 
@@ -219,8 +220,10 @@ class BatchWriter {
  * operation (`ARITY` in `scripts.ts`). Checks what Redis would otherwise store wrongly,
  * so that a bad batch is refused before anything is sent.
  */
-export function encodeBatch(ops: readonly PersistenceOp[]): Buffer {
+export function encodeBatch(ops: readonly JournalOp[], forwards?: ReadonlyMap<string, Buffer>): Buffer {
   const w = new BatchWriter()
+  // Cluster mode: messages to other nodes' inboxes, one entry per node per batch.
+  if (forwards !== undefined) for (const [node, blob] of forwards) w.add('F', node, blob)
   for (const op of ops) {
     if ('clientId' in op && typeof op.clientId !== 'string') fail(op, 'a clientId that is not a string')
     switch (op.op) {
@@ -286,6 +289,18 @@ export function encodeBatch(ops: readonly PersistenceOp[]): Buffer {
       case 'unretain':
         if (typeof op.topic !== 'string') fail(op, 'a topic that is not a string')
         w.add('k', op.topic, op.receivedAt === undefined ? '' : String(op.receivedAt))
+        break
+      case 'publish':
+        // Becomes the forwards above (cluster mode); nothing of its own to store.
+        break
+      case 'route':
+        w.add('G', op.filter, op.present ? '1' : '0')
+        break
+      case 'inboxDone':
+        w.add('I', op.id)
+        break
+      case 'drained':
+        w.add('Z', op.node)
         break
       default:
         fail(op, 'an unknown operation')

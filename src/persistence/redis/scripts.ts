@@ -35,7 +35,7 @@
  * Fields per op code, after the code itself: `encodeBatch` in `codec.ts` writes them, the script
  * reads them (its table is made from this one).
  */
-export const ARITY = { C: 2, U: 2, X: 1, S: 3, N: 2, M: 2, E: 4, T: 3, R: 2, D: 2, Q: 2, L: 2, W: 2, K: 2, k: 2 } as const
+export const ARITY = { C: 2, U: 2, X: 1, S: 3, N: 2, M: 2, E: 4, T: 3, R: 2, D: 2, Q: 2, L: 2, W: 2, K: 2, k: 2, F: 2, G: 2, I: 1, Z: 1 } as const
 
 /** An op code of the batch format. */
 export type OpCode = keyof typeof ARITY
@@ -46,8 +46,19 @@ const LUA_ARITY = `{ ${Object.entries(ARITY)
 
 /**
  * KEYS: 1 sessions, 2 msg, 3 mref, 4 retained, 5 wills, 6 msgid, 7 orphans.
- * ARGV: 1 the prefix of per-session keys ('{culex}'), 2 the batch as `encodeBatch` lays it out.
- * Returns the number of operations.
+ * ARGV: 1 the prefix of per-session keys ('{culex}'), 2 the batch as `encodeBatch` lays it out,
+ * 3 (cluster mode only, else absent or empty) `<owner token>\n<route version seen>\n<node id>`.
+ * Returns the number of operations; in cluster mode `{ operations, route version before, route
+ * version after }`, or `{ 'STALE', version }` (nothing written) when the batch forwards messages
+ * (its seen version is not empty) and routes changed since the version its node has seen.
+ *
+ * Cluster mode (see `src/cluster/`): ops on a client whose owner (`{p}:owner`) is not this node's
+ * token are dropped (a late write of an old owner is fenced off); `F` forwards messages to a
+ * node's inbox stream, `G` adds or removes this node's interest in a topic filter (`{p}:routes`,
+ * logged in `{p}:rlog` under a new `{p}:rver`), `I` deletes a handled entry of this node's inbox,
+ * `Z` deletes a drained inbox of a node this one adopted; retained changes are logged in
+ * `{p}:retlog` for the other nodes' in-memory indexes; created and deleted sessions join and
+ * leave this node's `{p}:owned:<node>` set.
  */
 export const COMMIT = `
 local P, BATCH = ARGV[1], ARGV[2]
@@ -67,6 +78,15 @@ local SEQ_OPS = { E = true, T = true, R = true, D = true }
 local CHUNK = 1000
 -- A delivery value's message id.
 local MID = '^%a%d*|(%d+)|'
+-- Ops that name no client.
+local NOCLIENT = { M = true, K = true, k = true, F = true, G = true, I = true, Z = true }
+-- Cluster mode: this node's owner token, the route version it has seen ('' when the batch
+-- forwards nothing), its id.
+local TOKEN, SEENVER, NODE
+if ARGV[3] and ARGV[3] ~= '' then
+  TOKEN, SEENVER, NODE = match(ARGV[3], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+  if not TOKEN then return redis.error_reply('CULEX bad cluster header; the batch was not applied') end
+end
 
 local function refuse(why) return redis.error_reply('CULEX ' .. why .. '; the batch was not applied') end
 
@@ -105,7 +125,7 @@ while pos <= size do
     if not checked[key] then checked[key] = true want(key, TYPE_OF[kind]) end
   end
   if bad then return refuse(bad) end
-  if code ~= 'M' and code ~= 'K' and code ~= 'k' then
+  if not NOCLIENT[code] then
     local c = f[1]
     if not seen[c] then seen[c] = true clients[#clients + 1] = c end
     if SEQ_OPS[code] then
@@ -116,6 +136,34 @@ while pos <= size do
   end
   codes[#codes + 1] = code
   fields[#fields + 1] = f
+end
+
+-- Cluster: a batch that forwards messages was routed with the routes of version SEENVER; if they
+-- changed since, its node must route again (a subscription acknowledged meanwhile on another
+-- node must get the message). Then the fence: ops on clients this node does not own are dropped.
+local VER0
+if TOKEN then
+  VER0 = call('GET', P .. ':rver') or '0'
+  if SEENVER ~= '' and SEENVER ~= VER0 then return { 'STALE', VER0 } end
+  if #clients > 0 then
+    local fenced, any = {}, false
+    for i = 1, #clients, CHUNK do
+      local j = math.min(i + CHUNK - 1, #clients)
+      local owners = call('HMGET', P .. ':owner', unpack(clients, i, j))
+      for k = i, j do
+        if owners[k - i + 1] ~= TOKEN then fenced[clients[k]] = true any = true end
+      end
+    end
+    if any then
+      local c2, f2, cl2 = {}, {}, {}
+      for n = 1, #codes do
+        if NOCLIENT[codes[n]] or not fenced[fields[n][1]] then c2[#c2 + 1] = codes[n] f2[#f2 + 1] = fields[n] end
+      end
+      for _, c in ipairs(clients) do if not fenced[c] then cl2[#cl2 + 1] = c end end
+      codes, fields, clients = c2, f2, cl2
+      for c in pairs(fenced) do seqs[c] = nil end
+    end
+  end
 end
 
 -- Pass 2: read what the batch depends on, apply it to tables. No writes. --------------------
@@ -390,7 +438,40 @@ bulk('HSET', MSG, mset) bulk('HDEL', MSG, mdel)
 bulk('HSET', MREF, rset) bulk('HDEL', MREF, rdel)
 bulk('SADD', ORPHANS, oadd) bulk('SREM', ORPHANS, orem)
 if maxIdText then call('SET', MSGID, maxIdText) end
-return #codes
+if not TOKEN then return #codes end
+
+-- Cluster: the bus and the routes. ---------------------------------------------------------
+local ver = VER0
+local changes = {}
+local owned = P .. ':owned:' .. NODE
+for n = 1, #codes do
+  local code, f = codes[n], fields[n]
+  if code == 'F' then
+    call('XADD', P .. ':inbox:' .. f[1], '*', 'm', f[2])
+  elseif code == 'G' then
+    local field = NODE .. '|' .. f[1]
+    if f[2] == '1' then call('HSET', P .. ':routes', field, '1') else call('HDEL', P .. ':routes', field) end
+    changes[#changes + 1] = (f[2] == '1' and '1' or '0') .. field
+  elseif code == 'I' then
+    call('XDEL', P .. ':inbox:' .. NODE, f[1])
+  elseif code == 'Z' then
+    call('DEL', P .. ':inbox:' .. f[1])
+    call('SREM', P .. ':drain:' .. NODE, f[1])
+  elseif code == 'C' then
+    call('SADD', owned, f[1])
+  elseif code == 'X' then
+    call('SREM', owned, f[1])
+    call('HDEL', P .. ':owner', f[1])
+  end
+end
+if #changes > 0 then
+  ver = tostring(call('INCR', P .. ':rver'))
+  call('XADD', P .. ':rlog', 'MAXLEN', '~', '100000', '*', 'v', ver, 'c', table.concat(changes, '\\0'))
+end
+local topics = {}
+for t in pairs(RET) do topics[#topics + 1] = t end
+if #topics > 0 then call('XADD', P .. ':retlog', 'MAXLEN', '~', '100000', '*', 'n', NODE, 't', table.concat(topics, '\\0')) end
+return { #codes, VER0, ver }
 `
 
 /**

@@ -1,0 +1,582 @@
+import { hostname } from 'node:os'
+import type { Redis } from 'ioredis'
+import { log } from '../logging.js'
+import type { RestoredSession, StoredMessage } from '../persistence/adapter.js'
+import type { Journal } from '../persistence/journal.js'
+import { decodeStoredMessage } from '../persistence/redis/codec.js'
+import { connectRedis, loadIoredis } from '../persistence/redis/connect.js'
+import type { ClusterClaims } from './claims.js'
+import { decodeForward, encodeForward, type Forwarded } from './codec.js'
+import type { JournalOp } from './ops.js'
+import type { ClusterOptions } from './options.js'
+import { ClusterRoutes, streamIdAfter } from './routes.js'
+import { ADOPT, CLAIM, JOIN, LEAVE, RELEASE, RENEW, SNAPSHOT } from './scripts.js'
+import { ClusterStore, type CommitRouting } from './store.js'
+
+const DEFAULT_LEASE_MS = 5000
+const NODE_ID = /^[A-Za-z0-9._-]{1,128}$/
+/** Messages ids of an incarnation start at incarnation × 2^32, so nodes never collide. */
+const ID_SPACE = 2 ** 32
+
+/** What a node needs from the broker it is part of (`BrokerCore`). */
+export interface ClusterHost {
+  readonly journal: Journal
+  /** Puts sessions read from the store in memory, as a restart does: routed, deliveries back, wills due. */
+  installSessions(sessions: RestoredSession[]): void
+  /** Whether a session for this client id is in memory. */
+  hasSession(clientId: string): boolean
+  /** Closes the client's connection (taken over) and forgets its session without touching the store. */
+  releaseSession(clientId: string): void
+  /** A message from another node: to local subscribers (only those of `only`, when given; only the group `share`, when given). */
+  deliverRemote(message: StoredMessage, share: string | undefined, only?: ReadonlySet<string>): void
+  /** The retained message of a topic changed on another node. */
+  retainedChanged(topic: string, message: StoredMessage | null): void
+  /** The node lost its lease: every client goes, new ones are refused until it is back. */
+  fenced(on: boolean): void
+  /** Forgets every session and subscription in memory (the node rejoins from the store). */
+  forgetSessions(): void
+  /** Message ids continue from here (this incarnation's own range). */
+  messageIdsFrom(base: number): void
+}
+
+/** A claim waiting for the owner to hand a session over. */
+interface Waiting {
+  epoch: number
+  settle: (outcome: 'released' | 'lost' | 'recheck') => void
+}
+
+type StreamEntries = Array<[Buffer, Buffer[]]>
+/** XREAD's reply: [key, entries] pairs (RESP2), or key, entries, key, ... flat (a RESP3 map as ioredis hands it over). */
+type XReadReply = Array<[Buffer, StreamEntries] | Buffer | StreamEntries> | null
+
+/**
+ * One broker process's part in a cluster: its lease, the routes, its inbox and control streams,
+ * session claims and hand-overs, and the adoption of dead nodes' sessions. The broker's store
+ * (`ClusterStore`) commits through it, so forwarding a message and the state change it goes with
+ * are one atomic batch.
+ */
+export class ClusterNode implements CommitRouting, ClusterClaims {
+  readonly nodeId: string
+  readonly leaseMs: number
+  readonly store: ClusterStore
+  readonly routes: ClusterRoutes
+  private host: ClusterHost | undefined
+  private incarnation = 0
+  private reader: Redis | undefined
+  private stopped = false
+  private isFenced = false
+  private renewTimer: NodeJS.Timeout | undefined
+  private reapTimer: NodeJS.Timeout | undefined
+  private lastRenewed = 0
+  /** Stream positions: this node's inbox and control stream, the route and retained logs. */
+  private inboxId = '0-0'
+  private inboxReadId = '0-0'
+  private ctlId = '0-0'
+  private retainedLogId = '0-0'
+  /** Inbox entries read while a claim waits (the claimed session must be here before they are handled). */
+  private held: Array<[string, Buffer]> = []
+  private claimsWaiting = 0
+  private readonly waiting = new Map<string, Waiting>()
+  /** Hand-over requests waiting until this node handled its inbox up to the id the claim saw. */
+  private kicks: Array<{ clientId: string; epoch: number; upto: string }> = []
+  /** The latest epoch of this node's own claim per client, to ignore hand-over requests older than it. */
+  private readonly epochs = new Map<string, number>()
+  /** Clients whose claim by this node is in flight; a hand-over request for one waits until the claim's outcome took effect. */
+  private readonly claiming = new Map<string, number>()
+  private readonly deferredKicks = new Map<string, Array<{ epoch: number; upto: string }>>()
+  private readonly ready: Promise<void>
+  private resolveReady!: () => void
+  private loop: Promise<void> | undefined
+
+  constructor(private readonly options: ClusterOptions) {
+    const nodeId = options.nodeId ?? `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._-]/g, '-')
+    if (!NODE_ID.test(nodeId)) throw new TypeError(`cluster.nodeId must be 1 to 128 letters, digits, '.', '_' or '-', got ${JSON.stringify(nodeId)}`)
+    const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS
+    if (!Number.isInteger(leaseMs) || leaseMs < 300 || leaseMs > 600_000) throw new RangeError('cluster.leaseMs must be an integer from 300 to 600000')
+    this.nodeId = nodeId
+    this.leaseMs = leaseMs
+    const storeOptions: ConstructorParameters<typeof ClusterStore>[0] = { redis: options.redis }
+    if (options.prefix !== undefined) storeOptions.prefix = options.prefix
+    if (options.strict !== undefined) storeOptions.strict = options.strict
+    this.store = new ClusterStore(storeOptions)
+    this.store.routing = this
+    this.routes = new ClusterRoutes(nodeId, (op) => this.record(op))
+    this.ready = new Promise((resolve) => (this.resolveReady = resolve))
+  }
+
+  /** This incarnation's owner token: `<node id>#<incarnation>`. */
+  get token(): string {
+    return `${this.nodeId}#${this.incarnation}`
+  }
+
+  /** Whether the node holds its lease (false: clients are refused). */
+  get accepting(): boolean {
+    return !this.isFenced && !this.stopped
+  }
+
+  private get P(): string {
+    return this.store.keyPrefix
+  }
+
+  private get redis(): Redis {
+    return this.store.redis
+  }
+
+  private record(op: JournalOp): void {
+    // Route operations ride in the journal (typed for persistence operations; only this store reads them).
+    this.host?.journal.record(op as never)
+  }
+
+  /**
+   * Joins (after the store opened): takes the node id, reads the routes, takes back the sessions
+   * an earlier incarnation of this node owned, then starts reading its streams. Rejects when a
+   * live node holds the id.
+   */
+  async start(host: ClusterHost): Promise<void> {
+    this.host = host
+    await this.join()
+    host.messageIdsFrom(this.incarnation * ID_SPACE)
+    await this.snapshot()
+    const Redis = await loadIoredis('cluster')
+    this.reader = connectRedis(Redis, this.options.redis, { maxRetriesPerRequest: null, lazyConnect: true })
+    this.reader.on('error', (error: Error) => log.broker('cluster reader: %s', error.message))
+    await this.reader.connect()
+    await this.adopt(this.nodeId)
+    this.lastRenewed = Date.now()
+    this.renewTimer = setInterval(() => void this.renew(), Math.floor(this.leaseMs / 3))
+    this.renewTimer.unref()
+    this.reapTimer = setInterval(() => void this.reap(), Math.floor(this.leaseMs / 2))
+    this.reapTimer.unref()
+    this.loop = this.readLoop()
+    this.loop.catch((error: unknown) => log.error('cluster: the stream reader stopped: %O', error))
+    log.broker('Cluster node %s joined (incarnation %d)', this.nodeId, this.incarnation)
+    this.resolveReady()
+  }
+
+  /** Leaves: stops reading and renewing, gives the lease up (the sessions stay with the node id for its next start, or a survivor). */
+  async stop(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    clearInterval(this.renewTimer)
+    clearInterval(this.reapTimer)
+    for (const [, w] of this.waiting) w.settle('lost')
+    this.reader?.disconnect()
+    await this.loop?.catch(() => {})
+    try {
+      if (this.incarnation > 0) await this.redis.eval(LEAVE, 0, this.P, this.nodeId, String(this.incarnation))
+    } catch {
+      // Redis unreachable: the lease expires by itself.
+    }
+  }
+
+  // --- Commits (CommitRouting) ---------------------------------------------------------------
+
+  forwards(ops: readonly JournalOp[]): Map<string, Buffer> | undefined {
+    const per = new Map<string, Forwarded[]>()
+    const add = (node: string, entry: Forwarded): void => {
+      let list = per.get(node)
+      if (list === undefined) per.set(node, (list = []))
+      list.push(entry)
+    }
+    for (const op of ops) {
+      if (op.op !== 'publish') continue
+      if (op.share !== undefined) {
+        add(op.to, { message: op.message, share: op.share })
+        continue
+      }
+      const { nodes, groups } = this.routes.match(op.message.topic)
+      for (const node of nodes) add(node, { message: op.message })
+      for (const group of groups) {
+        const to = this.routes.pickShared(group, false)
+        if (to !== undefined) add(to, { message: op.message, share: group })
+      }
+    }
+    if (per.size === 0) return undefined
+    const out = new Map<string, Buffer>()
+    for (const [node, entries] of per) out.set(node, encodeForward(entries))
+    return out
+  }
+
+  header(forwarding: boolean): string {
+    return `${this.token}\n${forwarding ? this.routes.version : ''}\n${this.nodeId}`
+  }
+
+  async catchUp(): Promise<void> {
+    const entries = (await this.redis.xrange(`${this.P}:rlog`, `(${this.routes.logId}`, '+')) as Array<[string, string[]]>
+    for (const [id, fields] of entries) {
+      if (!this.routes.apply(id, field(fields, 'v'), field(fields, 'c'))) return this.snapshot()
+    }
+    // The log may have been trimmed, or the version moved without an entry we can see: a snapshot is exact.
+    const version = await this.redis.get(`${this.P}:rver`)
+    if ((version ?? '0') !== this.routes.version) await this.snapshot()
+  }
+
+  applied(before: string, after: string): void {
+    if (before === this.routes.version) this.routes.version = after
+  }
+
+  // --- Shared subscriptions ------------------------------------------------------------------
+
+  /** The node that gets this message of a shared group: this one (`local` members) or another. */
+  pickShared(group: string, local: boolean, except?: string): string | undefined {
+    return this.routes.pickShared(group, local, except)
+  }
+
+  /** Sends a message of a shared group to the node picked for it, in the current batch. */
+  forwardShared(message: StoredMessage, group: string, to: string): void {
+    this.record({ op: 'publish', message, share: group, to })
+  }
+
+  // --- Claims and hand-overs -----------------------------------------------------------------
+
+  /**
+   * A CONNECT for `clientId` arrived here: makes this node its owner, with its stored session in
+   * memory (taken from the previous owner, which closes its connection first). Resolves false
+   * when a newer claim from another node won, or when the previous owner never answered.
+   */
+  async claim(clientId: string): Promise<boolean> {
+    await this.ready
+    this.claiming.set(clientId, (this.claiming.get(clientId) ?? 0) + 1)
+    try {
+      return await this.claimOnce(clientId)
+    } finally {
+      const n = (this.claiming.get(clientId) ?? 1) - 1
+      if (n > 0) this.claiming.set(clientId, n)
+      else this.claiming.delete(clientId)
+      // After the caller acted on the outcome (its continuation runs first): then the requests that came meanwhile.
+      setImmediate(() => {
+        if (this.claiming.has(clientId)) return
+        const deferred = this.deferredKicks.get(clientId)
+        this.deferredKicks.delete(clientId)
+        for (const k of deferred ?? []) this.kicked(clientId, k.epoch, k.upto)
+      })
+    }
+  }
+
+  private async claimOnce(clientId: string): Promise<boolean> {
+    const deadline = Date.now() + 3 * this.leaseMs
+    while (!this.stopped && Date.now() < deadline) {
+      const reply = (await this.redis.eval(CLAIM, 0, this.P, clientId, this.nodeId, this.token)) as Array<string | number>
+      const kind = String(reply[0])
+      const epoch = Number(reply[1])
+      this.epochs.set(clientId, epoch)
+      if (kind === 'OWN') {
+        if (!this.host?.hasSession(clientId)) await this.load([clientId])
+        return true
+      }
+      if (kind === 'DEAD') {
+        await this.adopt(String(reply[2]))
+        continue
+      }
+      // WAIT: the owner hands the session over once it handled what it was sent before the claim.
+      const filters = reply.slice(3).map(String)
+      for (const filter of filters) this.routes.add(filter)
+      this.claimsWaiting++
+      let outcome: 'released' | 'lost' | 'recheck'
+      try {
+        outcome = await new Promise<'released' | 'lost' | 'recheck'>((resolve) => {
+          const timer = setTimeout(() => resolve('recheck'), this.leaseMs)
+          this.waiting.set(clientId, {
+            epoch,
+            settle: (o) => {
+              clearTimeout(timer)
+              resolve(o)
+            },
+          })
+        })
+        this.waiting.delete(clientId)
+        if (outcome === 'released') await this.load([clientId])
+      } finally {
+        for (const filter of filters) this.routes.remove(filter)
+        this.claimsWaiting--
+        if (this.claimsWaiting === 0) this.handleHeld()
+      }
+      if (outcome === 'released') return true
+      if (outcome === 'lost') return false
+      // Still waiting after a lease: claim again (a dead owner is adopted, a live one asked again).
+    }
+    return false
+  }
+
+  /** Reads these clients' stored sessions into memory. */
+  private async load(clientIds: string[]): Promise<void> {
+    const sessions = await this.store.sessionsOf(clientIds.filter((id) => !this.host?.hasSession(id)))
+    if (sessions.length > 0) this.host?.installSessions(sessions)
+  }
+
+  /** A hand-over request: done once this node handled its inbox up to what the claim saw. */
+  private kicked(clientId: string, epoch: number, upto: string): void {
+    if (this.claiming.has(clientId)) {
+      // Our own claim's answer may not have arrived yet: its outcome first, then this request.
+      const list = this.deferredKicks.get(clientId) ?? []
+      list.push({ epoch, upto })
+      this.deferredKicks.set(clientId, list)
+      return
+    }
+    if ((this.epochs.get(clientId) ?? 0) > epoch) return
+    this.kicks.push({ clientId, epoch, upto })
+    this.handleKicks()
+  }
+
+  private handleKicks(): void {
+    if (this.kicks.length === 0) return
+    const due = this.kicks.filter((k) => !streamIdAfter(k.upto, this.inboxId))
+    if (due.length === 0) return
+    this.kicks = this.kicks.filter((k) => streamIdAfter(k.upto, this.inboxId))
+    const host = this.host as ClusterHost
+    for (const { clientId } of due) {
+      host.releaseSession(clientId)
+      // Everything this node did with the session is committed before the next owner reads it.
+      host.journal.whenCommitted(() => {
+        this.redis.eval(RELEASE, 0, this.P, clientId, this.token).then(
+          (n) => log.client('Handed the session of %s over (%d)', clientId, Number(n)),
+          (error: Error) => log.error('cluster: handing %s over failed: %s', clientId, error.message),
+        )
+      })
+    }
+  }
+
+  // --- Adoption of dead nodes ----------------------------------------------------------------
+
+  /** Every other node whose lease expired is adopted by one survivor. */
+  private async reap(): Promise<void> {
+    if (this.stopped || this.isFenced) return
+    try {
+      const nodes = await this.redis.smembers(`${this.P}:nodes`)
+      for (const node of nodes) {
+        if (node === this.nodeId || this.stopped) continue
+        if ((await this.redis.exists(`${this.P}:lease:${node}`)) === 0) await this.adopt(node)
+      }
+    } catch (error) {
+      log.broker('cluster: checking the other nodes failed: %s', (error as Error).message)
+    }
+  }
+
+  /**
+   * Takes over the sessions of `node` (dead, or this node's own earlier incarnation): they are
+   * loaded as a restart would (wills of connections that were open are due), then whatever was
+   * still in the dead node's inbox is delivered to them.
+   */
+  private async adopt(node: string): Promise<void> {
+    const host = this.host as ClusterHost
+    const reply = (await this.redis.eval(ADOPT, 0, this.P, node, this.nodeId, this.token)) as Array<string | number>
+    if (String(reply[0]) !== 'OK') return
+    const count = Number(reply[1])
+    const clients = reply.slice(2, 2 + count).map(String)
+    const filters = reply.slice(2 + count).map(String)
+    // Held while the sessions load, so that nothing published meanwhile misses them.
+    for (const filter of filters) this.routes.add(filter)
+    try {
+      if (node !== this.nodeId) log.broker('Cluster node %s adopts the %d sessions of node %s', this.nodeId, clients.length, node)
+      const sessions = await this.store.sessionsOf(clients.filter((id) => !host.hasSession(id)))
+      host.installSessions(sessions)
+      const drains = await this.redis.smembers(`${this.P}:drain:${this.nodeId}`)
+      const only = new Set(clients)
+      for (const dead of drains) await this.drain(dead, only)
+    } finally {
+      for (const filter of filters) this.routes.remove(filter)
+    }
+  }
+
+  /** Delivers what a dead node's inbox still held to the sessions adopted from it. */
+  private async drain(dead: string, only: ReadonlySet<string>): Promise<void> {
+    const host = this.host as ClusterHost
+    const key = `${this.P}:inbox:${dead}`
+    let from = '-'
+    for (;;) {
+      const entries = (await this.redis.xrangeBuffer(key, from, '+', 'COUNT', 1000)) as unknown as Array<[Buffer, Buffer[]]>
+      for (const [id, fields] of entries) {
+        for (const { message, share } of decodeForward(bufferField(fields, 'm'))) host.deliverRemote(message, share, only)
+        from = `(${id.toString()}`
+      }
+      if (entries.length < 1000) break
+    }
+    this.record({ op: 'drained', node: dead })
+  }
+
+  // --- Lease ---------------------------------------------------------------------------------
+
+  /** Takes the node id with a new incarnation; waits out the lease of a dead earlier holder, refuses a live one. */
+  private async join(): Promise<void> {
+    const redis = this.redis
+    this.incarnation = await redis.incr(`${this.P}:incarnation`)
+    const key = `${this.P}:lease:${this.nodeId}`
+    const deadline = Date.now() + this.leaseMs + 1000
+    let lastTtl = Number.POSITIVE_INFINITY
+    let lastHolder: string | null = null
+    for (;;) {
+      const joined = await redis.eval(JOIN, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs))
+      if (Number(joined) === 1) return
+      const [holder, ttl] = await Promise.all([redis.get(key), redis.pttl(key)])
+      // A lease that was renewed (its time to live went up) or passed to another holder is a live node's.
+      if ((lastHolder !== null && holder !== lastHolder) || ttl > lastTtl + 50 || Date.now() > deadline) {
+        throw new Error(`cluster: node id ${JSON.stringify(this.nodeId)} is held by a live node; give each node its own --node-id`)
+      }
+      lastHolder = holder
+      lastTtl = ttl
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200, Math.max(20, ttl))))
+    }
+  }
+
+  private async renew(): Promise<void> {
+    if (this.stopped) return
+    try {
+      const ok = Number(await this.redis.eval(RENEW, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs)))
+      if (ok === 1) {
+        this.lastRenewed = Date.now()
+        if (this.isFenced) this.fence(false)
+        return
+      }
+      // The lease is gone: the other nodes may have adopted our sessions. Start again from the store.
+      log.error('cluster: node %s lost its lease; rejoining', this.nodeId)
+      await this.rejoin()
+    } catch (error) {
+      log.broker('cluster: renewing the lease failed: %s', (error as Error).message)
+      if (Date.now() - this.lastRenewed > this.leaseMs - Math.floor(this.leaseMs / 6)) this.fence(true)
+    }
+  }
+
+  /** Stops serving before the lease can expire unnoticed: the other nodes may take the sessions over. */
+  private fence(on: boolean): void {
+    if (this.isFenced === on) return
+    this.isFenced = on
+    if (on) log.error('cluster: node %s cannot renew its lease: dropping its clients until Redis is back', this.nodeId)
+    this.host?.fenced(on)
+  }
+
+  private async rejoin(): Promise<void> {
+    this.fence(true)
+    const host = this.host as ClusterHost
+    host.forgetSessions()
+    await new Promise<void>((resolve) => host.journal.whenCommitted(resolve))
+    await this.join()
+    host.messageIdsFrom(this.incarnation * ID_SPACE)
+    await this.snapshot()
+    await this.adopt(this.nodeId)
+    this.lastRenewed = Date.now()
+    this.fence(false)
+  }
+
+  // --- Streams -------------------------------------------------------------------------------
+
+  /** The route table as it is now, and where the logs continue. */
+  private async snapshot(): Promise<void> {
+    const [version, routeLogId, retainedLogId, fields] = (await this.redis.eval(SNAPSHOT, 0, this.P)) as [string, string, string, string[]]
+    this.routes.load(String(version), String(routeLogId), fields.map(String))
+    if (this.retainedLogId === '0-0') this.retainedLogId = String(retainedLogId)
+  }
+
+  /** Reads the inbox, the control stream and the two logs, in order, until stopped. */
+  private async readLoop(): Promise<void> {
+    const P = this.P
+    const keys = [`${P}:rlog`, `${P}:retlog`, `${P}:ctl:${this.nodeId}`, `${P}:inbox:${this.nodeId}`]
+    while (!this.stopped) {
+      let reply: XReadReply
+      try {
+        const ids = [this.routes.logId, this.retainedLogId, this.ctlId, this.inboxReadId]
+        reply = (await (this.reader as Redis).callBuffer('XREAD', 'COUNT', '1000', 'BLOCK', '1000', 'STREAMS', ...keys, ...ids)) as XReadReply
+      } catch (error) {
+        if (this.stopped) return
+        log.broker('cluster: reading the streams failed: %s', (error as Error).message)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        continue
+      }
+      if (reply === null || this.stopped) continue
+      // Routes first (what is published next is routed with them), then retained, control, inbox.
+      const byKey = streamsByKey(reply)
+      try {
+        await this.handleRoutes(byKey.get(keys[0] as string) ?? [])
+        await this.handleRetained(byKey.get(keys[1] as string) ?? [])
+        this.handleControl(byKey.get(keys[2] as string) ?? [])
+        for (const [id, fields] of byKey.get(keys[3] as string) ?? []) {
+          this.inboxReadId = id.toString()
+          this.held.push([this.inboxReadId, bufferField(fields, 'm')])
+        }
+        if (this.claimsWaiting === 0) this.handleHeld()
+      } catch (error) {
+        log.error('cluster: handling stream entries failed: %O', error)
+      }
+    }
+  }
+
+  private async handleRoutes(entries: StreamEntries): Promise<void> {
+    for (const [id, fields] of entries) {
+      if (!this.routes.apply(id.toString(), bufferField(fields, 'v').toString(), bufferField(fields, 'c').toString())) {
+        await this.snapshot()
+        return
+      }
+    }
+  }
+
+  private async handleRetained(entries: StreamEntries): Promise<void> {
+    if (entries.length === 0) return
+    const topics = new Set<string>()
+    for (const [id, fields] of entries) {
+      this.retainedLogId = id.toString()
+      if (bufferField(fields, 'n').toString() === this.nodeId) continue
+      for (const topic of bufferField(fields, 't').toString().split('\0')) topics.add(topic)
+    }
+    if (topics.size === 0) return
+    const list = [...topics]
+    const values = await this.redis.hmgetBuffer(`${this.P}:retained`, ...list)
+    list.forEach((topic, i) => {
+      const value = values[i]
+      this.host?.retainedChanged(topic, value === null || value === undefined ? null : decodeStoredMessage(value))
+    })
+  }
+
+  private handleControl(entries: StreamEntries): void {
+    for (const [id, fields] of entries) {
+      this.ctlId = id.toString()
+      const kind = fields[0]?.toString()
+      const clientId = fields[1]?.toString() ?? ''
+      const epoch = Number(bufferField(fields, 'e').toString())
+      if (kind === 'k') this.kicked(clientId, epoch, bufferField(fields, 'u').toString())
+      else if (kind === 'r' || kind === 'l') {
+        const w = this.waiting.get(clientId)
+        if (w !== undefined && w.epoch === epoch) w.settle(kind === 'r' ? 'released' : 'lost')
+      }
+    }
+    if (entries.length > 0) this.redis.xtrim(`${this.P}:ctl:${this.nodeId}`, 'MINID', this.ctlId).catch(() => {})
+  }
+
+  /** Delivers the inbox entries read so far; each entry's end is committed with its deliveries. */
+  private handleHeld(): void {
+    const host = this.host
+    if (host === undefined) return
+    const held = this.held
+    this.held = []
+    for (const [id, blob] of held) {
+      try {
+        for (const { message, share } of decodeForward(blob)) host.deliverRemote(message, share)
+      } catch (error) {
+        log.error('cluster: an inbox entry %s could not be read: %s', id, (error as Error).message)
+      }
+      this.record({ op: 'inboxDone', id })
+      this.inboxId = id
+      this.handleKicks()
+    }
+    this.handleKicks()
+  }
+}
+
+/** The value of a stream entry's field. */
+function field(fields: string[], name: string): string {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] ?? ''
+  return ''
+}
+
+function bufferField(fields: Buffer[], name: string): Buffer {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i]?.toString() === name) return fields[i + 1] ?? Buffer.alloc(0)
+  return Buffer.alloc(0)
+}
+
+function streamsByKey(reply: NonNullable<XReadReply>): Map<string, StreamEntries> {
+  const out = new Map<string, StreamEntries>()
+  if (reply.length > 0 && Buffer.isBuffer(reply[0])) {
+    for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), reply[i + 1] as StreamEntries)
+    return out
+  }
+  for (const pair of reply as Array<[Buffer, StreamEntries]>) out.set(pair[0].toString(), pair[1])
+  return out
+}

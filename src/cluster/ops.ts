@@ -1,0 +1,22 @@
+import type { PersistenceOp, StoredMessage } from '../persistence/adapter.js'
+
+/**
+ * What a cluster node records in its journal besides persistence operations, so that they
+ * commit in the same atomic batch as the state changes they go with (a QoS 2 message's
+ * "received" mark and its forwarding to other nodes, a delivery and the inbox entry it came from).
+ * Only the Redis adapter in cluster mode ever sees them. Internal.
+ */
+export type ClusterOp =
+  /** A message published on this node: forwarded, at commit, to every other node with a matching subscription. */
+  | { op: 'publish'; message: StoredMessage; share?: undefined; to?: undefined }
+  /** A message for a shared subscription group, forwarded to the node picked for it. */
+  | { op: 'publish'; message: StoredMessage; share: string; to: string }
+  /** This node starts or stops having subscribers for a topic filter. */
+  | { op: 'route'; filter: string; present: boolean }
+  /** An entry of this node's inbox was handled: its deliveries are in the same batch. */
+  | { op: 'inboxDone'; id: string }
+  /** The inbox of a node this one adopted was handled whole. */
+  | { op: 'drained'; node: string }
+
+/** What the journal carries. */
+export type JournalOp = PersistenceOp | ClusterOp

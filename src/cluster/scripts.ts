@@ -1,0 +1,193 @@
+/**
+ * The cluster's Lua scripts: node leases, session claims and hand-overs, adoption of a dead
+ * node's sessions, and the route snapshot a node starts from. Each runs alone in Redis, which is
+ * what makes "exactly one winner" hold (one adopter of a dead node, one owner of a client id).
+ *
+ * Keys, all under the store's hash tag `{p}` (ARGV[1]):
+ * - `{p}:nodes` set of node ids that joined and were not adopted yet; `{p}:lease:<node>` the
+ *   incarnation holding the node id, expiring unless renewed; `{p}:incarnation` a counter;
+ * - `{p}:owner` hash client id → owner token `<node>#<incarnation>`; `{p}:owned:<node>` set of
+ *   the client ids a node owns; `{p}:epoch` hash client id → claims so far; `{p}:claim` hash
+ *   client id → `<token>|<epoch>` of a claim waiting for the owner to hand the session over;
+ * - `{p}:routes` hash `<node>|<filter>` → 1, `{p}:rver` its version, `{p}:rlog` its change log;
+ * - `{p}:inbox:<node>` messages to a node, `{p}:ctl:<node>` control messages to it (`k`: hand
+ *   a client over, `r`: a client was handed to you, `l`: your claim lost to a newer one),
+ *   `{p}:drain:<node>` inboxes of adopted nodes it still has to handle.
+ * Internal.
+ */
+
+/** Splits an owner token into its node id. */
+const NODE_OF = `local function nodeOf(token) return string.match(token, '^(.*)#[^#]*$') end`
+
+/**
+ * Route changes, logged as one entry per version so a reader never sees half of them.
+ * `changes` holds `1<node>|<filter>` (added) or `0<node>|<filter>` (removed).
+ */
+const LOG_ROUTES = `
+local function logRoutes(P, changes)
+  if #changes == 0 then return end
+  local ver = redis.call('INCR', P .. ':rver')
+  redis.call('XADD', P .. ':rlog', 'MAXLEN', '~', '100000', '*', 'v', tostring(ver), 'c', table.concat(changes, '\\0'))
+end`
+
+/**
+ * Takes the node id for an incarnation. ARGV: P, node, incarnation, lease ms.
+ * Returns 1, or 0 when a live incarnation holds it.
+ */
+export const JOIN = `
+local P, node, inc, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('SET', P .. ':lease:' .. node, inc, 'NX', 'PX', ms) == false then return 0 end
+redis.call('SADD', P .. ':nodes', node)
+return 1
+`
+
+/** Renews a lease. ARGV: P, node, incarnation, lease ms. Returns 1, or 0 when the lease is no longer this incarnation's. */
+export const RENEW = `
+local P, node, inc, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = P .. ':lease:' .. node
+if redis.call('GET', key) ~= inc then return 0 end
+redis.call('PEXPIRE', key, ms)
+return 1
+`
+
+/** Gives up a lease (clean shutdown): the node's sessions stay owned by its id. ARGV: P, node, incarnation. */
+export const LEAVE = `
+local P, node, inc = ARGV[1], ARGV[2], ARGV[3]
+local key = P .. ':lease:' .. node
+if redis.call('GET', key) == inc then redis.call('DEL', key) end
+return 1
+`
+
+/**
+ * A connection with client id C arrived at node N: N claims C. ARGV: P, C, N, N's token.
+ * Returns:
+ * - { 'OWN', epoch }: N owns C now (C was nobody's, or already N's);
+ * - { 'DEAD', epoch, node }: C's owner is a node whose lease expired: adopt it first, then claim again;
+ * - { 'WAIT', epoch, node, filter... }: C's owner, a live node, was asked to hand C over (its
+ *   control stream got 'k' with the last id of its inbox); N now has routes for C's stored
+ *   subscriptions (returned), so messages published from now on reach N too.
+ * A claim by another node still waiting is superseded (that node's control stream gets 'l').
+ */
+export const CLAIM = `
+${NODE_OF}
+${LOG_ROUTES}
+local P, c, node, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local epoch = redis.call('HINCRBY', P .. ':epoch', c, 1)
+local pending = redis.call('HGET', P .. ':claim', c)
+if pending then
+  local ptoken, pepoch = string.match(pending, '^(.*)|(%d+)$')
+  redis.call('HDEL', P .. ':claim', c)
+  if ptoken ~= token then redis.call('XADD', P .. ':ctl:' .. nodeOf(ptoken), '*', 'l', c, 'e', pepoch) end
+end
+local cur = redis.call('HGET', P .. ':owner', c)
+if not cur or cur == token then
+  redis.call('HSET', P .. ':owner', c, token)
+  redis.call('SADD', P .. ':owned:' .. node, c)
+  return { 'OWN', epoch }
+end
+local owner = nodeOf(cur)
+local inc = redis.call('GET', P .. ':lease:' .. owner)
+if not inc or owner .. '#' .. inc ~= cur then
+  if owner == node then
+    -- An earlier incarnation of this very node: it adopted its sessions at start.
+    redis.call('HSET', P .. ':owner', c, token)
+    redis.call('SADD', P .. ':owned:' .. node, c)
+    return { 'OWN', epoch }
+  end
+  return { 'DEAD', epoch, owner }
+end
+redis.call('HSET', P .. ':claim', c, token .. '|' .. epoch)
+local filters = redis.call('HKEYS', P .. ':subs:' .. c)
+local changes = {}
+for _, f in ipairs(filters) do
+  if redis.call('HSETNX', P .. ':routes', node .. '|' .. f, '1') == 1 then changes[#changes + 1] = '1' .. node .. '|' .. f end
+end
+logRoutes(P, changes)
+local last = redis.call('XREVRANGE', P .. ':inbox:' .. owner, '+', '-', 'COUNT', 1)
+local upto = last[1] and last[1][1] or '0-0'
+redis.call('XADD', P .. ':ctl:' .. owner, '*', 'k', c, 'e', tostring(epoch), 'u', upto)
+local out = { 'WAIT', epoch, owner }
+for _, f in ipairs(filters) do out[#out + 1] = f end
+return out
+`
+
+/**
+ * The owner hands C to the node whose claim waits (after committing everything it did with C).
+ * ARGV: P, C, the owner's token. Returns 1 when handed over, 0 when no claim waits or C is no
+ * longer this owner's.
+ */
+export const RELEASE = `
+${NODE_OF}
+local P, c, token = ARGV[1], ARGV[2], ARGV[3]
+local cur = redis.call('HGET', P .. ':owner', c)
+if cur and cur ~= token then return 0 end
+local pending = redis.call('HGET', P .. ':claim', c)
+if not pending then return 0 end
+local ptoken, pepoch = string.match(pending, '^(.*)|(%d+)$')
+redis.call('HDEL', P .. ':claim', c)
+redis.call('HSET', P .. ':owner', c, ptoken)
+redis.call('SREM', P .. ':owned:' .. nodeOf(token), c)
+redis.call('SADD', P .. ':owned:' .. nodeOf(ptoken), c)
+redis.call('XADD', P .. ':ctl:' .. nodeOf(ptoken), '*', 'r', c, 'e', pepoch)
+return 1
+`
+
+/**
+ * Node N (token T) adopts everything of node D, whose lease expired (or, D = N, of its own
+ * earlier incarnation, at start). Exactly one node wins: D leaves `{p}:nodes` here.
+ * ARGV: P, D, N, T. Returns { 'ALIVE' } (D's lease is live), { 'GONE' } (adopted already), or
+ * { 'OK', n, client ids (n of them)..., filters N now has routes for... }.
+ */
+export const ADOPT = `
+${LOG_ROUTES}
+local P, dead, node, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local clients = redis.call('SMEMBERS', P .. ':owned:' .. dead)
+local filters = {}
+if dead ~= node then
+  if redis.call('EXISTS', P .. ':lease:' .. dead) == 1 then return { 'ALIVE' } end
+  if redis.call('SREM', P .. ':nodes', dead) == 0 then return { 'GONE' } end
+  local changes = {}
+  local routes = redis.call('HKEYS', P .. ':routes')
+  local prefix = dead .. '|'
+  for _, field in ipairs(routes) do
+    if string.sub(field, 1, #prefix) == prefix then
+      local f = string.sub(field, #prefix + 1)
+      redis.call('HDEL', P .. ':routes', field)
+      changes[#changes + 1] = '0' .. field
+      if redis.call('HSETNX', P .. ':routes', node .. '|' .. f, '1') == 1 then changes[#changes + 1] = '1' .. node .. '|' .. f end
+      filters[#filters + 1] = f
+    end
+  end
+  logRoutes(P, changes)
+  redis.call('DEL', P .. ':owned:' .. dead)
+  redis.call('SADD', P .. ':drain:' .. node, dead)
+  for _, d in ipairs(redis.call('SMEMBERS', P .. ':drain:' .. dead)) do redis.call('SADD', P .. ':drain:' .. node, d) end
+  redis.call('DEL', P .. ':drain:' .. dead, P .. ':lease:' .. dead, P .. ':ctl:' .. dead)
+else
+  local prefix = node .. '|'
+  for _, field in ipairs(redis.call('HKEYS', P .. ':routes')) do
+    if string.sub(field, 1, #prefix) == prefix then filters[#filters + 1] = string.sub(field, #prefix + 1) end
+  end
+end
+for _, c in ipairs(clients) do
+  redis.call('HSET', P .. ':owner', c, token)
+  redis.call('SADD', P .. ':owned:' .. node, c)
+end
+local out = { 'OK', #clients }
+for _, c in ipairs(clients) do out[#out + 1] = c end
+for _, f in ipairs(filters) do out[#out + 1] = f end
+return out
+`
+
+/**
+ * What a node starts from, read at one instant: the route version, the last ids of the route
+ * and retained logs (to tail from), every route. ARGV: P.
+ */
+export const SNAPSHOT = `
+local P = ARGV[1]
+local function last(key)
+  local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  return e[1] and e[1][1] or '0-0'
+end
+return { redis.call('GET', P .. ':rver') or '0', last(P .. ':rlog'), last(P .. ':retlog'), redis.call('HKEYS', P .. ':routes') }
+`
