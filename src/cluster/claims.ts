@@ -10,4 +10,6 @@ export interface ClusterClaims {
    * when a newer claim on another node won.
    */
   claim(clientId: string): Promise<boolean>
+  /** Whether another node has a subscription matching `topic`, as far as this node knows. */
+  reaches(topic: string): boolean
 }

@@ -215,6 +215,11 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     if (before === this.routes.version) this.routes.version = after
   }
 
+  reaches(topic: string): boolean {
+    const { nodes, groups } = this.routes.match(topic)
+    return nodes.size > 0 || groups.length > 0
+  }
+
   // --- Shared subscriptions ------------------------------------------------------------------
 
   /** The node that gets this message of a shared group: this one (`local` members) or another. */

@@ -149,7 +149,9 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
     if (typeof answer !== 'number' || answer < 0x80) reasonCode = ReasonCode.NotAuthorized
     else reasonCode = ACK_REASON_CODES.puback.has(answer) ? answer : ReasonCode.UnspecifiedError
   }
-  acknowledge(connection, packet, reasonCode, mark)
+  // In a cluster the subscribers may be on other nodes: asked when the acknowledgement leaves,
+  // with the routes the commit brought up to date.
+  acknowledge(connection, packet, reasonCode, mark, allowed && reasonCode === ReasonCode.NoMatchingSubscribers ? message.topic : undefined)
 }
 
 /**
@@ -158,18 +160,20 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
  * reaches MQTT 5 clients only. If the store fails, an MQTT 5 QoS 1 publisher is told 0x80; a QoS 2
  * or 3.1.1 publisher is disconnected, so it sends the message again.
  */
-function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number, mark = connection.broker.journal.recorded): void {
+function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number, mark = connection.broker.journal.recorded, unmatchedTopic?: string): void {
   if (packet.qos === 0) return
   const v5 = connection.protocolVersion === 5
+  const cluster = connection.broker.cluster
+  const final = (): number => (unmatchedTopic !== undefined && cluster?.reaches(unmatchedTopic) === true ? ReasonCode.Success : reasonCode)
   const session = connection.session
   const type = packet.qos === 1 ? 'puback' : 'pubrec'
   // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
   const holds = packet.qos === 2 && session !== null && (!v5 || reasonCode < 0x80)
   if (holds) connection.broker.qos2Received(session, packet.packetId)
-  if (connection.mayAckNow(mark)) return sendAck(connection, type, packet.packetId, v5 ? reasonCode : undefined)
+  if (connection.mayAckNow(mark)) return sendAck(connection, type, packet.packetId, v5 ? final() : undefined)
   connection.afterCommit(
     mark,
-    () => sendAck(connection, type, packet.packetId, v5 ? reasonCode : undefined),
+    () => sendAck(connection, type, packet.packetId, v5 ? final() : undefined),
     () => {
       // The broker keeps the message in memory and stores it once the store is back, so it may
       // still be delivered: 0x80 says it was not promised. A QoS 2 message must not be taken
