@@ -445,6 +445,13 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   }
 
   subscribe(session: Session, subscription: Subscription): void {
+    if (this.cluster !== undefined && session.log === null && session.clusterRecord && parseSharedFilter(subscription.topicFilter) !== null) {
+      // A cluster stores the deliveries of a shared subscription's member even when its session
+      // is not persistent: if its node dies, the node that adopts its sessions hands the
+      // messages it held unacknowledged to another member.
+      session.log = this.store
+      for (const sub of session.subscriptions.values()) this.store.subscribed(session, sub)
+    }
     session.subscriptions.set(subscription.topicFilter, subscription)
     this.route(session, subscription.topicFilter, subscription)
     if (session.log !== null) this.store.subscribed(session, subscription)

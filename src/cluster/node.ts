@@ -68,6 +68,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private renewTimer: NodeJS.Timeout | undefined
   private reapTimer: NodeJS.Timeout | undefined
   private lastRenewed = 0
+  private renewing = false
   /** Stream positions: this node's inbox and control stream, the route and retained logs. */
   private inboxId = '0-0'
   private inboxReadId = '0-0'
@@ -143,7 +144,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     await this.reader.connect()
     await this.adopt(this.nodeId)
     this.lastRenewed = Date.now()
-    this.renewTimer = setInterval(() => void this.renew(), Math.floor(this.leaseMs / 3))
+    this.renewTimer = setInterval(() => this.tick(), Math.floor(this.leaseMs / 3))
     this.renewTimer.unref()
     this.reapTimer = setInterval(() => void this.reap(), Math.floor(this.leaseMs / 2))
     this.reapTimer.unref()
@@ -423,10 +424,22 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     }
   }
 
-  private async renew(): Promise<void> {
+  /**
+   * Every third of a lease: stop serving if the lease was not renewed for most of it (whether
+   * Redis refuses, or does not answer at all), and renew it unless a renewal is still out.
+   */
+  private tick(): void {
     if (this.stopped) return
+    if (Date.now() - this.lastRenewed > this.leaseMs - Math.floor(this.leaseMs / 6)) this.fence(true)
+    if (this.renewing) return
+    this.renewing = true
+    this.renew().finally(() => (this.renewing = false))
+  }
+
+  private async renew(): Promise<void> {
     try {
-      const ok = Number(await this.redis.eval(RENEW, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs)))
+      const answer = this.redis.eval(RENEW, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs))
+      const ok = Number(await withTimeout(answer, this.leaseMs, 'renewing the lease'))
       if (ok === 1) {
         this.lastRenewed = Date.now()
         if (this.isFenced) this.fence(false)
@@ -437,7 +450,6 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       await this.rejoin()
     } catch (error) {
       log.broker('cluster: renewing the lease failed: %s', (error as Error).message)
-      if (Date.now() - this.lastRenewed > this.leaseMs - Math.floor(this.leaseMs / 6)) this.fence(true)
     }
   }
 
@@ -584,4 +596,21 @@ function streamsByKey(reply: NonNullable<XReadReply>): Map<string, StreamEntries
   }
   for (const pair of reply as Array<[Buffer, StreamEntries]>) out.set(pair[0].toString(), pair[1])
   return out
+}
+
+/** `promise`, or a rejection after `ms` (a Redis that does not answer at all must not stall the lease's bookkeeping). */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Redis did not answer ${what} within ${ms} ms`)), ms)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error as Error)
+      },
+    )
+  })
 }
