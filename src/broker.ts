@@ -175,6 +175,14 @@ export class Broker {
     return this.core.limits
   }
 
+  /**
+   * In cluster mode, this node's id: the clients, counts and events of a broker are those of its
+   * own node. Undefined when the broker is not part of a cluster.
+   */
+  get nodeId(): string | undefined {
+    return this.core.cluster?.nodeId
+  }
+
   /** Number of connected clients (past CONNECT). */
   get connectedClients(): number {
     return this.core.clients.size
@@ -268,7 +276,8 @@ export class Broker {
   /**
    * Subscribes the host application to a topic filter; the returned function unsubscribes.
    * Messages arrive at the QoS they were published with. A `$share/{ShareName}/{filter}` filter
-   * joins that shared subscription group as one member, next to MQTT clients.
+   * joins that shared subscription group as one member, next to MQTT clients. In a cluster it
+   * resolves once the other nodes route matching messages here.
    */
   async subscribe(topicFilter: string, handler: MessageHandler, options: SubscribeOptions = {}): Promise<() => void> {
     const shared = topicFilter.startsWith('$share/') ? parseSharedFilter(topicFilter) : null
@@ -280,7 +289,12 @@ export class Broker {
     if (this.closing) throw new Error('broker is closed')
     await this.ready
     const subscriber = new LocalSubscriber(topicFilter, handler, (error) => this.fire('hostError', [error, { kind: 'subscriber', topicFilter }]))
+    const journal = this.core.journal
+    const mark = journal.recorded
     this.core.subscribeLocal(topicFilter, subscriber)
+    // In a cluster, the subscription is known to the other nodes once its route is committed:
+    // from then on a message published on any node reaches it.
+    if (journal.durable && journal.recorded !== mark) await new Promise<void>((resolve) => journal.whenCommitted(resolve))
     if (options.retained === true) await this.core.sendRetainedLocal(topicFilter, subscriber)
     return () => {
       this.core.unsubscribeLocal(topicFilter, subscriber)
