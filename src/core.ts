@@ -115,6 +115,8 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   private readonly clientIdPrefix = `culex-${randomBytes(4).toString('hex')}-`
   /** Sessions waiting to expire, so close() can stop their timers. */
   private readonly expiring = new Set<Session>()
+  /** Set while a cluster node drops its clients as if it had crashed (`forgetSessions`). */
+  private dropping = false
   /** Set when the broker closes: no new timers (the store keeps the due times for the next broker). */
   private timersStopped = false
 
@@ -246,12 +248,21 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   }
 
   fenced(on: boolean): void {
-    if (!on) return
-    for (const connection of [...this.connections]) connection.end('closed-by-host', ReasonCode.ServerUnavailable)
+    if (on) this.forgetSessions()
   }
 
+  /**
+   * Drops every client (MQTT 5: DISCONNECT 0x88, server unavailable) and forgets every session,
+   * touching neither wills nor the store, as a crash of this node would: the node that takes
+   * the sessions (another, or this one again from the store) publishes the wills that are due.
+   */
   forgetSessions(): void {
-    for (const connection of [...this.connections]) connection.end('closed-by-host', ReasonCode.ServerUnavailable)
+    this.dropping = true
+    try {
+      for (const connection of [...this.connections]) connection.end('closed-by-host', ReasonCode.ServerUnavailable)
+    } finally {
+      this.dropping = false
+    }
     for (const session of [...this.sessions.values()]) this.forget(session)
   }
 
@@ -425,7 +436,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     if (message.retain) this.retained.store(message)
     if (this.listens('publish')) this.emit('publish', message, from)
     // To the other nodes with matching subscriptions, in the batch that acknowledges it.
-    if (this.cluster !== undefined) this.journal.record({ op: 'publish', message: message.toStored() } as never)
+    this.cluster?.forward(message)
     // The publisher's own session, for No Local
     return this.router.route(message, session)
   }
@@ -435,7 +446,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     const mark = this.journal.recorded
     if (message.retain) this.retained.store(message)
     if (this.listens('publish')) this.emit('publish', message, null)
-    if (this.cluster !== undefined) this.journal.record({ op: 'publish', message: message.toStored() } as never)
+    this.cluster?.forward(message)
     const matched = this.router.route(message, null)
     if (this.journal.recorded === mark || !this.journal.durable) return { matched, stored: undefined }
     const stored = new Promise<void>((resolve, reject) => {
@@ -540,7 +551,9 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     if (this.clients.get(connection.id) === connection) this.clients.delete(connection.id)
     const client: Client = connection
     const sessionEnds = !session.persistent || session.expiryInterval === 0
-    if (session.link === connection) {
+    if (this.dropping) {
+      if (session.link === connection) session.detach()
+    } else if (session.link === connection) {
       // [MQTT-3.1.2-8] the will is published when the connection ends without DISCONNECT
       // (A DISCONNECT has cleared the will already, unless an MQTT 5 client asked for it with 0x04.)
       if (will !== undefined) this.wills.due(client, session, will, sessionEnds)

@@ -12,18 +12,19 @@ export interface Forwarded {
   share?: string
 }
 
-export function encodeForward(entries: readonly Forwarded[]): Buffer {
-  const parts: Buffer[] = []
-  for (const { message, share } of entries) {
-    const value = encodeMessage(message, message.receivedAt)
-    const group = Buffer.from(share ?? '')
-    const head = Buffer.allocUnsafe(8)
-    head.writeUInt32LE(group.length, 0)
-    head.writeUInt32LE(value.length, 4)
-    parts.push(head, group, value)
-  }
-  return Buffer.concat(parts)
+/** One forwarded message, as it goes into an inbox entry (entries for one node are concatenated). */
+export function encodeForwardEntry(message: StoredMessage, share?: string): Buffer {
+  const value = encodeMessage(message, message.receivedAt)
+  const group = share === undefined ? EMPTY : Buffer.from(share)
+  const out = Buffer.allocUnsafe(8 + group.length + value.length)
+  out.writeUInt32LE(group.length, 0)
+  out.writeUInt32LE(value.length, 4)
+  group.copy(out, 8)
+  value.copy(out, 8 + group.length)
+  return out
 }
+
+const EMPTY = Buffer.alloc(0)
 
 export function decodeForward(blob: Buffer): Forwarded[] {
   const out: Forwarded[] = []

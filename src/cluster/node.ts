@@ -6,11 +6,11 @@ import type { Journal } from '../persistence/journal.js'
 import { decodeStoredMessage } from '../persistence/redis/codec.js'
 import { connectRedis, loadIoredis } from '../persistence/redis/connect.js'
 import type { ClusterClaims } from './claims.js'
-import { decodeForward, encodeForward, type Forwarded } from './codec.js'
+import { decodeForward, encodeForwardEntry } from './codec.js'
 import type { JournalOp } from './ops.js'
 import type { ClusterOptions } from './options.js'
 import { ClusterRoutes, streamIdAfter } from './routes.js'
-import { ADOPT, CLAIM, JOIN, LEAVE, RELEASE, RENEW, SNAPSHOT } from './scripts.js'
+import { ACKED, ADOPT, CLAIM, JOIN, KICK, LEAVE, RELEASE, RENEW, SNAPSHOT } from './scripts.js'
 import { ClusterStore, type CommitRouting } from './store.js'
 
 const DEFAULT_LEASE_MS = 5000
@@ -85,6 +85,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   /** Clients whose claim by this node is in flight; a hand-over request for one waits until the claim's outcome took effect. */
   private readonly claiming = new Map<string, number>()
   private readonly deferredKicks = new Map<string, Array<{ epoch: number; upto: string }>>()
+  /** The highest route version this node recorded as seen. */
+  private confirmed = 0
   private readonly ready: Promise<void>
   private resolveReady!: () => void
   private loop: Promise<void> | undefined
@@ -170,50 +172,70 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     }
   }
 
-  // --- Commits (CommitRouting) ---------------------------------------------------------------
+  // --- Forwarding and commits ---------------------------------------------------------------
 
-  forwards(ops: readonly JournalOp[]): Map<string, Buffer> | undefined {
-    const per = new Map<string, Forwarded[]>()
-    const add = (node: string, entry: Forwarded): void => {
-      let list = per.get(node)
-      if (list === undefined) per.set(node, (list = []))
-      list.push(entry)
+  /**
+   * A message published on this node goes, in the batch that acknowledges it, to every other
+   * node with a matching subscription, and to one node per shared group that has members on
+   * other nodes only. Routed now: a route acknowledged (SUBACK) anywhere is in every node's view
+   * before its acknowledgement left (`applied`), so nothing routed after it misses it.
+   */
+  forward(message: StoredMessage): void {
+    const { nodes, groups } = this.routes.match(message.topic)
+    if (nodes.size === 0 && groups.length === 0) return
+    if (nodes.size > 0) {
+      const entry = encodeForwardEntry(message)
+      for (const node of nodes) this.record({ op: 'forward', node, entry })
     }
-    for (const op of ops) {
-      if (op.op !== 'publish') continue
-      if (op.share !== undefined) {
-        add(op.to, { message: op.message, share: op.share })
-        continue
+    for (const group of groups) {
+      const to = this.routes.pickShared(group, false)
+      if (to !== undefined) this.record({ op: 'forward', node: to, entry: encodeForwardEntry(message, group) })
+    }
+  }
+
+  header(): string {
+    return `${this.token}\n${this.nodeId}`
+  }
+
+  async applied(version: string, added: boolean): Promise<void> {
+    if (added) await this.everyNodeHasSeen(Number(version))
+  }
+
+  /**
+   * Resolves once every other live node has applied route version `version` and committed what
+   * it routed before (each records that in `{p}:seen`); a node whose lease lapses meanwhile no
+   * longer counts. Bounded: after two leases it resolves anyway, with a log line.
+   */
+  private async everyNodeHasSeen(version: number): Promise<void> {
+    const deadline = Date.now() + 2 * this.leaseMs
+    let pause = 1
+    for (;;) {
+      let behind: string[]
+      try {
+        behind = ((await this.redis.eval(ACKED, 0, this.P, this.nodeId, String(version))) as string[]).map(String)
+      } catch (error) {
+        log.broker('cluster: checking that the other nodes saw the routes failed: %s', (error as Error).message)
+        behind = ['?']
       }
-      const { nodes, groups } = this.routes.match(op.message.topic)
-      for (const node of nodes) add(node, { message: op.message })
-      for (const group of groups) {
-        const to = this.routes.pickShared(group, false)
-        if (to !== undefined) add(to, { message: op.message, share: group })
+      if (behind.length === 0) return
+      if (this.stopped || Date.now() > deadline) {
+        log.error('cluster: nodes %s did not confirm route version %d within two leases; going on', behind.join(', '), version)
+        return
       }
+      await new Promise((resolve) => setTimeout(resolve, pause))
+      pause = Math.min(pause * 2, 50)
     }
-    if (per.size === 0) return undefined
-    const out = new Map<string, Buffer>()
-    for (const [node, entries] of per) out.set(node, encodeForward(entries))
-    return out
   }
 
-  header(forwarding: boolean): string {
-    return `${this.token}\n${forwarding ? this.routes.version : ''}\n${this.nodeId}`
-  }
-
-  async catchUp(): Promise<void> {
-    const entries = (await this.redis.xrange(`${this.P}:rlog`, `(${this.routes.logId}`, '+')) as Array<[string, string[]]>
-    for (const [id, fields] of entries) {
-      if (!this.routes.apply(id, field(fields, 'v'), field(fields, 'c'))) return this.snapshot()
-    }
-    // The log may have been trimmed, or the version moved without an entry we can see: a snapshot is exact.
-    const version = await this.redis.get(`${this.P}:rver`)
-    if ((version ?? '0') !== this.routes.version) await this.snapshot()
-  }
-
-  applied(before: string, after: string): void {
-    if (before === this.routes.version) this.routes.version = after
+  /** Records in Redis that this node applied route version `version`, once what it routed before is committed. */
+  private confirmRoutes(version: string): void {
+    const host = this.host
+    if (host === undefined) return
+    host.journal.whenCommitted(() => {
+      if (Number(version) <= this.confirmed) return
+      this.confirmed = Number(version)
+      this.redis.hset(`${this.P}:seen`, this.nodeId, version).catch((error: Error) => log.broker('cluster: confirming routes failed: %s', error.message))
+    })
   }
 
   reaches(topic: string): boolean {
@@ -230,7 +252,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
 
   /** Sends a message of a shared group to the node picked for it, in the current batch. */
   forwardShared(message: StoredMessage, group: string, to: string): void {
-    this.record({ op: 'publish', message, share: group, to })
+    this.record({ op: 'forward', node: to, entry: encodeForwardEntry(message, group) })
   }
 
   // --- Claims and hand-overs -----------------------------------------------------------------
@@ -274,13 +296,16 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
         await this.adopt(String(reply[2]))
         continue
       }
-      // WAIT: the owner hands the session over once it handled what it was sent before the claim.
-      const filters = reply.slice(3).map(String)
+      // WAIT: once every node routes C's messages here too, the owner is asked to hand the
+      // session over, which it does once it handled what it was sent before.
+      const owner = String(reply[2])
+      const version = Number(reply[3])
+      const filters = reply.slice(4).map(String)
       for (const filter of filters) this.routes.add(filter)
       this.claimsWaiting++
       let outcome: 'released' | 'lost' | 'recheck'
       try {
-        outcome = await new Promise<'released' | 'lost' | 'recheck'>((resolve) => {
+        const settled = new Promise<'released' | 'lost' | 'recheck'>((resolve) => {
           const timer = setTimeout(() => resolve('recheck'), this.leaseMs)
           this.waiting.set(clientId, {
             epoch,
@@ -290,6 +315,10 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
             },
           })
         })
+        await this.everyNodeHasSeen(version)
+        const asked = Number(await this.redis.eval(KICK, 0, this.P, clientId, owner, this.token, String(epoch)))
+        if (asked === 0) this.waiting.get(clientId)?.settle('recheck')
+        outcome = await settled
         this.waiting.delete(clientId)
         if (outcome === 'released') await this.load([clientId])
       } finally {
@@ -367,12 +396,15 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     const host = this.host as ClusterHost
     const reply = (await this.redis.eval(ADOPT, 0, this.P, node, this.nodeId, this.token)) as Array<string | number>
     if (String(reply[0]) !== 'OK') return
-    const count = Number(reply[1])
-    const clients = reply.slice(2, 2 + count).map(String)
-    const filters = reply.slice(2 + count).map(String)
+    const version = Number(reply[1])
+    const count = Number(reply[2])
+    const clients = reply.slice(3, 3 + count).map(String)
+    const filters = reply.slice(3 + count).map(String)
     // Held while the sessions load, so that nothing published meanwhile misses them.
     for (const filter of filters) this.routes.add(filter)
     try {
+      // Every node routes to this one now, and what they routed to the dead one is in its inbox.
+      if (node !== this.nodeId) await this.everyNodeHasSeen(version)
       if (node !== this.nodeId) log.broker('Cluster node %s adopts the %d sessions of node %s', this.nodeId, clients.length, node)
       const sessions = await this.store.sessionsOf(clients.filter((id) => !host.hasSession(id)))
       host.installSessions(sessions)
@@ -442,7 +474,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       const ok = Number(await withTimeout(answer, this.leaseMs, 'renewing the lease'))
       if (ok === 1) {
         this.lastRenewed = Date.now()
-        if (this.isFenced) this.fence(false)
+        if (this.isFenced) await this.recover()
         return
       }
       // The lease is gone: the other nodes may have adopted our sessions. Start again from the store.
@@ -453,12 +485,30 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     }
   }
 
-  /** Stops serving before the lease can expire unnoticed: the other nodes may take the sessions over. */
+  /**
+   * Stops serving before the lease can expire unnoticed: the other nodes may take the sessions
+   * over. The clients are dropped as if this node had died (no wills, no session changes: the
+   * store keeps them as they were, for whichever node takes them).
+   */
   private fence(on: boolean): void {
     if (this.isFenced === on) return
     this.isFenced = on
     if (on) log.error('cluster: node %s cannot renew its lease: dropping its clients until Redis is back', this.nodeId)
     this.host?.fenced(on)
+  }
+
+  /**
+   * Redis is back and the lease is still this node's: nobody adopted its sessions. They were
+   * dropped from memory when it stopped serving; it takes them back from the store (wills of the
+   * clients it dropped are published then, once).
+   */
+  private async recover(): Promise<void> {
+    const host = this.host as ClusterHost
+    await new Promise<void>((resolve) => host.journal.whenCommitted(resolve))
+    await this.snapshot()
+    await this.adopt(this.nodeId)
+    log.broker('cluster: node %s serves again', this.nodeId)
+    this.fence(false)
   }
 
   private async rejoin(): Promise<void> {
@@ -480,6 +530,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private async snapshot(): Promise<void> {
     const [version, routeLogId, retainedLogId, fields] = (await this.redis.eval(SNAPSHOT, 0, this.P)) as [string, string, string, string[]]
     this.routes.load(String(version), String(routeLogId), fields.map(String))
+    this.confirmRoutes(String(version))
     if (this.retainedLogId === '0-0') this.retainedLogId = String(retainedLogId)
   }
 
@@ -517,12 +568,14 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   }
 
   private async handleRoutes(entries: StreamEntries): Promise<void> {
+    if (entries.length === 0) return
     for (const [id, fields] of entries) {
       if (!this.routes.apply(id.toString(), bufferField(fields, 'v').toString(), bufferField(fields, 'c').toString())) {
         await this.snapshot()
         return
       }
     }
+    this.confirmRoutes(this.routes.version)
   }
 
   private async handleRetained(entries: StreamEntries): Promise<void> {
@@ -530,7 +583,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     const topics = new Set<string>()
     for (const [id, fields] of entries) {
       this.retainedLogId = id.toString()
-      if (bufferField(fields, 'n').toString() === this.nodeId) continue
+      // This node's own changes too: another node's write to the topic may have been read before
+      // this one's landed, and Redis's order (the last write wins) is what every node must end with.
       for (const topic of bufferField(fields, 't').toString().split('\0')) topics.add(topic)
     }
     if (topics.size === 0) return
@@ -575,12 +629,6 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     }
     this.handleKicks()
   }
-}
-
-/** The value of a stream entry's field. */
-function field(fields: string[], name: string): string {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1] ?? ''
-  return ''
 }
 
 function bufferField(fields: Buffer[], name: string): Buffer {

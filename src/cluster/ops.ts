@@ -1,4 +1,4 @@
-import type { PersistenceOp, StoredMessage } from '../persistence/adapter.js'
+import type { PersistenceOp } from '../persistence/adapter.js'
 
 /**
  * What a cluster node records in its journal besides persistence operations, so that they
@@ -7,10 +7,8 @@ import type { PersistenceOp, StoredMessage } from '../persistence/adapter.js'
  * Only the Redis adapter in cluster mode ever sees them. Internal.
  */
 export type ClusterOp =
-  /** A message published on this node: forwarded, at commit, to every other node with a matching subscription. */
-  | { op: 'publish'; message: StoredMessage; share?: undefined; to?: undefined }
-  /** A message for a shared subscription group, forwarded to the node picked for it. */
-  | { op: 'publish'; message: StoredMessage; share: string; to: string }
+  /** A message published here, to another node's inbox (encoded by `encodeForwardEntry`). */
+  | { op: 'forward'; node: string; entry: Buffer }
   /** This node starts or stops having subscribers for a topic filter. */
   | { op: 'route'; filter: string; present: boolean }
   /** An entry of this node's inbox was handled: its deliveries are in the same batch. */

@@ -42,6 +42,7 @@ export class ClusterRoutes {
   private readonly own = new Map<string, number>()
   private readonly matched = new Set<string>()
   private readonly matchedGroups: string[] = []
+  private readonly result = { nodes: this.matched, groups: this.matchedGroups }
   private readonly collect = (target: NodeRef | GroupRef): void => {
     if ('id' in target) this.matched.add(target.id)
     else if (!this.own.has(target.name)) this.matchedGroups.push(target.name)
@@ -84,11 +85,12 @@ export class ClusterRoutes {
    * matching it that have members on other nodes only (a group with members here picks a node
    * itself, as the message is routed here). Both are reused by the next call.
    */
-  match(topic: string): { nodes: Set<string>; groups: string[] } {
+  match(topic: string): { readonly nodes: Set<string>; readonly groups: string[] } {
     this.matched.clear()
     this.matchedGroups.length = 0
-    this.trie.match(topic, this.collect)
-    return { nodes: this.matched, groups: this.matchedGroups }
+    // Most publishes on a node whose peers have no subscribers at all cost nothing more.
+    if (this.fields.size > 0) this.trie.match(topic, this.collect)
+    return this.result
   }
 
   /**

@@ -25,9 +25,10 @@ const NODE_OF = `local function nodeOf(token) return string.match(token, '^(.*)#
  */
 const LOG_ROUTES = `
 local function logRoutes(P, changes)
-  if #changes == 0 then return end
+  if #changes == 0 then return redis.call('GET', P .. ':rver') or '0' end
   local ver = redis.call('INCR', P .. ':rver')
   redis.call('XADD', P .. ':rlog', 'MAXLEN', '~', '100000', '*', 'v', tostring(ver), 'c', table.concat(changes, '\\0'))
+  return tostring(ver)
 end`
 
 /**
@@ -63,9 +64,9 @@ return 1
  * Returns:
  * - { 'OWN', epoch }: N owns C now (C was nobody's, or already N's);
  * - { 'DEAD', epoch, node }: C's owner is a node whose lease expired: adopt it first, then claim again;
- * - { 'WAIT', epoch, node, filter... }: C's owner, a live node, was asked to hand C over (its
- *   control stream got 'k' with the last id of its inbox); N now has routes for C's stored
- *   subscriptions (returned), so messages published from now on reach N too.
+ * - { 'WAIT', epoch, node, route version, filter... }: C's owner is a live node; N now has routes
+ *   for C's stored subscriptions (returned), in force once every node has seen the version
+ *   returned; then N asks the owner to hand C over (`KICK`).
  * A claim by another node still waiting is superseded (that node's control stream gets 'l').
  */
 export const CLAIM = `
@@ -102,13 +103,26 @@ local changes = {}
 for _, f in ipairs(filters) do
   if redis.call('HSETNX', P .. ':routes', node .. '|' .. f, '1') == 1 then changes[#changes + 1] = '1' .. node .. '|' .. f end
 end
-logRoutes(P, changes)
-local last = redis.call('XREVRANGE', P .. ':inbox:' .. owner, '+', '-', 'COUNT', 1)
-local upto = last[1] and last[1][1] or '0-0'
-redis.call('XADD', P .. ':ctl:' .. owner, '*', 'k', c, 'e', tostring(epoch), 'u', upto)
-local out = { 'WAIT', epoch, owner }
+local ver = logRoutes(P, changes)
+local out = { 'WAIT', epoch, owner, ver }
 for _, f in ipairs(filters) do out[#out + 1] = f end
 return out
+`
+
+/**
+ * Asks C's owner to hand C over to the claim of `epoch` (if it still waits): its control stream
+ * gets 'k' with the last id of its inbox, which it handles before handing over. Sent once every
+ * node has seen the claimant's routes, so that every message routed to the owner alone is in
+ * its inbox by then. ARGV: P, C, owner node, claimant token, epoch. Returns 1, or 0 when the claim
+ * no longer waits.
+ */
+export const KICK = `
+local P, c, owner, token, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HGET', P .. ':claim', c) ~= token .. '|' .. epoch then return 0 end
+local last = redis.call('XREVRANGE', P .. ':inbox:' .. owner, '+', '-', 'COUNT', 1)
+local upto = last[1] and last[1][1] or '0-0'
+redis.call('XADD', P .. ':ctl:' .. owner, '*', 'k', c, 'e', epoch, 'u', upto)
+return 1
 `
 
 /**
@@ -136,13 +150,14 @@ return 1
  * Node N (token T) adopts everything of node D, whose lease expired (or, D = N, of its own
  * earlier incarnation, at start). Exactly one node wins: D leaves `{p}:nodes` here.
  * ARGV: P, D, N, T. Returns { 'ALIVE' } (D's lease is live), { 'GONE' } (adopted already), or
- * { 'OK', n, client ids (n of them)..., filters N now has routes for... }.
+ * { 'OK', route version, n, client ids (n of them)..., filters N now has routes for... }.
  */
 export const ADOPT = `
 ${LOG_ROUTES}
 local P, dead, node, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local clients = redis.call('SMEMBERS', P .. ':owned:' .. dead)
 local filters = {}
+local ver = redis.call('GET', P .. ':rver') or '0'
 if dead ~= node then
   if redis.call('EXISTS', P .. ':lease:' .. dead) == 1 then return { 'ALIVE' } end
   if redis.call('SREM', P .. ':nodes', dead) == 0 then return { 'GONE' } end
@@ -158,11 +173,12 @@ if dead ~= node then
       filters[#filters + 1] = f
     end
   end
-  logRoutes(P, changes)
+  ver = logRoutes(P, changes)
   redis.call('DEL', P .. ':owned:' .. dead)
   redis.call('SADD', P .. ':drain:' .. node, dead)
   for _, d in ipairs(redis.call('SMEMBERS', P .. ':drain:' .. dead)) do redis.call('SADD', P .. ':drain:' .. node, d) end
   redis.call('DEL', P .. ':drain:' .. dead, P .. ':lease:' .. dead, P .. ':ctl:' .. dead)
+  redis.call('HDEL', P .. ':seen', dead)
 else
   local prefix = node .. '|'
   for _, field in ipairs(redis.call('HKEYS', P .. ':routes')) do
@@ -173,7 +189,7 @@ for _, c in ipairs(clients) do
   redis.call('HSET', P .. ':owner', c, token)
   redis.call('SADD', P .. ':owned:' .. node, c)
 end
-local out = { 'OK', #clients }
+local out = { 'OK', ver, #clients }
 for _, c in ipairs(clients) do out[#out + 1] = c end
 for _, f in ipairs(filters) do out[#out + 1] = f end
 return out
@@ -190,4 +206,19 @@ local function last(key)
   return e[1] and e[1][1] or '0-0'
 end
 return { redis.call('GET', P .. ':rver') or '0', last(P .. ':rlog'), last(P .. ':retlog'), redis.call('HKEYS', P .. ':routes') }
+`
+
+/**
+ * The other live nodes that have not yet recorded (in `{p}:seen`) route version `version` or a
+ * later one. ARGV: P, this node, version.
+ */
+export const ACKED = `
+local P, self, version = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
+  if n ~= self and (tonumber(redis.call('HGET', P .. ':seen', n) or '0') or 0) < version and redis.call('EXISTS', P .. ':lease:' .. n) == 1 then
+    out[#out + 1] = n
+  end
+end
+return out
 `

@@ -6,16 +6,15 @@ import type { JournalOp } from './ops.js'
 
 /** How a cluster node takes part in each commit (`ClusterNode`). */
 export interface CommitRouting {
-  /** The forwards of a batch (per node, one inbox entry), routed with the routes of `version`. */
-  forwards(ops: readonly JournalOp[]): Map<string, Buffer> | undefined
-  /** `<owner token>\n<route version the forwards used, or '' when the batch forwards nothing>\n<node id>`. */
-  header(forwarding: boolean): string
-  /** Brings the routes up to date after a batch was refused as routed with stale ones. */
-  catchUp(): Promise<void>
-  /** A batch was applied: the route version before it and after it. */
-  applied(before: string, after: string): void
+  /** `<owner token>\n<node id>`. */
+  header(): string
+  /**
+   * A batch was applied; `version` is the route version after it. When the batch gave this node
+   * new routes (`added`), resolves once every other live node has seen them (and committed what
+   * it routed before), so that whatever this batch acknowledges (a SUBACK) holds cluster-wide.
+   */
+  applied(version: string, added: boolean): Promise<void>
 }
-
 /**
  * The Redis store of a cluster node: the Redis adapter's commits, with the cluster's part of each
  * batch (forwards to other nodes routed at commit time, route changes, fencing by owner), and
@@ -54,17 +53,24 @@ export class ClusterStore extends RedisPersistence {
     const routing = this.routing
     if (routing === undefined) throw new Error('the cluster store has no node')
     const all = ops as readonly JournalOp[]
-    const forwarding = all.some((op) => op.op === 'publish')
-    for (;;) {
-      // Routed now, with the routes this node knows: the script refuses the batch if they changed since.
-      const reply = await this.send(encodeBatch(all, forwarding ? routing.forwards(all) : undefined), routing.header(forwarding))
-      if (Array.isArray(reply) && String(reply[0]) === 'STALE') {
-        await routing.catchUp()
-        continue
+    let forwards: Map<string, Buffer[]> | undefined
+    let added = false
+    for (const op of all) {
+      if (op.op === 'forward') {
+        forwards ??= new Map()
+        const list = forwards.get(op.node)
+        if (list === undefined) forwards.set(op.node, [op.entry])
+        else list.push(op.entry)
+      } else if (op.op === 'route' && op.present) {
+        added = true
       }
-      const [, before, after] = reply as [number, string, string]
-      routing.applied(String(before), String(after))
-      return
     }
+    let perNode: Map<string, Buffer> | undefined
+    if (forwards !== undefined) {
+      perNode = new Map()
+      for (const [node, entries] of forwards) perNode.set(node, entries.length === 1 ? (entries[0] as Buffer) : Buffer.concat(entries))
+    }
+    const reply = (await this.send(encodeBatch(all, perNode), routing.header())) as [number, string]
+    await routing.applied(String(reply[1]), added)
   }
 }

@@ -10,11 +10,14 @@
  * - `Flood` publishes a numbered run of QoS 1 or 2 messages through a window, and records which
  *   the broker acknowledged (PUBACK, or PUBREC for QoS 2, with a success code): the messages the
  *   cluster owes its subscribers.
+ * - `TcpProxy` sits between one node and Redis (`startNode(id, [], proxy.url)`) so that a test
+ *   can partition that node alone (`cut('reset' | 'blackhole')`) and heal it.
  * - Nothing sleeps to synchronise: waits are for packets, output lines and process exits, each
  *   with a deadline that only guards against a hang; fences are PINGREQ round trips and marker
  *   messages sent behind the others through the same path. `observeQuiet` (a bounded wait in which
  *   nothing more may happen) is used only as the last step of a test, where no fence exists.
  */
+import net from 'node:net'
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
 import type { ConnackPacket, ConnectPacket, Packet, Properties, WillMessage } from '../../src/protocol/packets.js'
 import { AckingSubscriber, BrokerProcess, type ConnectOptions, Peer, some, tail, WAIT_MS } from '../crash/harness.js'
@@ -78,16 +81,16 @@ export class Cluster {
     return `${this.redis.url}/0`
   }
 
-  /** Spawns a node process without waiting for it (killed by `dispose`). */
-  spawn(id: string, extra: string[] = []): BrokerProcess {
-    const node = new BrokerProcess(nodeArgs(this.url, id, extra))
+  /** Spawns a node process without waiting for it (killed by `dispose`); `url` replaces `--cluster` (a proxy in front of Redis). */
+  spawn(id: string, extra: string[] = [], url = this.url): BrokerProcess {
+    const node = new BrokerProcess(nodeArgs(url, id, extra))
     this.started.push({ id, node })
     return node
   }
 
-  /** Starts node `id` and waits until it serves; it becomes the node's current process. */
-  async startNode(id: string, extra: string[] = []): Promise<BrokerProcess> {
-    const node = this.spawn(id, extra)
+  /** Starts node `id` and waits until it serves; it becomes the node's current process. `url` replaces `--cluster`. */
+  async startNode(id: string, extra: string[] = [], url = this.url): Promise<BrokerProcess> {
+    const node = this.spawn(id, extra, url)
     this.current.set(id, node)
     try {
       await node.waitFor(new RegExp(`^culex: cluster node ${escapeRegExp(id)} on redis://\\S+`, 'm'), START_MS)
@@ -460,4 +463,143 @@ export async function waitDelivered(expected: readonly string[], subscribers: re
  */
 export function observeQuiet(ms: number): Promise<void> {
   return new Promise((resolve) => realTimer(ms, resolve))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A network partition between one node and Redis
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How `TcpProxy.cut` partitions:
+ * - `reset`: every connection through the proxy is reset (RST) and every new one is reset as soon
+ *   as it is accepted, so the node's client sees errors at once and reconnects in vain;
+ * - `blackhole`: connections stay open but nothing passes in either direction, new ones are
+ *   accepted and get nothing either, so the node's commands go unanswered (no error, no close).
+ *   What was sent meanwhile is held, and delivered in order when the cut heals, as TCP would
+ *   after a partition shorter than its retransmission timeout.
+ */
+export type CutStyle = 'reset' | 'blackhole'
+
+/** One direction of a proxied connection. */
+interface ProxyLink {
+  from: net.Socket
+  to: net.Socket
+  /** Data held while the link is cut (blackholed). */
+  held: Buffer[]
+  /** `from` ended (FIN) while the data was held: `to` is ended after the held data at heal. */
+  ended: boolean
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of a server (Redis), which a test can cut (`cut`) and heal
+ * (`heal`): a node started with `--cluster redis://127.0.0.1:<proxy port>/0` reaches Redis only
+ * through it, while the other nodes reach Redis directly.
+ */
+export class TcpProxy {
+  /** Connections accepted (all time), and reset because of a cut. */
+  accepted = 0
+  resets = 0
+  private state: 'open' | CutStyle = 'open'
+  private readonly links = new Set<ProxyLink>()
+  private readonly sockets = new Set<net.Socket>()
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    readonly targetPort: number,
+  ) {}
+
+  static async start(targetPort: number): Promise<TcpProxy> {
+    const server = net.createServer({ pauseOnConnect: true })
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(0, '127.0.0.1', () => {
+        server.off('error', reject)
+        resolve((server.address() as net.AddressInfo).port)
+      })
+    })
+    const proxy = new TcpProxy(server, port, targetPort)
+    server.on('connection', (socket) => proxy.accept(socket))
+    return proxy
+  }
+
+  /** `redis://127.0.0.1:<port>/0`: the `--cluster` of the node behind the proxy. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}/0`
+  }
+
+  get cutStyle(): CutStyle | undefined {
+    return this.state === 'open' ? undefined : this.state
+  }
+
+  /** Cuts the link (see `CutStyle`). */
+  cut(style: CutStyle): void {
+    if (this.state !== 'open') throw new Error(`the proxy is already cut (${this.state})`)
+    this.state = style
+    if (style === 'reset') for (const socket of [...this.sockets]) this.reset(socket)
+  }
+
+  /** Heals the link: blackholed data flows on, in order; new connections pass again. */
+  heal(): void {
+    this.state = 'open'
+    for (const link of [...this.links]) this.flush(link)
+  }
+
+  /** Closes the proxy and every connection through it. */
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private reset(socket: net.Socket): void {
+    this.resets++
+    this.sockets.delete(socket)
+    if (!socket.destroyed) socket.resetAndDestroy()
+  }
+
+  private accept(client: net.Socket): void {
+    this.accepted++
+    if (this.state === 'reset') {
+      this.reset(client)
+      return
+    }
+    // Writes to the upstream socket while it connects are queued by the socket itself.
+    const upstream = net.connect(this.targetPort, '127.0.0.1')
+    for (const socket of [client, upstream]) {
+      this.sockets.add(socket)
+      socket.setNoDelay(true)
+      socket.on('error', () => {})
+    }
+    for (const link of [
+      { from: client, to: upstream, held: [], ended: false },
+      { from: upstream, to: client, held: [], ended: false },
+    ] as ProxyLink[]) {
+      this.links.add(link)
+      link.from.on('data', (chunk: Buffer) => {
+        if (this.state === 'open') link.to.write(chunk)
+        else link.held.push(chunk)
+      })
+      const ended = (): void => {
+        link.ended = true
+        if (this.state === 'open') this.flush(link)
+      }
+      link.from.on('end', ended)
+      link.from.on('close', () => {
+        this.sockets.delete(link.from)
+        ended()
+      })
+    }
+    client.resume()
+  }
+
+  /** Passes on what `link` held, and its end (a reset is passed on as a reset). */
+  private flush(link: ProxyLink): void {
+    if (link.ended) this.links.delete(link)
+    if (link.to.destroyed) return
+    for (const chunk of link.held) link.to.write(chunk)
+    link.held = []
+    if (!link.ended) return
+    if (link.from.errored !== null) link.to.destroy()
+    else link.to.end()
+  }
 }

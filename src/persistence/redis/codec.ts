@@ -290,8 +290,8 @@ export function encodeBatch(ops: readonly JournalOp[], forwards?: ReadonlyMap<st
         if (typeof op.topic !== 'string') fail(op, 'a topic that is not a string')
         w.add('k', op.topic, op.receivedAt === undefined ? '' : String(op.receivedAt))
         break
-      case 'publish':
-        // Becomes the forwards above (cluster mode); nothing of its own to store.
+      case 'forward':
+        // Grouped per node into the forwards above (cluster mode).
         break
       case 'route':
         w.add('G', op.filter, op.present ? '1' : '0')

@@ -47,10 +47,8 @@ const LUA_ARITY = `{ ${Object.entries(ARITY)
 /**
  * KEYS: 1 sessions, 2 msg, 3 mref, 4 retained, 5 wills, 6 msgid, 7 orphans.
  * ARGV: 1 the prefix of per-session keys ('{culex}'), 2 the batch as `encodeBatch` lays it out,
- * 3 (cluster mode only, else absent or empty) `<owner token>\n<route version seen>\n<node id>`.
- * Returns the number of operations; in cluster mode `{ operations, route version before, route
- * version after }`, or `{ 'STALE', version }` (nothing written) when the batch forwards messages
- * (its seen version is not empty) and routes changed since the version its node has seen.
+ * 3 (cluster mode only, else absent or empty) `<owner token>\n<node id>`.
+ * Returns the number of operations; in cluster mode `{ operations, route version after }`.
  *
  * Cluster mode (see `src/cluster/`): ops on a client whose owner (`{p}:owner`) is not this node's
  * token are dropped (a late write of an old owner is fenced off); `F` forwards messages to a
@@ -80,11 +78,10 @@ local CHUNK = 1000
 local MID = '^%a%d*|(%d+)|'
 -- Ops that name no client.
 local NOCLIENT = { M = true, K = true, k = true, F = true, G = true, I = true, Z = true }
--- Cluster mode: this node's owner token, the route version it has seen ('' when the batch
--- forwards nothing), its id.
-local TOKEN, SEENVER, NODE
+-- Cluster mode: this node's owner token and id.
+local TOKEN, NODE
 if ARGV[3] and ARGV[3] ~= '' then
-  TOKEN, SEENVER, NODE = match(ARGV[3], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+  TOKEN, NODE = match(ARGV[3], '^([^\\n]*)\\n(.*)$')
   if not TOKEN then return redis.error_reply('CULEX bad cluster header; the batch was not applied') end
 end
 
@@ -138,13 +135,8 @@ while pos <= size do
   fields[#fields + 1] = f
 end
 
--- Cluster: a batch that forwards messages was routed with the routes of version SEENVER; if they
--- changed since, its node must route again (a subscription acknowledged meanwhile on another
--- node must get the message). Then the fence: ops on clients this node does not own are dropped.
-local VER0
+-- Cluster: the fence. Ops on clients this node does not own are dropped (a late write of an old owner).
 if TOKEN then
-  VER0 = call('GET', P .. ':rver') or '0'
-  if SEENVER ~= '' and SEENVER ~= VER0 then return { 'STALE', VER0 } end
   if #clients > 0 then
     local fenced, any = {}, false
     for i = 1, #clients, CHUNK do
@@ -441,7 +433,7 @@ if maxIdText then call('SET', MSGID, maxIdText) end
 if not TOKEN then return #codes end
 
 -- Cluster: the bus and the routes. ---------------------------------------------------------
-local ver = VER0
+local ver = call('GET', P .. ':rver') or '0'
 local changes = {}
 local owned = P .. ':owned:' .. NODE
 for n = 1, #codes do
@@ -471,7 +463,7 @@ end
 local topics = {}
 for t in pairs(RET) do topics[#topics + 1] = t end
 if #topics > 0 then call('XADD', P .. ':retlog', 'MAXLEN', '~', '100000', '*', 'n', NODE, 't', table.concat(topics, '\\0')) end
-return { #codes, VER0, ver }
+return { #codes, ver }
 `
 
 /**
