@@ -507,9 +507,11 @@ export class TcpProxy {
     private readonly server: net.Server,
     readonly port: number,
     readonly targetPort: number,
+    /** Milliseconds every chunk waits before it is passed on, each way (a slow link). */
+    readonly delayMs: number,
   ) {}
 
-  static async start(targetPort: number): Promise<TcpProxy> {
+  static async start(targetPort: number, options: { delayMs?: number } = {}): Promise<TcpProxy> {
     const server = net.createServer({ pauseOnConnect: true })
     const port = await new Promise<number>((resolve, reject) => {
       server.once('error', reject)
@@ -518,7 +520,7 @@ export class TcpProxy {
         resolve((server.address() as net.AddressInfo).port)
       })
     })
-    const proxy = new TcpProxy(server, port, targetPort)
+    const proxy = new TcpProxy(server, port, targetPort, options.delayMs ?? 0)
     server.on('connection', (socket) => proxy.accept(socket))
     return proxy
   }
@@ -576,8 +578,10 @@ export class TcpProxy {
     ] as ProxyLink[]) {
       this.links.add(link)
       link.from.on('data', (chunk: Buffer) => {
-        if (this.state === 'open') link.to.write(chunk)
-        else link.held.push(chunk)
+        if (this.state !== 'open') link.held.push(chunk)
+        // Timers of one delay fire in the order they were set: the stream keeps its order.
+        else if (this.delayMs > 0) setTimeout(() => link.to.destroyed || link.to.write(chunk), this.delayMs)
+        else link.to.write(chunk)
       })
       const ended = (): void => {
         link.ended = true
