@@ -86,9 +86,10 @@ export class ClusterRoutes {
    * itself, as the message is routed here). Both are reused by the next call.
    */
   match(topic: string): { readonly nodes: Set<string>; readonly groups: string[] } {
-    this.matched.clear()
-    this.matchedGroups.length = 0
-    // Most publishes on a node whose peers have no subscribers at all cost nothing more.
+    // Set.clear() allocates a new table even when the set is empty: only when needed.
+    if (this.matched.size > 0) this.matched.clear()
+    if (this.matchedGroups.length > 0) this.matchedGroups.length = 0
+    // A node whose peers have no subscribers at all pays nothing more per message.
     if (this.fields.size > 0) this.trie.match(topic, this.collect)
     return this.result
   }
