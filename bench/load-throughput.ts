@@ -2,7 +2,8 @@
 //
 // QoS 0 publishers write one pre-built Buffer holding many PUBLISH packets, as fast as the
 // socket drains and as far as a deep window allows (see Flow). Subscribers only frame the
-// stream and count PUBLISH packets.
+// stream and count PUBLISH packets. Flow, countingSubscriber and flood are also the QoS 0 load of
+// the cluster scenarios (bench/cluster-load.ts).
 
 import type { Running, StartArgs } from './load-types.js'
 import {
@@ -14,9 +15,9 @@ const OPEN_CONCURRENCY = 25
 // lost its tail (QoS 0 may be dropped by design) and gets its window back. Far longer than
 // any healthy broker's delivery delay, so it only ever unsticks a flow.
 const STALL_MS = 2000
-const STALL_CHECK_MS = 50
+export const STALL_CHECK_MS = 50
 
-interface Counters { sent: number; received: number; writtenOff: number }
+export interface Counters { sent: number; received: number; writtenOff: number }
 
 /**
  * One publisher's messages in flight, with a deep application-level window: the publisher may
@@ -29,7 +30,7 @@ interface Counters { sent: number; received: number; writtenOff: number }
  * keeps every broker at its sustainable rate and is deep enough (tens of ms of traffic) never
  * to be what limits a healthy broker.
  */
-class Flow {
+export class Flow {
   sent = 0
   /** Per subscriber: highest sequence number seen + 1. */
   private readonly seen: Float64Array
@@ -93,7 +94,7 @@ class Flow {
 }
 
 /** Counts PUBLISH packets and feeds the (publisher, sequence) in each payload to its flow. */
-function countingSubscriber(client: WireClient, index: number, flows: Flow[], c: Counters): void {
+export function countingSubscriber(client: WireClient, index: number, flows: Flow[], c: Counters): void {
   client.framer.wantBody = (first) => first >> 4 === PacketType.PUBLISH
   client.framer.onPacket = (first, buf, start) => {
     if (first >> 4 !== PacketType.PUBLISH) return
@@ -104,7 +105,7 @@ function countingSubscriber(client: WireClient, index: number, flows: Flow[], c:
 }
 
 /** Floods QoS 0 PUBLISH within the flow's window, honouring socket backpressure. */
-function flood(client: WireClient, topic: string, payload: Buffer, publisher: number, flow: Flow, c: Counters): () => void {
+export function flood(client: WireClient, topic: string, payload: Buffer, publisher: number, flow: Flow, c: Counters): () => void {
   const tpl = encodePublish(topic, payload, 0)
   const len = tpl.bytes.length
   // Several packets per write so syscalls are a small cost per message; a quarter of the

@@ -6,6 +6,7 @@
 //   npm run bench -- --scenarios fanin,latency
 //   npm run bench -- --json results.json   also write every repetition as JSON
 //   npm run bench -- --durable             the durable-persistence scenarios instead (bench/durable.ts)
+//   npm run bench -- --cluster             the cluster scenarios instead (bench/cluster.ts)
 //
 // Reading the output: see bench/README.md. In short, each number is the median over the
 // repetitions; the ratio columns are Culex divided by the other broker, so above 1 is better
@@ -38,10 +39,13 @@ const RUN_DEADLINE_MS = 15 * 60_000
 
 // ---------------------------------------------------------------- options
 
-// The durable-persistence scenarios have brokers, loads and tables of their own.
-if (process.argv.slice(2).includes('--durable')) {
-  const { runDurable } = await import('./durable.js')
-  const code = await runDurable(process.argv.slice(2)).catch((err: unknown) => {
+// The durable-persistence and the cluster scenarios have brokers, loads and tables of their own.
+if (process.argv.slice(2).includes('--durable') || process.argv.slice(2).includes('--cluster')) {
+  const argv = process.argv.slice(2)
+  const run = argv.includes('--cluster')
+    ? (await import('./cluster.js')).runCluster
+    : (await import('./durable.js')).runDurable
+  const code = await run(argv).catch((err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`)
     return 1
   })
@@ -65,6 +69,7 @@ if (flags.help) {
   process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto] [--scenarios ids]
                         [--reps N] [--duration MS] [--json FILE]
        npm run bench -- --durable --help     the durable-persistence scenarios
+       npm run bench -- --cluster --help     the cluster scenarios
 scenarios: ${scenarios().map((s) => s.id).join(', ')}
 `)
   process.exit(0)
