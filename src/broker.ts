@@ -294,7 +294,7 @@ export class Broker {
     this.core.subscribeLocal(topicFilter, subscriber)
     // In a cluster, the subscription is known to the other nodes once its route is committed:
     // from then on a message published on any node reaches it.
-    if (journal.durable && journal.recorded !== mark) await new Promise<void>((resolve) => journal.whenCommitted(resolve))
+    if (journal.durable && journal.recorded !== mark) await new Promise<void>((resolve) => journal.afterCommit(() => resolve()))
     if (options.retained === true) await this.core.sendRetainedLocal(topicFilter, subscriber)
     return () => {
       this.core.unsubscribeLocal(topicFilter, subscriber)

@@ -138,6 +138,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
         throw new TypeError('cluster mode keeps sessions and retained messages in the cluster\'s Redis: remove the persistence option (cluster and persistence cannot both be given)')
       }
       this.cluster = new ClusterNode(options.cluster)
+      this.cluster.routes.hasLocalMembers = (group) => (this.sharedGroups.get(group)?.size ?? 0) > 0
     }
     this.persistence = this.cluster?.store ?? options.persistence ?? new MemoryPersistence()
     this.journal = new Journal(this.persistence, (error) => this.emit('persistenceError', error))
@@ -245,10 +246,6 @@ export class BrokerCore implements BrokerContext, ClusterHost {
 
   retainedChanged(topic: string, message: StoredMessage | null): void {
     this.retained.changedElsewhere(topic, message)
-  }
-
-  fenced(on: boolean): void {
-    if (on) this.forgetSessions()
   }
 
   /**

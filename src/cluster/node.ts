@@ -1,9 +1,11 @@
 import { hostname } from 'node:os'
 import type { Redis } from 'ioredis'
 import { log } from '../logging.js'
+import { topicMatches } from '../protocol/topics.js'
 import type { RestoredSession, StoredMessage } from '../persistence/adapter.js'
 import type { Journal } from '../persistence/journal.js'
 import { decodeStoredMessage } from '../persistence/redis/codec.js'
+import { parseSharedFilter } from '../routing/shared-group.js'
 import { connectRedis, loadIoredis } from '../persistence/redis/connect.js'
 import type { ClusterClaims } from './claims.js'
 import { decodeForward, encodeForwardEntry } from './codec.js'
@@ -31,12 +33,18 @@ export interface ClusterHost {
   deliverRemote(message: StoredMessage, share: string | undefined, only?: ReadonlySet<string>): void
   /** The retained message of a topic changed on another node. */
   retainedChanged(topic: string, message: StoredMessage | null): void
-  /** The node lost its lease: every client goes, new ones are refused until it is back. */
-  fenced(on: boolean): void
   /** Forgets every session and subscription in memory (the node rejoins from the store). */
   forgetSessions(): void
   /** Message ids continue from here (this incarnation's own range). */
   messageIdsFrom(base: number): void
+}
+
+/** Sessions on their way to this node, and the messages for them handled meanwhile. */
+interface Arriving {
+  readonly clients: ReadonlySet<string>
+  /** Their (non-shared) topic filters. */
+  readonly filters: readonly string[]
+  readonly messages: StoredMessage[]
 }
 
 /** A claim waiting for the owner to hand a session over. */
@@ -74,9 +82,19 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private inboxReadId = '0-0'
   private ctlId = '0-0'
   private retainedLogId = '0-0'
-  /** Inbox entries read while a claim waits (the claimed session must be here before they are handled). */
+  /** Inbox entries read and not handled yet (held while the node is fenced). */
   private held: Array<[string, Buffer]> = []
-  private claimsWaiting = 0
+  /**
+   * Sessions on their way here (a claim waiting for the hand-over, an adoption loading): the
+   * messages for them that this node handles meanwhile are kept, and delivered to them once
+   * they are in memory.
+   */
+  private readonly arriving = new Set<Arriving>()
+  /** Clients of an adoption in progress: a hand-over request for one waits until it is done. */
+  private readonly adopting = new Set<string>()
+  private adoptions: Promise<void> = Promise.resolve()
+  /** One claim per client id at a time on this node; a second CONNECT shares its outcome. */
+  private readonly claims = new Map<string, Promise<boolean>>()
   private readonly waiting = new Map<string, Waiting>()
   /** Hand-over requests waiting until this node handled its inbox up to the id the claim saw. */
   private kicks: Array<{ clientId: string; epoch: number; upto: string }> = []
@@ -146,7 +164,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     await this.reader.connect()
     await this.adopt(this.nodeId)
     this.lastRenewed = Date.now()
-    this.renewTimer = setInterval(() => this.tick(), Math.floor(this.leaseMs / 3))
+    this.renewTimer = setInterval(() => this.tick(), Math.floor(this.leaseMs / 6))
     this.renewTimer.unref()
     this.reapTimer = setInterval(() => void this.reap(), Math.floor(this.leaseMs / 2))
     this.reapTimer.unref()
@@ -181,6 +199,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
    * before its acknowledgement left (`applied`), so nothing routed after it misses it.
    */
   forward(message: StoredMessage): void {
+    if (this.arriving.size > 0) this.keepForArriving(message)
     const { nodes, groups } = this.routes.match(message.topic)
     if (nodes.size === 0 && groups.length === 0) return
     if (nodes.size > 0) {
@@ -197,8 +216,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     return `${this.token}\n${this.nodeId}`
   }
 
-  async applied(version: string, added: boolean): Promise<void> {
-    if (added) await this.everyNodeHasSeen(Number(version))
+  routesSeen(version: string): Promise<void> {
+    return this.everyNodeHasSeen(Number(version))
   }
 
   /**
@@ -233,8 +252,10 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     if (host === undefined) return
     host.journal.whenCommitted(() => {
       if (Number(version) <= this.confirmed) return
-      this.confirmed = Number(version)
-      this.redis.hset(`${this.P}:seen`, this.nodeId, version).catch((error: Error) => log.broker('cluster: confirming routes failed: %s', error.message))
+      this.redis.hset(`${this.P}:seen`, this.nodeId, version).then(
+        () => (this.confirmed = Math.max(this.confirmed, Number(version))),
+        (error: Error) => log.broker('cluster: confirming routes failed (confirmed with the next change): %s', error.message),
+      )
     })
   }
 
@@ -262,7 +283,16 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
    * memory (taken from the previous owner, which closes its connection first). Resolves false
    * when a newer claim from another node won, or when the previous owner never answered.
    */
-  async claim(clientId: string): Promise<boolean> {
+  claim(clientId: string): Promise<boolean> {
+    let claim = this.claims.get(clientId)
+    if (claim === undefined) {
+      claim = this.claimFor(clientId).finally(() => this.claims.delete(clientId))
+      this.claims.set(clientId, claim)
+    }
+    return claim
+  }
+
+  private async claimFor(clientId: string): Promise<boolean> {
     await this.ready
     this.claiming.set(clientId, (this.claiming.get(clientId) ?? 0) + 1)
     try {
@@ -274,11 +304,15 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       // After the caller acted on the outcome (its continuation runs first): then the requests that came meanwhile.
       setImmediate(() => {
         if (this.claiming.has(clientId)) return
-        const deferred = this.deferredKicks.get(clientId)
-        this.deferredKicks.delete(clientId)
-        for (const k of deferred ?? []) this.kicked(clientId, k.epoch, k.upto)
+        this.kickDeferred(clientId)
       })
     }
+  }
+
+  private kickDeferred(clientId: string): void {
+    const deferred = this.deferredKicks.get(clientId)
+    this.deferredKicks.delete(clientId)
+    for (const k of deferred ?? []) this.kicked(clientId, k.epoch, k.upto)
   }
 
   private async claimOnce(clientId: string): Promise<boolean> {
@@ -302,7 +336,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       const version = Number(reply[3])
       const filters = reply.slice(4).map(String)
       for (const filter of filters) this.routes.add(filter)
-      this.claimsWaiting++
+      const arriving: Arriving = { clients: new Set([clientId]), filters: filters.filter((f) => parseSharedFilter(f) === null), messages: [] }
+      this.arriving.add(arriving)
       let outcome: 'released' | 'lost' | 'recheck'
       try {
         const settled = new Promise<'released' | 'lost' | 'recheck'>((resolve) => {
@@ -319,18 +354,36 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
         const asked = Number(await this.redis.eval(KICK, 0, this.P, clientId, owner, this.token, String(epoch)))
         if (asked === 0) this.waiting.get(clientId)?.settle('recheck')
         outcome = await settled
-        this.waiting.delete(clientId)
         if (outcome === 'released') await this.load([clientId])
+        // In memory and routed from here on: what was kept for it goes now, and nothing more is kept.
+        this.arrived(arriving)
       } finally {
+        this.waiting.delete(clientId)
+        this.arrived(arriving)
         for (const filter of filters) this.routes.remove(filter)
-        this.claimsWaiting--
-        if (this.claimsWaiting === 0) this.handleHeld()
       }
       if (outcome === 'released') return true
       if (outcome === 'lost') return false
       // Still waiting after a lease: claim again (a dead owner is adopted, a live one asked again).
     }
     return false
+  }
+
+  /** A message handled here while sessions are on their way: kept for those it matches. */
+  private keepForArriving(message: StoredMessage): void {
+    for (const arriving of this.arriving) {
+      if (arriving.filters.some((filter) => topicMatches(filter, message.topic))) arriving.messages.push(message)
+    }
+  }
+
+  /** The sessions arrived (or will not): what was kept for them goes to those in memory now. */
+  private arrived(arriving: Arriving): void {
+    if (!this.arriving.delete(arriving)) return
+    const host = this.host
+    if (host === undefined || arriving.messages.length === 0) return
+    const here = new Set([...arriving.clients].filter((id) => host.hasSession(id)))
+    if (here.size === 0) return
+    for (const message of arriving.messages) host.deliverRemote(message, undefined, here)
   }
 
   /** Reads these clients' stored sessions into memory. */
@@ -341,7 +394,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
 
   /** A hand-over request: done once this node handled its inbox up to what the claim saw. */
   private kicked(clientId: string, epoch: number, upto: string): void {
-    if (this.claiming.has(clientId)) {
+    if (this.claiming.has(clientId) || this.adopting.has(clientId)) {
       // Our own claim's answer may not have arrived yet: its outcome first, then this request.
       const list = this.deferredKicks.get(clientId) ?? []
       list.push({ epoch, upto })
@@ -359,11 +412,17 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     if (due.length === 0) return
     this.kicks = this.kicks.filter((k) => streamIdAfter(k.upto, this.inboxId))
     const host = this.host as ClusterHost
-    for (const { clientId } of due) {
+    for (const { clientId, epoch } of due) {
+      // A newer claim of this node's own came meanwhile: the request is stale.
+      if (this.claiming.has(clientId) || this.adopting.has(clientId)) {
+        this.kicked(clientId, epoch, '0-0')
+        continue
+      }
+      if ((this.epochs.get(clientId) ?? 0) > epoch) continue
       host.releaseSession(clientId)
       // Everything this node did with the session is committed before the next owner reads it.
       host.journal.whenCommitted(() => {
-        this.redis.eval(RELEASE, 0, this.P, clientId, this.token).then(
+        this.redis.eval(RELEASE, 0, this.P, clientId, this.token, String(epoch)).then(
           (n) => log.client('Handed the session of %s over (%d)', clientId, Number(n)),
           (error: Error) => log.error('cluster: handing %s over failed: %s', clientId, error.message),
         )
@@ -376,6 +435,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   /** Every other node whose lease expired is adopted by one survivor. */
   private async reap(): Promise<void> {
     if (this.stopped || this.isFenced) return
+    // The claim epochs of clients whose session left this node no longer matter.
+    for (const clientId of this.epochs.keys()) if (!this.claiming.has(clientId) && this.host?.hasSession(clientId) !== true) this.epochs.delete(clientId)
     try {
       const nodes = await this.redis.smembers(`${this.P}:nodes`)
       for (const node of nodes) {
@@ -392,7 +453,14 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
    * loaded as a restart would (wills of connections that were open are due), then whatever was
    * still in the dead node's inbox is delivered to them.
    */
-  private async adopt(node: string): Promise<void> {
+  private adopt(node: string): Promise<void> {
+    // One at a time: each drains what it adopted into the sessions it adopted.
+    const run = this.adoptions.then(() => this.adoptNow(node))
+    this.adoptions = run.catch(() => {})
+    return run
+  }
+
+  private async adoptNow(node: string): Promise<void> {
     const host = this.host as ClusterHost
     const reply = (await this.redis.eval(ADOPT, 0, this.P, node, this.nodeId, this.token)) as Array<string | number>
     if (String(reply[0]) !== 'OK') return
@@ -402,17 +470,26 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     const filters = reply.slice(3 + count).map(String)
     // Held while the sessions load, so that nothing published meanwhile misses them.
     for (const filter of filters) this.routes.add(filter)
+    const arriving: Arriving = { clients: new Set(clients), filters: filters.filter((f) => parseSharedFilter(f) === null), messages: [] }
+    this.arriving.add(arriving)
+    for (const clientId of clients) this.adopting.add(clientId)
     try {
       // Every node routes to this one now, and what they routed to the dead one is in its inbox.
       if (node !== this.nodeId) await this.everyNodeHasSeen(version)
       if (node !== this.nodeId) log.broker('Cluster node %s adopts the %d sessions of node %s', this.nodeId, clients.length, node)
       const sessions = await this.store.sessionsOf(clients.filter((id) => !host.hasSession(id)))
       host.installSessions(sessions)
+      this.arrived(arriving)
       const drains = await this.redis.smembers(`${this.P}:drain:${this.nodeId}`)
       const only = new Set(clients)
       for (const dead of drains) await this.drain(dead, only)
     } finally {
+      this.arrived(arriving)
       for (const filter of filters) this.routes.remove(filter)
+      for (const clientId of clients) {
+        this.adopting.delete(clientId)
+        this.kickDeferred(clientId)
+      }
     }
   }
 
@@ -462,18 +539,20 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
    */
   private tick(): void {
     if (this.stopped) return
-    if (Date.now() - this.lastRenewed > this.leaseMs - Math.floor(this.leaseMs / 6)) this.fence(true)
+    if (Date.now() - this.lastRenewed > this.leaseMs - Math.floor(this.leaseMs / 4)) this.fence(true)
     if (this.renewing) return
     this.renewing = true
     this.renew().finally(() => (this.renewing = false))
   }
 
   private async renew(): Promise<void> {
+    // The lease runs from when Redis renewed it, which is after this.
+    const sent = Date.now()
     try {
       const answer = this.redis.eval(RENEW, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs))
       const ok = Number(await withTimeout(answer, this.leaseMs, 'renewing the lease'))
       if (ok === 1) {
-        this.lastRenewed = Date.now()
+        this.lastRenewed = sent
         if (this.isFenced) await this.recover()
         return
       }
@@ -493,8 +572,12 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private fence(on: boolean): void {
     if (this.isFenced === on) return
     this.isFenced = on
-    if (on) log.error('cluster: node %s cannot renew its lease: dropping its clients until Redis is back', this.nodeId)
-    this.host?.fenced(on)
+    if (on) {
+      log.error('cluster: node %s cannot renew its lease: dropping its clients until Redis is back', this.nodeId)
+      this.forgetSessions()
+    } else {
+      this.handleHeld()
+    }
   }
 
   /**
@@ -511,10 +594,19 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     this.fence(false)
   }
 
+  /** Drops the clients and sessions, leaving the store and this node's routes as a crash would. */
+  private forgetSessions(): void {
+    this.routes.muted = true
+    try {
+      this.host?.forgetSessions()
+    } finally {
+      this.routes.muted = false
+    }
+  }
+
   private async rejoin(): Promise<void> {
     this.fence(true)
     const host = this.host as ClusterHost
-    host.forgetSessions()
     await new Promise<void>((resolve) => host.journal.whenCommitted(resolve))
     await this.join()
     host.messageIdsFrom(this.incarnation * ID_SPACE)
@@ -528,10 +620,11 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
 
   /** The route table as it is now, and where the logs continue. */
   private async snapshot(): Promise<void> {
-    const [version, routeLogId, retainedLogId, fields] = (await this.redis.eval(SNAPSHOT, 0, this.P)) as [string, string, string, string[]]
+    const [version, routeLogId, , fields] = (await this.redis.eval(SNAPSHOT, 0, this.P)) as [string, string, string, string[]]
     this.routes.load(String(version), String(routeLogId), fields.map(String))
     this.confirmRoutes(String(version))
-    if (this.retainedLogId === '0-0') this.retainedLogId = String(retainedLogId)
+    // The store read the retained messages after noting where their log stood: tail it from there.
+    if (this.retainedLogId === '0-0') this.retainedLogId = this.store.retainedLogStart
   }
 
   /** Reads the inbox, the control stream and the two logs, in order, until stopped. */
@@ -560,7 +653,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
           this.inboxReadId = id.toString()
           this.held.push([this.inboxReadId, bufferField(fields, 'm')])
         }
-        if (this.claimsWaiting === 0) this.handleHeld()
+        this.handleHeld()
       } catch (error) {
         log.error('cluster: handling stream entries failed: %O', error)
       }
@@ -581,19 +674,20 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private async handleRetained(entries: StreamEntries): Promise<void> {
     if (entries.length === 0) return
     const topics = new Set<string>()
-    for (const [id, fields] of entries) {
-      this.retainedLogId = id.toString()
+    const last = (entries[entries.length - 1] as [Buffer, Buffer[]])[0].toString()
+    for (const [, fields] of entries) {
       // This node's own changes too: another node's write to the topic may have been read before
       // this one's landed, and Redis's order (the last write wins) is what every node must end with.
       for (const topic of bufferField(fields, 't').toString().split('\0')) topics.add(topic)
     }
-    if (topics.size === 0) return
     const list = [...topics]
-    const values = await this.redis.hmgetBuffer(`${this.P}:retained`, ...list)
+    // Read before the position moves on: a failed read is read again from the same entries.
+    const values = list.length === 0 ? [] : await this.redis.hmgetBuffer(`${this.P}:retained`, ...list)
     list.forEach((topic, i) => {
       const value = values[i]
       this.host?.retainedChanged(topic, value === null || value === undefined ? null : decodeStoredMessage(value))
     })
+    this.retainedLogId = last
   }
 
   private handleControl(entries: StreamEntries): void {
@@ -606,6 +700,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       else if (kind === 'r' || kind === 'l') {
         const w = this.waiting.get(clientId)
         if (w !== undefined && w.epoch === epoch) w.settle(kind === 'r' ? 'released' : 'lost')
+        // A claim that gave up got the session after all: it is this node's now, so it is loaded here.
+        else if (kind === 'r' && !this.claiming.has(clientId)) this.load([clientId]).catch((error: Error) => log.error('cluster: loading %s failed: %s', clientId, error.message))
       }
     }
     if (entries.length > 0) this.redis.xtrim(`${this.P}:ctl:${this.nodeId}`, 'MINID', this.ctlId).catch(() => {})
@@ -614,12 +710,16 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   /** Delivers the inbox entries read so far; each entry's end is committed with its deliveries. */
   private handleHeld(): void {
     const host = this.host
-    if (host === undefined) return
+    // A fenced node has no sessions to deliver to: what it was sent waits for them.
+    if (host === undefined || this.isFenced) return
     const held = this.held
     this.held = []
     for (const [id, blob] of held) {
       try {
-        for (const { message, share } of decodeForward(blob)) host.deliverRemote(message, share)
+        for (const { message, share } of decodeForward(blob)) {
+          host.deliverRemote(message, share)
+          if (share === undefined && this.arriving.size > 0) this.keepForArriving(message)
+        }
       } catch (error) {
         log.error('cluster: an inbox entry %s could not be read: %s', id, (error as Error).message)
       }

@@ -34,6 +34,13 @@ export class ClusterRoutes {
   version = '0'
   /** The last route log entry applied. */
   logId = '0-0'
+  /**
+   * While set, local subscriptions come and go without route operations: a node dropping its
+   * sessions as a crash would leaves its routes in Redis for whoever takes the sessions.
+   */
+  muted = false
+  /** Whether a shared group has members on this node (a publish here picks among nodes itself then). */
+  hasLocalMembers: (group: string) => boolean = () => false
   private readonly trie = new SubscriptionTrie<NodeRef | GroupRef, null>()
   private readonly nodes = new Map<string, NodeRef>()
   private readonly groups = new Map<string, GroupRef>()
@@ -45,7 +52,7 @@ export class ClusterRoutes {
   private readonly result = { nodes: this.matched, groups: this.matchedGroups }
   private readonly collect = (target: NodeRef | GroupRef): void => {
     if ('id' in target) this.matched.add(target.id)
-    else if (!this.own.has(target.name)) this.matchedGroups.push(target.name)
+    else if (!this.hasLocalMembers(target.name)) this.matchedGroups.push(target.name)
   }
 
   constructor(
@@ -114,7 +121,7 @@ export class ClusterRoutes {
   add(filter: string): void {
     const n = this.own.get(filter) ?? 0
     this.own.set(filter, n + 1)
-    if (n === 0) this.record({ op: 'route', filter, present: true })
+    if (n === 0 && !this.muted) this.record({ op: 'route', filter, present: true })
   }
 
   /** One local subscription to `filter` fewer: the last one ends this node's interest. */
@@ -122,7 +129,7 @@ export class ClusterRoutes {
     const n = this.own.get(filter) ?? 0
     if (n <= 1) {
       this.own.delete(filter)
-      if (n === 1) this.record({ op: 'route', filter, present: false })
+      if (n === 1 && !this.muted) this.record({ op: 'route', filter, present: false })
       return
     }
     this.own.set(filter, n - 1)

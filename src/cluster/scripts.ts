@@ -89,9 +89,11 @@ end
 local owner = nodeOf(cur)
 local inc = redis.call('GET', P .. ':lease:' .. owner)
 if not inc or owner .. '#' .. inc ~= cur then
-  if owner == node then
-    -- An earlier incarnation of this very node: it adopted its sessions at start.
+  if owner == node or inc then
+    -- An earlier incarnation of a node that is back (this one, or another that took its
+    -- sessions back at start): nobody holds C in memory any more.
     redis.call('HSET', P .. ':owner', c, token)
+    redis.call('SREM', P .. ':owned:' .. owner, c)
     redis.call('SADD', P .. ':owned:' .. node, c)
     return { 'OWN', epoch }
   end
@@ -126,18 +128,20 @@ return 1
 `
 
 /**
- * The owner hands C to the node whose claim waits (after committing everything it did with C).
- * ARGV: P, C, the owner's token. Returns 1 when handed over, 0 when no claim waits or C is no
- * longer this owner's.
+ * The owner hands C to the claim of `epoch` (after committing everything it did with C), if that
+ * claim still waits: a newer claim sends a request of its own, with its own inbox position.
+ * ARGV: P, C, the owner's token, epoch. Returns 1 when handed over, 0 when that claim no longer
+ * waits or C is no longer this owner's.
  */
 export const RELEASE = `
 ${NODE_OF}
-local P, c, token = ARGV[1], ARGV[2], ARGV[3]
+local P, c, token, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cur = redis.call('HGET', P .. ':owner', c)
 if cur and cur ~= token then return 0 end
 local pending = redis.call('HGET', P .. ':claim', c)
 if not pending then return 0 end
 local ptoken, pepoch = string.match(pending, '^(.*)|(%d+)$')
+if pepoch ~= epoch then return 0 end
 redis.call('HDEL', P .. ':claim', c)
 redis.call('HSET', P .. ':owner', c, ptoken)
 redis.call('SREM', P .. ':owned:' .. nodeOf(token), c)

@@ -9,11 +9,11 @@ export interface CommitRouting {
   /** `<owner token>\n<node id>`. */
   header(): string
   /**
-   * A batch was applied; `version` is the route version after it. When the batch gave this node
-   * new routes (`added`), resolves once every other live node has seen them (and committed what
-   * it routed before), so that whatever this batch acknowledges (a SUBACK) holds cluster-wide.
+   * A batch that gave this node new routes was applied, up to route version `version`: resolves
+   * once every other live node has seen them (and committed what it routed before), so that
+   * whatever the batch acknowledges (a SUBACK) holds cluster-wide.
    */
-  applied(version: string, added: boolean): Promise<void>
+  routesSeen(version: string): Promise<void>
 }
 /**
  * The Redis store of a cluster node: the Redis adapter's commits, with the cluster's part of each
@@ -39,7 +39,12 @@ export class ClusterStore extends RedisPersistence {
     return this.keys.prefix
   }
 
-  protected override opened(client: Redis): Promise<RestoredState> {
+  /** Where the retained change log stood before the retained messages were read: the node tails it from there. */
+  retainedLogStart = '0-0'
+
+  protected override async opened(client: Redis): Promise<RestoredState> {
+    const last = (await client.xrevrange(`${this.keys.prefix}:retlog`, '+', '-', 'COUNT', 1)) as Array<[string, string[]]>
+    this.retainedLogStart = last[0]?.[0] ?? '0-0'
     return this.readRetained(client)
   }
 
@@ -71,6 +76,17 @@ export class ClusterStore extends RedisPersistence {
       for (const [node, entries] of forwards) perNode.set(node, entries.length === 1 ? (entries[0] as Buffer) : Buffer.concat(entries))
     }
     const reply = (await this.send(encodeBatch(all, perNode), routing.header())) as [number, string]
-    await routing.applied(String(reply[1]), added)
+    // Not awaited here: the next batch commits meanwhile (the other nodes' confirmations may
+    // wait for this node's commits); only the acknowledgements wait (`ackGate`).
+    if (added) this.gate = routing.routesSeen(String(reply[1]))
+  }
+
+  private gate: Promise<void> | undefined
+
+  /** The journal asks right after each commit: what the acknowledgements of that batch wait for. */
+  ackGate(): Promise<void> | undefined {
+    const gate = this.gate
+    this.gate = undefined
+    return gate
   }
 }

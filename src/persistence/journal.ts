@@ -2,6 +2,15 @@ import { isPromise } from '../hooks/promise.js'
 import { log } from '../logging.js'
 import type { Awaitable, PersistenceAdapter, PersistenceOp } from './adapter.js'
 
+/**
+ * An adapter that may hold the acknowledgements of a batch it committed (internal: the cluster
+ * store). Called right after each successful commit; the promise it returns delays the
+ * acknowledgements of that batch and of every later one, not the commits.
+ */
+interface AckGate {
+  ackGate(): Promise<void> | undefined
+}
+
 /** Uncommitted operations past which publishers are no longer read until the store catches up. */
 const DEFAULT_MAX_UNCOMMITTED = 100_000
 
@@ -43,6 +52,13 @@ export class Journal {
   /** Set by `stop()`: nothing more goes to the adapter. */
   private stopped = false
   private relieved: Array<() => void> = []
+  /**
+   * Acknowledgements of committed batches still held by an adapter's gate (a cluster node's
+   * batch that gave it new routes waits for the other nodes to apply them); later ones queue
+   * behind them, so acknowledgements keep their order. Commits go on meanwhile.
+   */
+  private gated = 0
+  private gateChain: Promise<void> = Promise.resolve()
 
   constructor(
     private readonly adapter: PersistenceAdapter,
@@ -81,7 +97,22 @@ export class Journal {
     if (!this.durable) return then(true)
     if (this.filling.length > 0 || this.retry.length > 0) this.waiting.push(then)
     else if (this.inFlight) this.inFlightWaiting.push(then)
+    else if (this.gated > 0) this.release([then])
     else then(true)
+  }
+
+  /** Runs acknowledgement callbacks of a committed batch, behind any gate still holding earlier ones. */
+  private release(waiting: Array<(ok: boolean) => void>, gate?: Promise<void>): void {
+    if (gate === undefined && this.gated === 0) {
+      for (const then of waiting) then(true)
+      return
+    }
+    this.gated++
+    const run = (): void => {
+      this.gated--
+      for (const then of waiting) then(true)
+    }
+    this.gateChain = this.gateChain.then(() => gate).then(run, run)
   }
 
   /** Runs `then` once everything recorded so far is committed, however many attempts that takes. */
@@ -165,7 +196,7 @@ export class Journal {
     if (error === undefined) {
       if (this.retryDelay > 0) log.persistence('The store took the changes again; acknowledgements resume')
       this.retryDelay = 0
-      for (const then of waiting) then(true)
+      this.release(waiting, (this.adapter as Partial<AckGate>).ackGate?.())
       for (const then of drains) then()
     } else {
       // Nothing of the batch is known stored: it goes again, ahead of what was recorded since,

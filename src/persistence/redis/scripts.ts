@@ -76,7 +76,7 @@ local SEQ_OPS = { E = true, T = true, R = true, D = true }
 local CHUNK = 1000
 -- A delivery value's message id.
 local MID = '^%a%d*|(%d+)|'
--- Ops that name no client.
+-- Ops that name no client (the fence lets them through).
 local NOCLIENT = { M = true, K = true, k = true, F = true, G = true, I = true, Z = true }
 -- Cluster mode: this node's owner token and id.
 local TOKEN, NODE
@@ -450,10 +450,12 @@ for n = 1, #codes do
     call('DEL', P .. ':inbox:' .. f[1])
     call('SREM', P .. ':drain:' .. NODE, f[1])
   elseif code == 'C' then
+    -- A session replaced here keeps its owner: the owner entry stays this node's (a deletion
+    -- leaves it too, so that a claim elsewhere asks this node, which hands over at once).
+    call('HSET', P .. ':owner', f[1], TOKEN)
     call('SADD', owned, f[1])
   elseif code == 'X' then
     call('SREM', owned, f[1])
-    call('HDEL', P .. ':owner', f[1])
   end
 end
 if #changes > 0 then
