@@ -25,6 +25,25 @@ describe('cluster: a node with a slow link to Redis', { skip: skipCluster() }, (
     await proxy?.close()
   })
 
+  test('new filters subscribed on n1 and n2 at the same moment: every SUBACK comes without either node waiting out the others', { timeout: 120_000 }, async (t) => {
+    const { peer: a } = await cluster.connect('n1', { clientId: 'both-a', version: 5 })
+    const { peer: b } = await cluster.connect('n2', { clientId: 'both-b', version: 5 })
+    const subacks = new Set<string>()
+    a.on((p: Packet) => p.type === 'suback' && subacks.add(`a${p.packetId}`))
+    b.on((p: Packet) => p.type === 'suback' && subacks.add(`b${p.packetId}`))
+    for (let i = 1; i <= 10; i++) {
+      // Each node gets a route it had no subscriber for, in the same instant.
+      a.send({ type: 'subscribe', packetId: i, subscriptions: [{ topicFilter: `both/a/${i}`, qos: 1 }] })
+      b.send({ type: 'subscribe', packetId: i, subscriptions: [{ topicFilter: `both/b/${i}`, qos: 1 }] })
+      await a.until(() => subacks.has(`a${i}`), `SUBACK ${i} on n1`)
+      await b.until(() => subacks.has(`b${i}`), `SUBACK ${i} on n2`)
+    }
+    // A node that gives up waiting for the others says so (after two leases): none may have.
+    const gaveUp = cluster.logs().match(/did not confirm route version/g) ?? []
+    t.diagnostic(`10 rounds, ${gaveUp.length} waits given up`)
+    assert.deepEqual(gaveUp, [], `a node acknowledged without the others having seen its routes\n${cluster.logs()}`)
+  })
+
   for (const qos of [0, 1] as const) {
     test(`QoS ${qos}: ${TRIALS} publishes on n2 sent the moment a SUBACK arrives from n1 all arrive`, { timeout: 120_000 }, async (t) => {
       let sub!: AckingSubscriber
