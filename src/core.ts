@@ -263,8 +263,8 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     for (const session of [...this.sessions.values()]) this.forget(session)
   }
 
-  messageIdsFrom(base: number): void {
-    this.store.messageIdsFrom(base)
+  messageIdBlock(first: number, size: number, more: () => void): void {
+    this.store.messageIdBlock(first, size, more)
   }
 
   assignClientId(): string {

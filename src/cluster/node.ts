@@ -17,8 +17,8 @@ import { ClusterStore, type CommitRouting } from './store.js'
 
 const DEFAULT_LEASE_MS = 5000
 const NODE_ID = /^[A-Za-z0-9._-]{1,128}$/
-/** Messages ids of an incarnation start at incarnation × 2^32, so nodes never collide. */
-const ID_SPACE = 2 ** 32
+/** Message identifiers come in blocks of this many, handed out by Redis, so nodes never collide. */
+const ID_BLOCK = 2 ** 23
 
 /** What a node needs from the broker it is part of (`BrokerCore`). */
 export interface ClusterHost {
@@ -35,8 +35,8 @@ export interface ClusterHost {
   retainedChanged(topic: string, message: StoredMessage | null): void
   /** Forgets every session and subscription in memory (the node rejoins from the store). */
   forgetSessions(): void
-  /** Message ids continue from here (this incarnation's own range). */
-  messageIdsFrom(base: number): void
+  /** Message identifiers: a block of them, and how to ask for the next (`SessionStore.messageIdBlock`). */
+  messageIdBlock(first: number, size: number, more: () => void): void
 }
 
 /** Sessions on their way to this node, and the messages for them handled meanwhile. */
@@ -80,6 +80,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   /** Stream positions: this node's inbox and control stream, the route and retained logs. */
   private inboxId = '0-0'
   private inboxReadId = '0-0'
+  /** Bumped when the inbox is read again from its start: a read in flight then is thrown away. */
+  private inboxGeneration = 0
   private ctlId = '0-0'
   private retainedLogId = '0-0'
   /** Inbox entries read and not handled yet (held while the node is fenced). */
@@ -156,7 +158,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   async start(host: ClusterHost): Promise<void> {
     this.host = host
     await this.join()
-    host.messageIdsFrom(this.incarnation * ID_SPACE)
+    await this.messageIds()
     await this.snapshot()
     const Redis = await loadIoredis('cluster')
     this.reader = connectRedis(Redis, this.options.redis, { maxRetriesPerRequest: null, lazyConnect: true })
@@ -493,20 +495,33 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     }
   }
 
-  /** Delivers what a dead node's inbox still held to the sessions adopted from it. */
-  private async drain(dead: string, only: ReadonlySet<string>): Promise<void> {
+  /**
+   * Delivers what a dead node's inbox (moved aside to `{p}:<aside>`) still held to the sessions
+   * adopted from it; each entry goes in the batch with its deliveries, so an adopter that dies
+   * meanwhile leaves the next one only what it did not deliver.
+   */
+  private async drain(aside: string, only: ReadonlySet<string>): Promise<void> {
     const host = this.host as ClusterHost
-    const key = `${this.P}:inbox:${dead}`
+    const key = `${this.P}:${aside}`
     let from = '-'
     for (;;) {
       const entries = (await this.redis.xrangeBuffer(key, from, '+', 'COUNT', 1000)) as unknown as Array<[Buffer, Buffer[]]>
       for (const [id, fields] of entries) {
         for (const { message, share } of decodeForward(bufferField(fields, 'm'))) host.deliverRemote(message, share, only)
+        this.record({ op: 'drainedEntry', key: aside, id: id.toString() })
         from = `(${id.toString()}`
       }
       if (entries.length < 1000) break
     }
-    this.record({ op: 'drained', node: dead })
+    this.record({ op: 'drained', key: aside })
+  }
+
+  /** Takes the next block of message identifiers from Redis, and asks again when it runs low. */
+  private async messageIds(): Promise<void> {
+    const block = await this.redis.incr(`${this.P}:idblock`)
+    this.host?.messageIdBlock(block * ID_BLOCK, ID_BLOCK, () => {
+      this.messageIds().catch((error: Error) => log.error('cluster: taking a block of message identifiers failed: %s', error.message))
+    })
   }
 
   // --- Lease ---------------------------------------------------------------------------------
@@ -607,9 +622,16 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private async rejoin(): Promise<void> {
     this.fence(true)
     const host = this.host as ClusterHost
+    // The store refuses this incarnation's changes for good: what it had not committed goes,
+    // and the inbox entries those changes would have removed are read again.
+    host.journal.discard()
     await new Promise<void>((resolve) => host.journal.whenCommitted(resolve))
+    this.inboxGeneration++
+    this.inboxReadId = '0-0'
+    this.inboxId = '0-0'
+    this.held = []
     await this.join()
-    host.messageIdsFrom(this.incarnation * ID_SPACE)
+    await this.messageIds()
     await this.snapshot()
     await this.adopt(this.nodeId)
     this.lastRenewed = Date.now()
@@ -633,6 +655,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     const keys = [`${P}:rlog`, `${P}:retlog`, `${P}:ctl:${this.nodeId}`, `${P}:inbox:${this.nodeId}`]
     while (!this.stopped) {
       let reply: XReadReply
+      const generation = this.inboxGeneration
       try {
         const ids = [this.routes.logId, this.retainedLogId, this.ctlId, this.inboxReadId]
         reply = (await (this.reader as Redis).callBuffer('XREAD', 'COUNT', '1000', 'BLOCK', '1000', 'STREAMS', ...keys, ...ids)) as XReadReply
@@ -649,7 +672,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
         await this.handleRoutes(byKey.get(keys[0] as string) ?? [])
         await this.handleRetained(byKey.get(keys[1] as string) ?? [])
         this.handleControl(byKey.get(keys[2] as string) ?? [])
-        for (const [id, fields] of byKey.get(keys[3] as string) ?? []) {
+        for (const [id, fields] of generation === this.inboxGeneration ? (byKey.get(keys[3] as string) ?? []) : []) {
           this.inboxReadId = id.toString()
           this.held.push([this.inboxReadId, bufferField(fields, 'm')])
         }

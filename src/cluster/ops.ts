@@ -13,8 +13,10 @@ export type ClusterOp =
   | { op: 'route'; filter: string; present: boolean }
   /** An entry of this node's inbox was handled: its deliveries are in the same batch. */
   | { op: 'inboxDone'; id: string }
-  /** The inbox of a node this one adopted was handled whole. */
-  | { op: 'drained'; node: string }
+  /** An entry of the inbox of a node this one adopted was handled (`key`: after `{p}:`). */
+  | { op: 'drainedEntry'; key: string; id: string }
+  /** The inbox of a node this one adopted was handled whole (`key`: after `{p}:`). */
+  | { op: 'drained'; key: string }
 
 /** What the journal carries. */
 export type JournalOp = PersistenceOp | ClusterOp

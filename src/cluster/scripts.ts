@@ -12,7 +12,8 @@
  * - `{p}:routes` hash `<node>|<filter>` → 1, `{p}:rver` its version, `{p}:rlog` its change log;
  * - `{p}:inbox:<node>` messages to a node, `{p}:ctl:<node>` control messages to it (`k`: hand
  *   a client over, `r`: a client was handed to you, `l`: your claim lost to a newer one),
- *   `{p}:drain:<node>` inboxes of adopted nodes it still has to handle.
+ *   `{p}:adopted:<dead node>:<adopter token>` the inbox of a dead node, moved aside when adopted,
+ *   `{p}:drain:<node>` those a node still has to empty (their key after `{p}:`).
  * Internal.
  */
 
@@ -179,11 +180,18 @@ if dead ~= node then
   end
   ver = logRoutes(P, changes)
   redis.call('DEL', P .. ':owned:' .. dead)
-  redis.call('SADD', P .. ':drain:' .. node, dead)
+  -- The dead node's inbox moves aside: a late write of its incarnation cannot touch it, and the
+  -- node, back with a new incarnation, starts with an inbox of its own.
+  if redis.call('EXISTS', P .. ':inbox:' .. dead) == 1 then
+    local aside = 'adopted:' .. dead .. ':' .. token
+    redis.call('RENAME', P .. ':inbox:' .. dead, P .. ':' .. aside)
+    redis.call('SADD', P .. ':drain:' .. node, aside)
+  end
   for _, d in ipairs(redis.call('SMEMBERS', P .. ':drain:' .. dead)) do redis.call('SADD', P .. ':drain:' .. node, d) end
   redis.call('DEL', P .. ':drain:' .. dead, P .. ':lease:' .. dead, P .. ':ctl:' .. dead)
   redis.call('HDEL', P .. ':seen', dead)
 else
+  if node .. '#' .. (redis.call('GET', P .. ':lease:' .. node) or '') ~= token then return { 'ALIVE' } end
   local prefix = node .. '|'
   for _, field in ipairs(redis.call('HKEYS', P .. ':routes')) do
     if string.sub(field, 1, #prefix) == prefix then filters[#filters + 1] = string.sub(field, #prefix + 1) end

@@ -58,6 +58,8 @@ export class Journal {
    * behind them, so acknowledgements keep their order. Commits go on meanwhile.
    */
   private gated = 0
+  /** Bumped by `discard()`: a batch sent before it is not tried again. */
+  private generation = 0
   private gateChain: Promise<void> = Promise.resolve()
 
   constructor(
@@ -148,6 +150,26 @@ export class Journal {
     }
   }
 
+  /**
+   * Drops every operation not committed yet, and a batch in flight if it fails: their
+   * acknowledgements fail, their drains run. For a cluster node that lost its lease, whose
+   * changes the store refuses for good (it starts again from what the store holds).
+   */
+  discard(): void {
+    this.generation++
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    this.retryDelay = 0
+    const waiting = this.waiting
+    const drains = this.drains
+    this.filling = []
+    this.retry = []
+    this.waiting = []
+    this.drains = []
+    for (const then of waiting) then(false)
+    for (const then of drains) then()
+  }
+
   /** Stops every timer and commit: the broker closed, its adapter is the next broker's. */
   stop(): void {
     this.stopped = true
@@ -169,24 +191,28 @@ export class Journal {
     this.inFlightDrains = this.drains
     this.waiting = []
     this.drains = []
+    const generation = this.generation
     let result: Awaitable<void>
     try {
       result = this.adapter.commit(ops)
     } catch (error) {
-      this.settled(ops, error)
+      this.settled(ops, error, generation)
       return
     }
     if (isPromise(result)) {
       result.then(
-        () => this.settled(ops, undefined),
-        (error: unknown) => this.settled(ops, error ?? new Error('commit rejected')),
+        () => this.settled(ops, undefined, generation),
+        (error: unknown) => this.settled(ops, error ?? new Error('commit rejected'), generation),
       )
     } else {
-      this.settled(ops, undefined)
+      this.settled(ops, undefined, generation)
     }
   }
 
-  private settled(ops: PersistenceOp[], error: unknown): void {
+  private settled(ops: PersistenceOp[], failure: unknown, generation: number): void {
+    // A batch of before `discard()` that failed is dropped, not tried again.
+    const error = failure !== undefined && generation !== this.generation ? undefined : failure
+    const dropped = failure !== undefined && error === undefined
     const waiting = this.inFlightWaiting
     const drains = this.inFlightDrains
     this.inFlight = false
@@ -196,7 +222,8 @@ export class Journal {
     if (error === undefined) {
       if (this.retryDelay > 0) log.persistence('The store took the changes again; acknowledgements resume')
       this.retryDelay = 0
-      this.release(waiting, (this.adapter as Partial<AckGate>).ackGate?.())
+      if (dropped) for (const then of waiting) then(false)
+      else this.release(waiting, (this.adapter as Partial<AckGate>).ackGate?.())
       for (const then of drains) then()
     } else {
       // Nothing of the batch is known stored: it goes again, ahead of what was recorded since,

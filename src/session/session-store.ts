@@ -1,7 +1,11 @@
+import { log } from '../logging.js'
 import type { Journal } from '../persistence/journal.js'
 import type { Subscription, WillMessage } from '../protocol/packets.js'
 import type { RoutedMessage } from './routed-message.js'
 import type { DeliveryLog, Session, SharedOrigin } from './session.js'
+
+/** A cluster node asks for the next block of message identifiers when this many are left in the current one. */
+const BLOCK_REFILL_AT = 2 ** 22
 
 /**
  * Turns what happens to persistent sessions into persistence operations: their lifecycle,
@@ -24,9 +28,48 @@ export class SessionStore implements DeliveryLog {
     if (last > this.lastMessageId) this.lastMessageId = last
   }
 
-  /** A cluster node's message identifiers: its incarnation's own range, from `base` on. */
-  messageIdsFrom(base: number): void {
-    this.lastMessageId = base
+  /**
+   * A cluster node numbers messages in blocks the cluster hands out, so no two nodes use one
+   * identifier: this block is `[first, first + size)`. `more` is asked, once, for the next block
+   * when half of this one is used; until it answers, this one goes on.
+   */
+  messageIdBlock(first: number, size: number, more: () => void): void {
+    if (this.idLimit === Number.POSITIVE_INFINITY || this.lastMessageId + 1 >= this.idLimit) {
+      // The first block, or the current one is used up: start on this one now.
+      this.lastMessageId = first - 1
+      this.idLimit = first + size
+    } else {
+      this.nextBlock = [first, size]
+    }
+    this.asked = false
+    this.more = more
+  }
+
+  private idLimit = Number.POSITIVE_INFINITY
+  private nextBlock: [number, number] | undefined
+  private more: (() => void) | undefined
+  private asked = false
+
+  private nextMessageId(): number {
+    const id = ++this.lastMessageId
+    if (this.more === undefined) return id
+    if (id >= this.idLimit) {
+      const next = this.nextBlock
+      if (next !== undefined) {
+        this.nextBlock = undefined
+        this.lastMessageId = next[0]
+        this.idLimit = next[0] + next[1]
+        this.asked = false
+        return next[0]
+      }
+      // The next block has not come: this one runs on into ids another node may hold.
+      log.error('message identifiers: the next block from the cluster did not come in time')
+    }
+    if (!this.asked && this.nextBlock === undefined && this.idLimit - id <= BLOCK_REFILL_AT) {
+      this.asked = true
+      this.more()
+    }
+    return id
   }
 
   created(session: Session): void {
@@ -83,7 +126,7 @@ export class SessionStore implements DeliveryLog {
     // Stored once per batch, however many sessions it enters; stored again in a later batch (a
     // shared subscription handing it on) in case the store forgot it when its last delivery ended.
     if (message.storedIn !== journal.batch) {
-      if (message.storeId === 0) message.storeId = ++this.lastMessageId
+      if (message.storeId === 0) message.storeId = this.nextMessageId()
       message.storedIn = journal.batch
       // A durable adapter gets plain data (it serializes); the memory adapter keeps the object itself.
       journal.record({ op: 'message', messageId: message.storeId, message: journal.durable ? message.toStored() : message })
@@ -132,7 +175,7 @@ export class SessionStore implements DeliveryLog {
     this.updated(session, session.disconnectedAt)
     for (const { entry, packetId, state } of session.deliveries()) {
       const message = entry.message
-      if (message.storeId === 0) message.storeId = ++this.lastMessageId
+      if (message.storeId === 0) message.storeId = this.nextMessageId()
       journal.record({ op: 'message', messageId: message.storeId, message })
       const op: { op: 'enqueue'; clientId: string; seq: number; messageId: number; qos: 1 | 2; retain: boolean; subscriptionIds?: number[]; shareGroup?: string } = {
         op: 'enqueue',

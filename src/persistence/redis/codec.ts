@@ -299,8 +299,11 @@ export function encodeBatch(ops: readonly JournalOp[], forwards?: ReadonlyMap<st
       case 'inboxDone':
         w.add('I', op.id)
         break
+      case 'drainedEntry':
+        w.add('J', op.key, op.id)
+        break
       case 'drained':
-        w.add('Z', op.node)
+        w.add('Z', op.key)
         break
       default:
         fail(op, 'an unknown operation')

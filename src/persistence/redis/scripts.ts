@@ -35,7 +35,7 @@
  * Fields per op code, after the code itself: `encodeBatch` in `codec.ts` writes them, the script
  * reads them (its table is made from this one).
  */
-export const ARITY = { C: 2, U: 2, X: 1, S: 3, N: 2, M: 2, E: 4, T: 3, R: 2, D: 2, Q: 2, L: 2, W: 2, K: 2, k: 2, F: 2, G: 2, I: 1, Z: 1 } as const
+export const ARITY = { C: 2, U: 2, X: 1, S: 3, N: 2, M: 2, E: 4, T: 3, R: 2, D: 2, Q: 2, L: 2, W: 2, K: 2, k: 2, F: 2, G: 2, I: 1, J: 2, Z: 1 } as const
 
 /** An op code of the batch format. */
 export type OpCode = keyof typeof ARITY
@@ -54,7 +54,7 @@ const LUA_ARITY = `{ ${Object.entries(ARITY)
  * token are dropped (a late write of an old owner is fenced off); `F` forwards messages to a
  * node's inbox stream, `G` adds or removes this node's interest in a topic filter (`{p}:routes`,
  * logged in `{p}:rlog` under a new `{p}:rver`), `I` deletes a handled entry of this node's inbox,
- * `Z` deletes a drained inbox of a node this one adopted; retained changes are logged in
+ * `J` one of a dead node's inbox it adopted, `Z` deletes that inbox once drained; retained changes are logged in
  * `{p}:retlog` for the other nodes' in-memory indexes; created and deleted sessions join and
  * leave this node's `{p}:owned:<node>` set.
  */
@@ -77,7 +77,7 @@ local CHUNK = 1000
 -- A delivery value's message id.
 local MID = '^%a%d*|(%d+)|'
 -- Ops that name no client (the fence lets them through).
-local NOCLIENT = { M = true, K = true, k = true, F = true, G = true, I = true, Z = true }
+local NOCLIENT = { M = true, K = true, k = true, F = true, G = true, I = true, J = true, Z = true }
 -- Cluster mode: this node's owner token and id.
 local TOKEN, NODE
 if ARGV[3] and ARGV[3] ~= '' then
@@ -135,8 +135,13 @@ while pos <= size do
   fields[#fields + 1] = f
 end
 
--- Cluster: the fence. Ops on clients this node does not own are dropped (a late write of an old owner).
+-- Cluster: the fence. A node incarnation whose lease is gone writes nothing at all (the other
+-- nodes may have adopted its sessions and routes); ops on clients it does not own are dropped (a
+-- late write of an old owner).
 if TOKEN then
+  if NODE .. '#' .. (call('GET', P .. ':lease:' .. NODE) or '') ~= TOKEN then
+    return redis.error_reply('CULEX the lease of ' .. TOKEN .. ' is gone; the batch was not applied')
+  end
   if #clients > 0 then
     local fenced, any = {}, false
     for i = 1, #clients, CHUNK do
@@ -446,8 +451,10 @@ for n = 1, #codes do
     changes[#changes + 1] = (f[2] == '1' and '1' or '0') .. field
   elseif code == 'I' then
     call('XDEL', P .. ':inbox:' .. NODE, f[1])
+  elseif code == 'J' then
+    call('XDEL', P .. ':' .. f[1], f[2])
   elseif code == 'Z' then
-    call('DEL', P .. ':inbox:' .. f[1])
+    call('DEL', P .. ':' .. f[1])
     call('SREM', P .. ':drain:' .. NODE, f[1])
   elseif code == 'C' then
     -- A session replaced here keeps its owner: the owner entry stays this node's (a deletion
