@@ -25,7 +25,7 @@
 // medians. The floors the clustering issue sets are printed next to the numbers, not asserted.
 
 import { type ChildProcess, fork } from 'node:child_process'
-import { accessSync, constants, rmSync, writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -38,8 +38,8 @@ import type { ClusterStartArgs } from './cluster-load.js'
 import { IpcClient } from './ipc.js'
 import type { Mark } from './load-types.js'
 import { machineBusyUs, procCpuUs } from './proc.js'
-import { benchTempDirs } from './redis-server.js'
-import { formatNumber, median, table } from './report.js'
+import { benchTempDirs, hasRedisServer } from './redis-server.js'
+import { formatNumber, median, rotate, table } from './report.js'
 import { checkWire } from './wire-check.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -123,21 +123,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 const say = (s: string): void => { process.stdout.write(s) }
 
-function hasRedisServer(): boolean {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    try {
-      accessSync(path.join(dir, 'redis-server'), constants.X_OK)
-      return true
-    } catch { /* keep looking */ }
-  }
-  return false
-}
-
-function rotate<T>(xs: T[], by: number): T[] {
-  if (xs.length === 0) return xs
-  const k = by % xs.length
-  return [...xs.slice(k), ...xs.slice(0, k)]
-}
 
 const pct = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(0)}%`)
 

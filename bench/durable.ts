@@ -27,7 +27,7 @@
 // and saves its database later (autosave_interval, default 1800 s, and at shutdown).
 
 import { fork, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -40,8 +40,8 @@ import type { DurableStartArgs, SessionsArgs } from './durable-load.js'
 import { IpcClient } from './ipc.js'
 import type { Mark } from './load-types.js'
 import { findMosquitto, machineBusyUs, procCpuUs, procIo, procRss, type ProcIo } from './proc.js'
-import { formatNumber, median, table } from './report.js'
-import { benchTempDirs } from './redis-server.js'
+import { formatNumber, median, rotate, table } from './report.js'
+import { benchTempDirs, hasRedisServer } from './redis-server.js'
 import { checkWire } from './wire-check.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -65,21 +65,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 const say = (s: string): void => { process.stdout.write(s) }
 
-function hasRedisServer(): boolean {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    try {
-      accessSync(path.join(dir, 'redis-server'), constants.X_OK)
-      return true
-    } catch { /* keep looking */ }
-  }
-  return false
-}
-
-function rotate<T>(xs: T[], by: number): T[] {
-  if (xs.length === 0) return xs
-  const k = by % xs.length
-  return [...xs.slice(k), ...xs.slice(0, k)]
-}
 
 const kib = (b: number): string => `${formatNumber(b / 1024 / 1024, 1)} MiB`
 

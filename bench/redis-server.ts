@@ -4,7 +4,7 @@
 // write a client sees acknowledged has been fsynced to the AOF first.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -125,4 +125,15 @@ export async function startBenchRedis(track: (c: ChildProcess) => void): Promise
       },
     }
   }
+}
+
+/** Whether `redis-server` is on the PATH (the Redis scenarios are skipped, with a note, when not). */
+export function hasRedisServer(): boolean {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    try {
+      accessSync(path.join(dir, 'redis-server'), constants.X_OK)
+      return true
+    } catch { /* keep looking */ }
+  }
+  return false
 }

@@ -191,3 +191,10 @@ export function cpuTable(defs: ScenarioDef[], results: Results, brokers: BrokerN
   }
   return table(header, rows, 1)
 }
+
+/** Changes which system goes first in each repetition (interleaved rounds). */
+export function rotate<T>(xs: T[], by: number): T[] {
+  if (xs.length === 0) return xs
+  const k = by % xs.length
+  return [...xs.slice(k), ...xs.slice(0, k)]
+}

@@ -27,7 +27,7 @@ import type { Mark, StartArgs } from './load-types.js'
 import { findMosquitto, machineBusyUs, procCpuUs } from './proc.js'
 import { checkWire } from './wire-check.js'
 import {
-  BROKERS, cpuTable, formatNumber, resultsTable, scenarios, summarize,
+  BROKERS, cpuTable, formatNumber, resultsTable, rotate, scenarios, summarize,
   type BrokerName, type Cell, type RepResult, type Results, type ScenarioDef,
 } from './report.js'
 
@@ -428,12 +428,6 @@ async function main(): Promise<void> {
   return culexFailures ? Promise.reject(new Error(`${culexFailures} Culex scenario(s) failed`)) : undefined
 }
 
-/** Changes which broker goes first in each repetition. */
-function rotate<T>(xs: T[], by: number): T[] {
-  if (xs.length === 0) return xs
-  const k = by % xs.length
-  return [...xs.slice(k), ...xs.slice(0, k)]
-}
 
 main().then(
   () => process.exit(0),
