@@ -294,7 +294,11 @@ export class Broker {
     this.core.subscribeLocal(topicFilter, subscriber)
     // In a cluster, the subscription is known to the other nodes once its route is committed:
     // from then on a message published on any node reaches it.
-    if (journal.durable && journal.recorded !== mark) await new Promise<void>((resolve) => journal.afterCommit(() => resolve()))
+    if (journal.durable && journal.recorded !== mark) {
+      // A failed commit is committed again: the route holds once one of them succeeded.
+      const committed = (resolve: () => void): void => journal.afterCommit((ok) => (ok ? resolve() : journal.whenCommitted(() => committed(resolve))))
+      await new Promise<void>(committed)
+    }
     if (options.retained === true) await this.core.sendRetainedLocal(topicFilter, subscriber)
     return () => {
       this.core.unsubscribeLocal(topicFilter, subscriber)

@@ -195,6 +195,10 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     return this.sessions.has(clientId)
   }
 
+  sessionIds(): Iterable<string> {
+    return this.sessions.keys()
+  }
+
   /**
    * Another cluster node took the client over: its connection here closes (MQTT 5: DISCONNECT
    * 0x8E), and its session leaves memory but not the store, where the new owner reads it.

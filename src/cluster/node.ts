@@ -12,7 +12,7 @@ import { decodeForward, encodeForwardEntry } from './codec.js'
 import type { JournalOp } from './ops.js'
 import type { ClusterOptions } from './options.js'
 import { ClusterRoutes, streamIdAfter } from './routes.js'
-import { ACKED, ADOPT, CLAIM, JOIN, KICK, LEAVE, RELEASE, RENEW, SNAPSHOT } from './scripts.js'
+import { ACKED, ADOPT, ADOPT_LATE, CLAIM, JOIN, KICK, LEAVE, RELEASE, RENEW, SNAPSHOT } from './scripts.js'
 import { ClusterStore, type CommitRouting } from './store.js'
 
 const DEFAULT_LEASE_MS = 5000
@@ -27,6 +27,8 @@ export interface ClusterHost {
   installSessions(sessions: RestoredSession[]): void
   /** Whether a session for this client id is in memory. */
   hasSession(clientId: string): boolean
+  /** The client ids of the sessions in memory. */
+  sessionIds(): Iterable<string>
   /** Closes the client's connection (taken over) and forgets its session without touching the store. */
   releaseSession(clientId: string): void
   /** A message from another node: to local subscribers (only those of `only`, when given; only the group `share`, when given). */
@@ -77,6 +79,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private reapTimer: NodeJS.Timeout | undefined
   private lastRenewed = 0
   private renewing = false
+  private restoring = false
   /** Stream positions: this node's inbox and control stream, the route and retained logs. */
   private inboxId = '0-0'
   private inboxReadId = '0-0'
@@ -158,6 +161,9 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   async start(host: ClusterHost): Promise<void> {
     this.host = host
     await this.join()
+    // Renewed from now on: taking the sessions back may take longer than a lease.
+    this.renewTimer = setInterval(() => this.tick(), Math.floor(this.leaseMs / 6))
+    this.renewTimer.unref()
     await this.messageIds()
     await this.snapshot()
     const Redis = await loadIoredis('cluster')
@@ -165,9 +171,6 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     this.reader.on('error', (error: Error) => log.broker('cluster reader: %s', error.message))
     await this.reader.connect()
     await this.adopt(this.nodeId)
-    this.lastRenewed = Date.now()
-    this.renewTimer = setInterval(() => this.tick(), Math.floor(this.leaseMs / 6))
-    this.renewTimer.unref()
     this.reapTimer = setInterval(() => void this.reap(), Math.floor(this.leaseMs / 2))
     this.reapTimer.unref()
     this.loop = this.readLoop()
@@ -328,8 +331,12 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
         if (!this.host?.hasSession(clientId)) await this.load([clientId])
         return true
       }
-      if (kind === 'DEAD') {
-        await this.adopt(String(reply[2]))
+      if (kind === 'NOLEASE') return false
+      if (kind === 'DEAD' || kind === 'BUSY') {
+        // Adopt the dead owner first; a node back with a new incarnation is taking its sessions
+        // back: either way, claim again once that is done.
+        const adopted = kind === 'DEAD' && (await this.adopt(String(reply[2])))
+        if (!adopted) await new Promise((resolve) => setTimeout(resolve, 50))
         continue
       }
       // WAIT: once every node routes C's messages here too, the owner is asked to hand the
@@ -455,21 +462,26 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
    * loaded as a restart would (wills of connections that were open are due), then whatever was
    * still in the dead node's inbox is delivered to them.
    */
-  private adopt(node: string): Promise<void> {
-    // One at a time: each drains what it adopted into the sessions it adopted.
+  /** Adopts `node` (see `adoptNow`), one adoption at a time; true if this node took it. */
+  private adopt(node: string): Promise<boolean> {
     const run = this.adoptions.then(() => this.adoptNow(node))
-    this.adoptions = run.catch(() => {})
+    this.adoptions = run.then(
+      () => undefined,
+      () => undefined,
+    )
     return run
   }
 
-  private async adoptNow(node: string): Promise<void> {
+  private async adoptNow(node: string): Promise<boolean> {
     const host = this.host as ClusterHost
+    if (this.isFenced && node !== this.nodeId) return false
     const reply = (await this.redis.eval(ADOPT, 0, this.P, node, this.nodeId, this.token)) as Array<string | number>
-    if (String(reply[0]) !== 'OK') return
+    if (String(reply[0]) !== 'OK') return false
     const version = Number(reply[1])
-    const count = Number(reply[2])
-    const clients = reply.slice(3, 3 + count).map(String)
-    const filters = reply.slice(3 + count).map(String)
+    const aside = String(reply[2])
+    const count = Number(reply[3])
+    const clients = reply.slice(4, 4 + count).map(String)
+    const filters = reply.slice(4 + count).map(String)
     // Held while the sessions load, so that nothing published meanwhile misses them.
     for (const filter of filters) this.routes.add(filter)
     const arriving: Arriving = { clients: new Set(clients), filters: filters.filter((f) => parseSharedFilter(f) === null), messages: [] }
@@ -482,9 +494,19 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       const sessions = await this.store.sessionsOf(clients.filter((id) => !host.hasSession(id)))
       host.installSessions(sessions)
       this.arrived(arriving)
-      const drains = await this.redis.smembers(`${this.P}:drain:${this.nodeId}`)
-      const only = new Set(clients)
-      for (const dead of drains) await this.drain(dead, only)
+      const mine: string[] = []
+      if (aside !== '') {
+        mine.push(aside)
+        // What the other nodes sent the dead node until they saw this adoption's routes.
+        const late = String(await this.redis.eval(ADOPT_LATE, 0, this.P, node, this.nodeId, aside))
+        if (late !== '') mine.push(late)
+      }
+      for (const key of mine) await this.drain(key, new Set(clients))
+      // Inboxes an earlier adoption (of this node or of the node adopted now) left undrained:
+      // to the sessions here, whichever they were for.
+      const left = (await this.redis.smembers(`${this.P}:drain:${this.nodeId}`)).filter((key) => !mine.includes(key))
+      for (const key of left) await this.drain(key, new Set(host.sessionIds()))
+      return true
     } finally {
       this.arrived(arriving)
       for (const filter of filters) this.routes.remove(filter)
@@ -506,6 +528,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     let from = '-'
     for (;;) {
       const entries = (await this.redis.xrangeBuffer(key, from, '+', 'COUNT', 1000)) as unknown as Array<[Buffer, Buffer[]]>
+      // A node that stopped serving has no sessions to deliver to: the rest waits for whoever takes them.
+      if (this.isFenced) return
       for (const [id, fields] of entries) {
         for (const { message, share } of decodeForward(bufferField(fields, 'm'))) host.deliverRemote(message, share, only)
         this.record({ op: 'drainedEntry', key: aside, id: id.toString() })
@@ -535,8 +559,12 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     let lastTtl = Number.POSITIVE_INFINITY
     let lastHolder: string | null = null
     for (;;) {
+      const sent = Date.now()
       const joined = await redis.eval(JOIN, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs))
-      if (Number(joined) === 1) return
+      if (Number(joined) === 1) {
+        this.lastRenewed = sent
+        return
+      }
       const [holder, ttl] = await Promise.all([redis.get(key), redis.pttl(key)])
       // A lease that was renewed (its time to live went up) or passed to another holder is a live node's.
       if ((lastHolder !== null && holder !== lastHolder) || ttl > lastTtl + 50 || Date.now() > deadline) {
@@ -568,12 +596,12 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
       const ok = Number(await withTimeout(answer, this.leaseMs, 'renewing the lease'))
       if (ok === 1) {
         this.lastRenewed = sent
-        if (this.isFenced) await this.recover()
+        if (this.isFenced) this.restore(() => this.recover())
         return
       }
       // The lease is gone: the other nodes may have adopted our sessions. Start again from the store.
-      log.error('cluster: node %s lost its lease; rejoining', this.nodeId)
-      await this.rejoin()
+      if (!this.restoring) log.error('cluster: node %s lost its lease; rejoining', this.nodeId)
+      this.restore(() => this.rejoin())
     } catch (error) {
       log.broker('cluster: renewing the lease failed: %s', (error as Error).message)
     }
@@ -595,6 +623,15 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     }
   }
 
+  /** Runs a recovery once at a time, while the lease keeps being renewed. */
+  private restore(run: () => Promise<void>): void {
+    if (this.restoring) return
+    this.restoring = true
+    run()
+      .catch((error: Error) => log.error('cluster: node %s could not start serving again: %s', this.nodeId, error.message))
+      .finally(() => (this.restoring = false))
+  }
+
   /**
    * Redis is back and the lease is still this node's: nobody adopted its sessions. They were
    * dropped from memory when it stopped serving; it takes them back from the store (wills of the
@@ -604,7 +641,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     const host = this.host as ClusterHost
     await new Promise<void>((resolve) => host.journal.whenCommitted(resolve))
     await this.snapshot()
-    await this.adopt(this.nodeId)
+    // ALIVE: the lease went meanwhile; starting again with a new incarnation is what is left.
+    if (!(await this.adopt(this.nodeId))) return this.rejoin()
     log.broker('cluster: node %s serves again', this.nodeId)
     this.fence(false)
   }
@@ -621,6 +659,8 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
 
   private async rejoin(): Promise<void> {
     this.fence(true)
+    // Whatever came into memory since the fence (an adoption or a claim finishing) goes too.
+    this.forgetSessions()
     const host = this.host as ClusterHost
     // The store refuses this incarnation's changes for good: what it had not committed goes,
     // and the inbox entries those changes would have removed are read again.
@@ -634,7 +674,6 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
     await this.messageIds()
     await this.snapshot()
     await this.adopt(this.nodeId)
-    this.lastRenewed = Date.now()
     this.fence(false)
   }
 

@@ -64,7 +64,10 @@ return 1
  * A connection with client id C arrived at node N: N claims C. ARGV: P, C, N, N's token.
  * Returns:
  * - { 'OWN', epoch }: N owns C now (C was nobody's, or already N's);
- * - { 'DEAD', epoch, node }: C's owner is a node whose lease expired: adopt it first, then claim again;
+ * - { 'DEAD', epoch, node }: C's owner is a node whose lease expired, with C's session: adopt it
+ *   first, then claim again; { 'BUSY', epoch, node }: the owner node is back with a new
+ *   incarnation and has not taken its sessions back yet: claim again shortly;
+ * - { 'NOLEASE', 0 }: the caller's own lease is gone;
  * - { 'WAIT', epoch, node, route version, filter... }: C's owner is a live node; N now has routes
  *   for C's stored subscriptions (returned), in force once every node has seen the version
  *   returned; then N asks the owner to hand C over (`KICK`).
@@ -74,6 +77,7 @@ export const CLAIM = `
 ${NODE_OF}
 ${LOG_ROUTES}
 local P, c, node, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if node .. '#' .. (redis.call('GET', P .. ':lease:' .. node) or '') ~= token then return { 'NOLEASE', 0 } end
 local epoch = redis.call('HINCRBY', P .. ':epoch', c, 1)
 local pending = redis.call('HGET', P .. ':claim', c)
 if pending then
@@ -90,15 +94,16 @@ end
 local owner = nodeOf(cur)
 local inc = redis.call('GET', P .. ':lease:' .. owner)
 if not inc or owner .. '#' .. inc ~= cur then
-  if owner == node or inc then
-    -- An earlier incarnation of a node that is back (this one, or another that took its
-    -- sessions back at start): nobody holds C in memory any more.
-    redis.call('HSET', P .. ':owner', c, token)
-    redis.call('SREM', P .. ':owned:' .. owner, c)
-    redis.call('SADD', P .. ':owned:' .. node, c)
-    return { 'OWN', epoch }
+  -- The owner incarnation is gone. Its stored session, if it has one, is taken by whoever
+  -- adopts its node (a dead node still in the nodes set), or by the node itself back at start; with
+  -- none (the session ended there), C is free.
+  if redis.call('SISMEMBER', P .. ':owned:' .. owner, c) == 1 and (inc or redis.call('SISMEMBER', P .. ':nodes', owner) == 1) then
+    if inc then return { 'BUSY', epoch, owner } end
+    return { 'DEAD', epoch, owner }
   end
-  return { 'DEAD', epoch, owner }
+  redis.call('HSET', P .. ':owner', c, token)
+  redis.call('SADD', P .. ':owned:' .. node, c)
+  return { 'OWN', epoch }
 end
 redis.call('HSET', P .. ':claim', c, token .. '|' .. epoch)
 local filters = redis.call('HKEYS', P .. ':subs:' .. c)
@@ -137,6 +142,7 @@ return 1
 export const RELEASE = `
 ${NODE_OF}
 local P, c, token, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if nodeOf(token) .. '#' .. (redis.call('GET', P .. ':lease:' .. nodeOf(token)) or '') ~= token then return 0 end
 local cur = redis.call('HGET', P .. ':owner', c)
 if cur and cur ~= token then return 0 end
 local pending = redis.call('HGET', P .. ':claim', c)
@@ -155,13 +161,15 @@ return 1
  * Node N (token T) adopts everything of node D, whose lease expired (or, D = N, of its own
  * earlier incarnation, at start). Exactly one node wins: D leaves `{p}:nodes` here.
  * ARGV: P, D, N, T. Returns { 'ALIVE' } (D's lease is live), { 'GONE' } (adopted already), or
- * { 'OK', route version, n, client ids (n of them)..., filters N now has routes for... }.
+ * { 'OK', route version, aside key (after `{p}:`; '' for itself), n, client ids (n of them)...,
+ * filters N now has routes for... }.
  */
 export const ADOPT = `
 ${LOG_ROUTES}
 local P, dead, node, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local clients = redis.call('SMEMBERS', P .. ':owned:' .. dead)
 local filters = {}
+local aside = ''
 local ver = redis.call('GET', P .. ':rver') or '0'
 if dead ~= node then
   if redis.call('EXISTS', P .. ':lease:' .. dead) == 1 then return { 'ALIVE' } end
@@ -182,8 +190,8 @@ if dead ~= node then
   redis.call('DEL', P .. ':owned:' .. dead)
   -- The dead node's inbox moves aside: a late write of its incarnation cannot touch it, and the
   -- node, back with a new incarnation, starts with an inbox of its own.
+  aside = 'adopted:' .. dead .. ':' .. token .. ':' .. redis.call('INCR', P .. ':asides')
   if redis.call('EXISTS', P .. ':inbox:' .. dead) == 1 then
-    local aside = 'adopted:' .. dead .. ':' .. token
     redis.call('RENAME', P .. ':inbox:' .. dead, P .. ':' .. aside)
     redis.call('SADD', P .. ':drain:' .. node, aside)
   end
@@ -201,7 +209,7 @@ for _, c in ipairs(clients) do
   redis.call('HSET', P .. ':owner', c, token)
   redis.call('SADD', P .. ':owned:' .. node, c)
 end
-local out = { 'OK', ver, #clients }
+local out = { 'OK', ver, aside, #clients }
 for _, c in ipairs(clients) do out[#out + 1] = c end
 for _, f in ipairs(filters) do out[#out + 1] = f end
 return out
@@ -233,4 +241,18 @@ for _, n in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
   end
 end
 return out
+`
+
+/**
+ * After every node has seen an adoption's routes: what they sent the dead node meanwhile (a new
+ * `inbox:<dead>`) joins the adopter's drains, unless the dead node is back (then it is its own).
+ * ARGV: P, dead node, adopter node, aside key. Returns the key to drain, or ''.
+ */
+export const ADOPT_LATE = `
+local P, dead, node, aside = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('SISMEMBER', P .. ':nodes', dead) == 1 or redis.call('EXISTS', P .. ':inbox:' .. dead) == 0 then return '' end
+local late = aside .. ':late'
+redis.call('RENAME', P .. ':inbox:' .. dead, P .. ':' .. late)
+redis.call('SADD', P .. ':drain:' .. node, late)
+return late
 `

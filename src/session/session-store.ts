@@ -41,14 +41,15 @@ export class SessionStore implements DeliveryLog {
     } else {
       this.nextBlock = [first, size]
     }
-    this.asked = false
+    this.askedAt = Number.NEGATIVE_INFINITY
     this.more = more
   }
 
   private idLimit = Number.POSITIVE_INFINITY
   private nextBlock: [number, number] | undefined
   private more: (() => void) | undefined
-  private asked = false
+  /** When the next block was last asked for (asked again after a second: a request can fail). */
+  private askedAt = Number.NEGATIVE_INFINITY
 
   private nextMessageId(): number {
     const id = ++this.lastMessageId
@@ -59,15 +60,18 @@ export class SessionStore implements DeliveryLog {
         this.nextBlock = undefined
         this.lastMessageId = next[0]
         this.idLimit = next[0] + next[1]
-        this.asked = false
+        this.askedAt = Number.NEGATIVE_INFINITY
         return next[0]
       }
       // The next block has not come: this one runs on into ids another node may hold.
       log.error('message identifiers: the next block from the cluster did not come in time')
     }
-    if (!this.asked && this.nextBlock === undefined && this.idLimit - id <= BLOCK_REFILL_AT) {
-      this.asked = true
-      this.more()
+    if (this.nextBlock === undefined && this.idLimit - id <= BLOCK_REFILL_AT) {
+      const now = Date.now()
+      if (now - this.askedAt > 1000) {
+        this.askedAt = now
+        this.more()
+      }
     }
     return id
   }
