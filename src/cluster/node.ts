@@ -681,7 +681,7 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
 
   /** The route table as it is now, and where the logs continue. */
   private async snapshot(): Promise<void> {
-    const [version, routeLogId, , fields] = (await this.redis.eval(SNAPSHOT, 0, this.P)) as [string, string, string, string[]]
+    const [version, routeLogId, fields] = (await this.redis.eval(SNAPSHOT, 0, this.P)) as [string, string, string[]]
     this.routes.load(String(version), String(routeLogId), fields.map(String))
     this.confirmRoutes(String(version))
     // The store read the retained messages after noting where their log stood: tail it from there.

@@ -216,16 +216,13 @@ return out
 `
 
 /**
- * What a node starts from, read at one instant: the route version, the last ids of the route
- * and retained logs (to tail from), every route. ARGV: P.
+ * The routes as a node starts from them, read at one instant: their version, the last id of
+ * their log (to tail from), every route. ARGV: P.
  */
 export const SNAPSHOT = `
 local P = ARGV[1]
-local function last(key)
-  local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
-  return e[1] and e[1][1] or '0-0'
-end
-return { redis.call('GET', P .. ':rver') or '0', last(P .. ':rlog'), last(P .. ':retlog'), redis.call('HKEYS', P .. ':routes') }
+local e = redis.call('XREVRANGE', P .. ':rlog', '+', '-', 'COUNT', 1)
+return { redis.call('GET', P .. ':rver') or '0', e[1] and e[1][1] or '0-0', redis.call('HKEYS', P .. ':routes') }
 `
 
 /**
