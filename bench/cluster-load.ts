@@ -20,7 +20,7 @@
 
 import { performance } from 'node:perf_hooks'
 import { serveIpc } from './ipc.js'
-import { countingSubscriber, flood, Flow, STALL_CHECK_MS, type Counters } from './load-throughput.js'
+import { countingSubscriber, flood, Flow, STALL_CHECK_MS, windowedQos1, type Counters } from './load-throughput.js'
 import type { Mark } from './load-types.js'
 import { ackingSubscriber, encodePublish, openMany, PacketType, withTimeout, type WireClient } from './mqtt-wire.js'
 
@@ -44,7 +44,7 @@ export interface ClusterStartArgs {
   routeTimeoutMs: number
 }
 
-interface LoadCounters extends Counters { acked: number }
+type LoadCounters = Counters & { acked: number }
 
 interface Running {
   qos: 0 | 1
@@ -90,37 +90,6 @@ async function waitForRoutes(pubs: WireClient[], subs: WireClient[], topics: str
   return ms
 }
 
-/** Keeps `window` QoS 1 PUBLISH unacknowledged on one connection; each PUBACK frees a slot, refilled once per received chunk. */
-function qos1Publisher(client: WireClient, topic: string, payload: Buffer, window: number, c: LoadCounters): () => void {
-  const tpl = encodePublish(topic, payload, 1)
-  const len = tpl.bytes.length
-  let nextId = 1
-  let owed = window
-  let running = true
-  const send = (): void => {
-    if (!running || owed === 0 || client.socket.destroyed) return
-    const out = Buffer.allocUnsafe(len * owed)
-    for (let i = 0; i < owed; i++) {
-      tpl.bytes.copy(out, i * len)
-      out.writeUInt16BE(nextId, i * len + tpl.idOffset)
-      nextId = nextId === 0xffff ? 1 : nextId + 1
-    }
-    c.sent += owed
-    owed = 0
-    client.socket.write(out)
-  }
-  client.framer.wantBody = () => false
-  client.framer.onPacket = (first) => {
-    if (first >> 4 === PacketType.PUBACK) {
-      owed++
-      c.acked++
-    }
-  }
-  client.afterChunk = send
-  setImmediate(send)
-  return () => { running = false }
-}
-
 async function start(a: ClusterStartArgs): Promise<{ routeMs: number }> {
   if (a.payloadBytes < 8) throw new Error('the payload must hold publisher index and sequence number')
   const payload = Buffer.alloc(a.payloadBytes, 0x61)
@@ -147,7 +116,7 @@ async function start(a: ClusterStartArgs): Promise<{ routeMs: number }> {
       }, STALL_CHECK_MS)
     } else {
       for (const s of subs) ackingSubscriber(s, () => c.received++)
-      pubs.forEach((p, i) => r.stops.push(qos1Publisher(p, topics[i] as string, payload, a.window, c)))
+      pubs.forEach((p, i) => r.stops.push(windowedQos1(p, topics[i] as string, payload, a.window, c)))
     }
     current = r
     return { routeMs }

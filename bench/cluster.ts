@@ -37,7 +37,7 @@ import {
 import type { ClusterStartArgs } from './cluster-load.js'
 import { IpcClient } from './ipc.js'
 import type { Mark } from './load-types.js'
-import { machineBusyUs, procCpuUs } from './proc.js'
+import { machineBusyUs, procCpuUs, waitQuiet as waitQuietFor } from './proc.js'
 import { benchTempDirs, hasRedisServer } from './redis-server.js'
 import { formatNumber, median, rotate, table } from './report.js'
 import { checkWire } from './wire-check.js'
@@ -255,29 +255,7 @@ export async function runCluster(argv: string[]): Promise<number> {
     say(`  ${where} error: ${errorText(err)}\n`)
   }
 
-  /**
-   * On a shared machine, waits (at most QUIET_MAX_MS) until the rest of the machine uses less
-   * than QUIET_PCT of a core, so a window does not start in the middle of someone else's burst.
-   */
-  async function waitQuiet(): Promise<void> {
-    const end = Date.now() + QUIET_MAX_MS
-    let waited = false
-    for (;;) {
-      const a = machineBusyUs()
-      const t = performance.now()
-      await sleep(500)
-      const b = machineBusyUs()
-      if (a === null || b === null) return
-      const busy = (100 * (b - a)) / ((performance.now() - t) * 1000)
-      if (busy < QUIET_PCT) return
-      if (Date.now() > end) {
-        say(`  (the machine stayed busy, ${busy.toFixed(0)}% of a core used by others; measuring anyway)\n`)
-        return
-      }
-      if (!waited) say(`  (waiting for the machine to quieten: ${busy.toFixed(0)}% of a core busy)\n`)
-      waited = true
-    }
-  }
+  const waitQuiet = (): Promise<void> => waitQuietFor(say, QUIET_PCT, QUIET_MAX_MS)
 
   async function runWindow(def: ScenarioDef, sys: ClusterSystem, firstRep: boolean): Promise<WindowResult> {
     const pubNode = sys.nodes[0]

@@ -39,7 +39,7 @@ import {
 import type { DurableStartArgs, SessionsArgs } from './durable-load.js'
 import { IpcClient } from './ipc.js'
 import type { Mark } from './load-types.js'
-import { findMosquitto, machineBusyUs, procCpuUs, procIo, procRss, type ProcIo } from './proc.js'
+import { findMosquitto, machineBusyUs, procCpuUs, procIo, procRss, waitQuiet as waitQuietFor, type ProcIo } from './proc.js'
 import { formatNumber, median, rotate, table } from './report.js'
 import { benchTempDirs, hasRedisServer } from './redis-server.js'
 import { checkWire } from './wire-check.js'
@@ -210,30 +210,7 @@ export async function runDurable(argv: string[]): Promise<number> {
 
   const storePid = (b: DurableBroker): number => b.redis?.pid ?? b.pid
 
-  /**
-   * On a shared machine, waits (at most QUIET_MAX_MS) until the rest of the machine uses less
-   * than QUIET_PCT of a core, so a window does not start in the middle of someone else's burst.
-   * Our own idle brokers and redis-servers count as "the rest", and use next to nothing.
-   */
-  async function waitQuiet(): Promise<void> {
-    const end = Date.now() + QUIET_MAX_MS
-    let waited = false
-    for (;;) {
-      const a = machineBusyUs()
-      const t = performance.now()
-      await sleep(500)
-      const b = machineBusyUs()
-      if (a === null || b === null) return
-      const pct = (100 * (b - a)) / ((performance.now() - t) * 1000)
-      if (pct < QUIET_PCT) break
-      if (Date.now() > end) {
-        say(`  (the machine stayed busy, ${pct.toFixed(0)}% of a core used by others; measuring anyway)\n`)
-        return
-      }
-      if (!waited) say(`  (waiting for the machine to quieten: ${pct.toFixed(0)}% of a core busy)\n`)
-      waited = true
-    }
-  }
+  const waitQuiet = (): Promise<void> => waitQuietFor(say, QUIET_PCT, QUIET_MAX_MS)
 
   async function runWindow(load: 'pairs' | 'offline', b: DurableBroker, firstRep: boolean): Promise<WindowResult> {
     const args: DurableStartArgs = { port: b.port, tag: newTag(), load, clients: CLIENTS, window: WINDOW, payloadBytes: PAYLOAD_BYTES }

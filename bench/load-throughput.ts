@@ -17,7 +17,13 @@ const OPEN_CONCURRENCY = 25
 const STALL_MS = 2000
 export const STALL_CHECK_MS = 50
 
-export interface Counters { sent: number; received: number; writtenOff: number }
+export interface Counters {
+  sent: number
+  received: number
+  writtenOff: number
+  /** PUBACKs the publishers got, where the caller counts them (the cluster scenarios). */
+  acked?: number
+}
 
 /**
  * One publisher's messages in flight, with a deep application-level window: the publisher may
@@ -133,7 +139,7 @@ export function flood(client: WireClient, topic: string, payload: Buffer, publis
 }
 
 /** Keeps `window` QoS 1 PUBLISH unacknowledged; each PUBACK releases the next one. */
-function windowedQos1(client: WireClient, topic: string, payload: Buffer, window: number, c: Counters): () => void {
+export function windowedQos1(client: WireClient, topic: string, payload: Buffer, window: number, c: Counters): () => void {
   const tpl = encodePublish(topic, payload, 1)
   const len = tpl.bytes.length
   let nextId = 1
@@ -152,7 +158,9 @@ function windowedQos1(client: WireClient, topic: string, payload: Buffer, window
     client.socket.write(out)
   }
   client.framer.onPacket = (first) => {
-    if (first >> 4 === PacketType.PUBACK) owed++
+    if (first >> 4 !== PacketType.PUBACK) return
+    owed++
+    if (c.acked !== undefined) c.acked++
   }
   client.afterChunk = send
   setImmediate(send)

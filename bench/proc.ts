@@ -79,3 +79,29 @@ export function findMosquitto(): string | null {
   }
   return null
 }
+
+/**
+ * On a shared machine, waits (at most `maxMs`) until the rest of the machine uses less than
+ * `quietPct` of a core, so a window does not start in the middle of someone else's burst; `say`
+ * tells what it waits for. The bench's own idle brokers and servers count as "the rest", and use
+ * next to nothing.
+ */
+export async function waitQuiet(say: (s: string) => void, quietPct: number, maxMs: number): Promise<void> {
+  const end = Date.now() + maxMs
+  let waited = false
+  for (;;) {
+    const a = machineBusyUs()
+    const t = performance.now()
+    await new Promise((r) => setTimeout(r, 500))
+    const b = machineBusyUs()
+    if (a === null || b === null) return
+    const busy = (100 * (b - a)) / ((performance.now() - t) * 1000)
+    if (busy < quietPct) return
+    if (Date.now() > end) {
+      say(`  (the machine stayed busy, ${busy.toFixed(0)}% of a core used by others; measuring anyway)\n`)
+      return
+    }
+    if (!waited) say(`  (waiting for the machine to quieten: ${busy.toFixed(0)}% of a core busy)\n`)
+    waited = true
+  }
+}
