@@ -6,8 +6,9 @@ import type { BrokerEvents, HostErrorSource } from './hooks/events.js'
 import { isPromise } from './hooks/promise.js'
 import type { Client, ConnectionInfo, Message, SessionSummary } from './hooks/types.js'
 import { log } from './logging.js'
-import type { BrokerOptions, Limits } from './options.js'
-import type { Properties, QoS } from './protocol/packets.js'
+import type { BrokerStats } from './metrics/stats.js'
+import type { Ban, BrokerOptions, Limits } from './options.js'
+import type { Properties, QoS, Subscription } from './protocol/packets.js'
 import { isValidTopicFilter, isValidTopicName } from './protocol/topics.js'
 import { parseSharedFilter } from './routing/shared-group.js'
 import { RoutedMessage } from './session/routed-message.js'
@@ -46,6 +47,32 @@ export interface PublishOptions {
 export interface PublishResult {
   /** How many subscribers (client sessions, in-process subscribers, shared groups) the message matched. */
   matched: number
+}
+
+/** Options of `broker.drain`. */
+export interface DrainOptions {
+  /** How long to wait in all for clients to leave and in-flight QoS 1/2 messages to be acknowledged. Default 30,000 ms. */
+  timeoutMs?: number
+  /** Disconnects are spread evenly over this time, so the clients do not all reconnect elsewhere at once. Default 0: all at once. */
+  spreadMs?: number
+  /**
+   * MQTT 5 clients are told to go to this server (DISCONNECT 0x9D Server moved, with this Server
+   * Reference; 0x9C Use another server when `temporary`). Absent: DISCONNECT 0x8B Server shutting down.
+   */
+  serverReference?: string
+  /** With `serverReference`: 0x9C (use another server, temporarily) rather than 0x9D (server moved). Default true. */
+  temporary?: boolean
+}
+
+/** What `broker.health()` reports, for liveness and readiness probes. */
+export interface BrokerHealth {
+  /** The process serves: the event loop is not stalled (its delay is under `maxEventLoopDelayMs`). */
+  readonly alive: boolean
+  /** Listening on at least one transport, stored state restored, not draining nor closed. */
+  readonly ready: boolean
+  readonly draining: boolean
+  /** The event loop's delay over the last few seconds (p99), in ms. */
+  readonly eventLoopDelayMs: number
 }
 
 /** Options of `broker.subscribe`. */
@@ -213,6 +240,61 @@ export class Broker {
       queuedBytes: session.queuedBytes,
       dropped: session.dropped,
     }
+  }
+
+  /**
+   * A snapshot of the broker's state and running totals: connections, sessions, subscriptions,
+   * retained messages, packets, bytes, messages by QoS, drops by reason, CONNACK codes, denials.
+   * $SYS, `/metrics` and the dashboard all read it. Cheap to take; call it when you need it.
+   */
+  stats(): BrokerStats {
+    return this.core.stats(this.health())
+  }
+
+  /** Every session, connected or not (persistent sessions outlive their connection), as snapshots. */
+  get sessions(): SessionSummary[] {
+    return [...this.core.sessions.keys()].map((id) => this.getSession(id) as SessionSummary)
+  }
+
+  /** The subscriptions of a session (connected or not), or undefined if it has none by that id. */
+  getSubscriptions(clientId: string): Subscription[] | undefined {
+    const session = this.core.sessions.get(clientId)
+    return session === undefined ? undefined : [...session.subscriptions.values()].map((sub) => ({ ...sub }))
+  }
+
+  /** Liveness and readiness, as `/healthz` and `/readyz` report them. */
+  health(): BrokerHealth {
+    return this.core.health(this.listenersOpen.size > 0 && this.restored && this.closing === undefined)
+  }
+
+  /**
+   * Bans a client identifier, a user name, or an address or CIDR block, until `ban.until` (or
+   * until `unban`). A banned address's sockets are closed at accept; a banned client identifier or
+   * user name gets CONNACK 0x8A Banned (3.1.1: 5, not authorized). Connected clients it matches
+   * are disconnected (MQTT 5: 0x8A... 0x98 administrative action).
+   */
+  ban(ban: Ban): void {
+    this.core.ban(ban)
+  }
+
+  /** Lifts the bans on this client identifier, user name or address; returns whether there was one. */
+  unban(ban: Pick<Ban, 'clientId' | 'username' | 'address'>): boolean {
+    return this.core.protection.unban(ban)
+  }
+
+  /** The bans in force now (expired ones are gone). */
+  bans(): Ban[] {
+    return this.core.protection.list()
+  }
+
+  /**
+   * Takes the broker out of service gracefully, for a rolling restart: stops accepting connections
+   * and reports not ready at once, disconnects the clients spread over `spreadMs` (MQTT 5:
+   * DISCONNECT 0x8B, or 0x9C/0x9D with a Server Reference), waits up to `timeoutMs` for in-flight
+   * QoS 1/2 messages to be acknowledged, then closes as `close()` does. Resolves once closed.
+   */
+  drain(options: DrainOptions = {}): Promise<void> {
+    return this.core.drain(options, () => this.close())
   }
 
   /** Starts a transport; connections it accepts are served by this broker. */

@@ -3,9 +3,15 @@ import type { Duplex } from 'node:stream'
 import { Connection, type ConnectionInfo } from './connection/connection.js'
 import type { BrokerContext } from './connection/context.js'
 import type { BrokerEvents } from './hooks/events.js'
-import type { Client, ClientSummary, DisconnectReason } from './hooks/types.js'
+import type { AcceptConnectionHook, AuthorizeDeliverHook, Client, ClientSummary, DisconnectReason } from './hooks/types.js'
 import { log } from './logging.js'
-import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type BrokerOptions, type Capabilities, type Limits } from './options.js'
+import type { BrokerHealth, DrainOptions } from './broker.js'
+import { collectStats } from './metrics/collect.js'
+import { Counters } from './metrics/counters.js'
+import { EventLoopMonitor, STALLED_MS } from './metrics/event-loop.js'
+import type { BrokerStats } from './metrics/stats.js'
+import { Protection } from './protection/protection.js'
+import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type Ban, type BrokerOptions, type Capabilities, type Limits } from './options.js'
 import { ClusterNode, type ClusterHost } from './cluster/node.js'
 import { ClusterSharedGroup } from './cluster/shared-group.js'
 import type { PersistenceAdapter, RestoredSession, StoredMessage } from './persistence/adapter.js'
@@ -119,6 +125,15 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   private dropping = false
   /** Set when the broker closes: no new timers (the store keeps the due times for the next broker). */
   private timersStopped = false
+  /** Running totals for stats(), $SYS and metrics. */
+  readonly counters = new Counters()
+  readonly startedAt = Date.now()
+  readonly protection: Protection
+  readonly authorizeDeliver: AuthorizeDeliverHook | undefined
+  readonly acceptConnection: AcceptConnectionHook | undefined
+  private readonly eventLoop = new EventLoopMonitor()
+  /** Set once drain() began: no new connections, not ready. */
+  draining = false
 
   constructor(
     options: BrokerOptions,
@@ -132,6 +147,9 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     this.enhancedAuthenticate = options.enhancedAuthenticate
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
+    this.authorizeDeliver = options.authorizeDeliver
+    this.acceptConnection = options.acceptConnection
+    this.protection = new Protection(options.protection ?? {}, this.counters)
     if (options.cluster !== undefined) {
       // One option sets the store and the bus together, so they cannot disagree.
       if (options.persistence !== undefined) {
@@ -525,6 +543,42 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   /** Sends the retained messages matching a new subscription, under flow control; returns how many went at once. */
   sendRetained(session: Session, subscription: Subscription): number {
     return session.sendRetained(this.retained.match(subscription.topicFilter), subscription)
+  }
+
+  /** A snapshot for `broker.stats()`. */
+  stats(health: BrokerHealth): BrokerStats {
+    return collectStats(
+      {
+        counters: this.counters,
+        startedAt: this.startedAt,
+        nodeId: this.cluster?.nodeId,
+        sessions: this.sessions,
+        connections: this.connections,
+        connectionCount: this.connections.size,
+        connectedCount: this.clients.size,
+        retainedCount: this.retained.size,
+      },
+      health,
+    )
+  }
+
+  /** Liveness and readiness; `serving`: listening, restored, not closed. */
+  health(serving: boolean): BrokerHealth {
+    const eventLoopDelayMs = this.eventLoop.delayMs()
+    return { alive: eventLoopDelayMs < STALLED_MS, ready: serving && !this.draining, draining: this.draining, eventLoopDelayMs }
+  }
+
+  /** Bans, and disconnects the connected clients the ban matches. */
+  ban(ban: Ban): void {
+    this.protection.ban(ban)
+    // TODO(drain/protection): disconnect matching clients
+  }
+
+  /** See `Broker.drain`. */
+  async drain(options: DrainOptions, close: () => Promise<void>): Promise<void> {
+    this.draining = true
+    void options
+    await close()
   }
 
   get openConnections(): number {

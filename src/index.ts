@@ -9,12 +9,16 @@
  * @packageDocumentation
  */
 export { Broker } from './broker.js'
-export type { MessageHandler, PublishOptions, PublishProperties, PublishResult, SubscribeOptions } from './broker.js'
+export type { BrokerHealth, DrainOptions, MessageHandler, PublishOptions, PublishProperties, PublishResult, SubscribeOptions } from './broker.js'
+export type { BrokerStats, DenialKind, DropReason, PacketTypeName, SocketRefusal } from './metrics/stats.js'
 export type { BrokerEvents, ConnectRefusal, HookName, HostErrorSource } from './hooks/events.js'
 export type {
+  AcceptConnectionHook,
+  AcceptRequest,
   AuthenticateHook,
   AuthenticateRequest,
   AuthenticateResult,
+  AuthorizeDeliverHook,
   AuthorizePublishHook,
   AuthorizeSubscribeHook,
   Client,
@@ -29,7 +33,7 @@ export type {
   SessionSummary,
 } from './hooks/types.js'
 export { DEFAULT_CAPABILITIES, DEFAULT_LIMITS } from './options.js'
-export type { BrokerOptions, Capabilities, Limits } from './options.js'
+export type { Ban, BrokerOptions, Capabilities, FlappingOptions, Limits, Logger, ProtectionOptions, SysOptions } from './options.js'
 export type { ClusterOptions } from './cluster/options.js'
 export type {
   Awaitable,

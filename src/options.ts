@@ -1,4 +1,11 @@
-import type { AuthenticateHook, AuthorizePublishHook, AuthorizeSubscribeHook, EnhancedAuthenticateHook } from './hooks/types.js'
+import type {
+  AcceptConnectionHook,
+  AuthenticateHook,
+  AuthorizeDeliverHook,
+  AuthorizePublishHook,
+  AuthorizeSubscribeHook,
+  EnhancedAuthenticateHook,
+} from './hooks/types.js'
 import type { ClusterOptions } from './cluster/options.js'
 import type { PersistenceAdapter } from './persistence/adapter.js'
 import type { QoS } from './protocol/packets.js'
@@ -112,6 +119,60 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxSessionExpiryInterval: 0xffffffff,
 })
 
+/** Options of the `$SYS/broker/...` tree. */
+export interface SysOptions {
+  /**
+   * Seconds between refreshes, as Mosquitto's `sys_interval`; each topic is published (retained)
+   * only when its value changed. Default 10; 0 publishes no $SYS topics.
+   */
+  interval?: number
+}
+
+/** A ban: connections matching it are refused until it expires. Give exactly one of `clientId`, `username`, `address`. */
+export interface Ban {
+  /** A client identifier: its CONNECT is refused (CONNACK 5 / MQTT 5: 0x8A Banned). */
+  clientId?: string
+  /** A user name: its CONNECT is refused as above. */
+  username?: string
+  /** An IPv4/IPv6 address or CIDR block (`10.0.0.0/8`): its sockets are closed at accept. */
+  address?: string
+  /** When the ban ends, ms since the epoch; absent: never (until `broker.unban`). */
+  until?: number
+  /** Why, for log lines and `broker.bans()`. */
+  reason?: string
+}
+
+/** Flapping detection: a client that connects and drops too often is banned for a while. */
+export interface FlappingOptions {
+  /** Connections of one client identifier that may end within `windowMs`. Default 15. */
+  maxDisconnects?: number
+  /** Default 60,000 ms. */
+  windowMs?: number
+  /** How long the client identifier is banned once over. Default 300,000 ms. */
+  banMs?: number
+}
+
+/** Limits against abusive clients, checked before TLS and CONNECT where they can be. */
+export interface ProtectionOptions {
+  /** Open connections one IP address may hold; more are closed at accept. Default 0: no limit. */
+  maxConnectionsPerIp?: number
+  /** New connections per second one IP address may open, with bursts of one second's worth; more are closed at accept. Default 0: no limit. */
+  connectRatePerIp?: number
+  /** Bans in force from the start (more with `broker.ban`). */
+  bans?: Ban[]
+  /** Flapping detection; absent or false: off. */
+  flapping?: FlappingOptions | boolean
+}
+
+/** A pino-shaped logger: what the broker calls. `child` gets `{ clientId }` for lines about one client. */
+export interface Logger {
+  info(fields: object, message: string): void
+  warn(fields: object, message: string): void
+  error(fields: object, message: string): void
+  debug(fields: object, message: string): void
+  child(bindings: Record<string, unknown>): Logger
+}
+
 /** Options of `new Broker(options)`. All are optional. */
 export interface BrokerOptions {
   /** Decides who may connect. Absent: everyone may. */
@@ -134,6 +195,19 @@ export interface BrokerOptions {
    * `ioredis` package. See docs/cluster.md.
    */
   cluster?: ClusterOptions
+  /**
+   * Decides per delivered message (and per retained message) whether a client may receive it.
+   * Absent: every matching subscriber gets it. See {@link AuthorizeDeliverHook}.
+   */
+  authorizeDeliver?: AuthorizeDeliverHook
+  /** Decides at accept, before TLS or CONNECT, whether a connection is served. See {@link AcceptConnectionHook}. */
+  acceptConnection?: AcceptConnectionHook
+  /** Mosquitto-compatible `$SYS/broker/...` topics. Default: refreshed every 10 s. */
+  sys?: SysOptions
+  /** Limits against abusive clients: per-IP connection caps and rates, bans, flapping detection. Default: none. */
+  protection?: ProtectionOptions
+  /** Where the broker's log lines go, as well as `debug`: any pino-shaped logger (pino, Fastify's `app.log`, ...). */
+  logger?: Logger
   /** Resource limits; unset ones take their defaults. */
   limits?: Partial<Limits>
   /** MQTT 5 capabilities; unset ones take their defaults. */

@@ -117,6 +117,33 @@ export type AuthorizeSubscribeHook = (
 ) => boolean | QoS | number | Promise<boolean | QoS | number>
 
 /**
+ * Decides whether one subscriber may receive one message, as Mosquitto checks READ access per
+ * delivered message and Aedes' `authorizeForward` does: `false` drops it for that client alone
+ * (counted as dropped, reason `not_authorized`). Called for every message routed to a client's
+ * session and for every retained message a new subscription would send, so it must be
+ * synchronous and cheap. `client` may be offline (a persistent session): its `connected` is
+ * false and, for a session restored from the store, its `username` is unknown (undefined) until
+ * the client connects again.
+ */
+export type AuthorizeDeliverHook = (client: Client, message: Message) => boolean
+
+/** A new network connection as the `acceptConnection` hook sees it, before TLS, WebSocket or CONNECT. */
+export interface AcceptRequest {
+  /** The peer's address (for a trusted proxy: the address the proxy reported). */
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  /** The transport's name: 'tcp', 'tls', 'ws', 'unix', ... */
+  readonly transport: string
+}
+
+/**
+ * Decides at accept, before a TLS handshake, a WebSocket upgrade or a CONNECT is read, whether a
+ * new connection is served: `false` closes it at once (counted as refused, reason `host`). Runs
+ * after the broker's own bans and per-IP limits. Synchronous: it runs for every socket.
+ */
+export type AcceptConnectionHook = (request: AcceptRequest) => boolean
+
+/**
  * Why a connection ended, as `clientDisconnect` (and `connectionError`) report it:
  * - `'disconnect'`: the client sent DISCONNECT;
  * - `'socket-closed'`: the network connection closed or failed without DISCONNECT;

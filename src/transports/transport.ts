@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { ConnectionInfo } from '../connection/connection.js'
+import type { AcceptRequest } from '../hooks/types.js'
 
 /** Hands a transport's new connection to the broker. */
 export type ConnectionHandler = (stream: Duplex, info: ConnectionInfo) => void
@@ -12,6 +13,14 @@ export interface ListenContext {
    * must not buffer a frame larger than this before the broker sees it.
    */
   readonly maxPacketSize: number
+  /**
+   * Asks the broker whether to serve a new connection, before any TLS handshake, WebSocket
+   * upgrade or PROXY header is read (for a trusted proxy, call it again once the header names the
+   * real peer): false means destroy the socket at once. The broker watches `socket`'s 'close' to
+   * count each address's open connections. Bans, per-IP limits and the `acceptConnection` hook
+   * run here. A transport that does not call it serves every connection.
+   */
+  admit?(request: AcceptRequest, socket: { once(event: 'close', listener: () => void): unknown }): boolean
 }
 
 /** Something that accepts connections: `broker.listen(transport)` starts it. */
