@@ -7,8 +7,11 @@ import { isPromise } from './hooks/promise.js'
 import type { Client, ConnectionInfo, Message, SessionSummary } from './hooks/types.js'
 import { log } from './logging.js'
 import type { BrokerStats } from './metrics/stats.js'
+import { SysTree } from './metrics/sys-tree.js'
+import { BrokerLog } from './broker-log.js'
 import type { Ban, BrokerOptions, Limits } from './options.js'
 import type { Properties, QoS, Subscription } from './protocol/packets.js'
+import { ReasonCode } from './protocol/reason-codes.js'
 import { isValidTopicFilter, isValidTopicName } from './protocol/topics.js'
 import { parseSharedFilter } from './routing/shared-group.js'
 import { RoutedMessage } from './session/routed-message.js'
@@ -143,6 +146,11 @@ export class Broker {
   private readonly ready: Promise<void>
   private restored = false
   private closing: Promise<void> | undefined
+  private draining: Promise<void> | undefined
+  /** The host's logger, when `options.logger` is given. */
+  private readonly hostLog: BrokerLog | undefined
+  /** The $SYS tree, unless `sys.interval` is 0. */
+  private readonly sys: SysTree | undefined
 
   constructor(options: BrokerOptions = {}) {
     this.core = new BrokerCore(
@@ -150,8 +158,15 @@ export class Broker {
       (event, ...args) => this.fire(event, args),
       (event) => this.events.listenerCount(event) > 0,
     )
+    this.hostLog = options.logger === undefined ? undefined : new BrokerLog(options.logger)
+    const sysInterval = options.sys?.interval ?? 10
+    if (!Number.isInteger(sysInterval) || sysInterval < 0 || sysInterval > 86_400) {
+      throw new RangeError(`sys.interval must be an integer number of seconds from 0 to 86400, got ${String(sysInterval)}`)
+    }
+    this.sys = sysInterval === 0 ? undefined : new SysTree(sysInterval, () => this.stats(), (topic, payload) => this.core.publishSys(topic, payload))
     this.ready = this.core.restore().then(() => {
       this.restored = true
+      if (this.closing === undefined) this.sys?.start()
     })
     // Surfaced when awaited (listen/publish/subscribe); this keeps it from being unhandled meanwhile.
     this.ready.catch((error: unknown) => log.error('restoring sessions failed: %O', error))
@@ -294,14 +309,48 @@ export class Broker {
    * QoS 1/2 messages to be acknowledged, then closes as `close()` does. Resolves once closed.
    */
   drain(options: DrainOptions = {}): Promise<void> {
-    return this.core.drain(options, () => this.close())
+    if (this.closing !== undefined) return this.closing
+    this.draining ??= this.runDrain(options)
+    return this.draining
+  }
+
+  private async runDrain(options: DrainOptions): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 30_000
+    const spreadMs = Math.min(options.spreadMs ?? 0, timeoutMs)
+    const deadline = Date.now() + timeoutMs
+    this.core.draining = true
+    log.broker('Draining: %d clients over %d ms, at most %d ms in all', this.core.clients.size, spreadMs, timeoutMs)
+    this.hostLog?.info('draining', { clients: this.core.clients.size, spreadMs, timeoutMs })
+    // Stop accepting now; a listener's close resolves once its connections are gone, awaited below.
+    const stopping = [...this.listenersOpen].map((l) => l.close())
+    this.listenersOpen.clear()
+    await this.ready.catch(() => {})
+    // MQTT 5 clients are told where to go, if the host says; others just see the connection close.
+    const reference = options.serverReference
+    const code = reference === undefined ? ReasonCode.ServerShuttingDown : options.temporary === false ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer
+    const started = Date.now()
+    const connections = [...this.core.connections]
+    await Promise.all(
+      connections.map(async (connection, i) => {
+        const at = started + (connections.length > 1 ? (spreadMs * i) / (connections.length - 1) : 0)
+        await sleepUntil(at)
+        // What the client has in flight either way is settled first, within the time left.
+        await this.core.settled(connection, deadline)
+        connection.end('server-closing', code, undefined, reference)
+      }),
+    )
+    await this.close()
+    await Promise.all(stopping)
   }
 
   /** Starts a transport; connections it accepts are served by this broker. */
   async listen(transport: Transport): Promise<Listener> {
-    if (this.closing) throw new Error('broker is closed')
+    if (this.closing || this.core.draining) throw new Error('broker is closed')
     await this.ready
-    const listener = await transport.listen((stream, info) => this.handle(stream, info), { maxPacketSize: this.core.limits.maxPacketSize })
+    const listener = await transport.listen((stream, info) => this.handle(stream, info), {
+      maxPacketSize: this.core.limits.maxPacketSize,
+      admit: (request, socket) => this.core.admit(request, socket),
+    })
     if (this.closing) {
       // close() ran while the transport was starting: it must not stay open behind our back.
       await listener.close()
@@ -313,7 +362,7 @@ export class Broker {
 
   /** Serves one client over any Duplex stream (a socket, a WebSocket stream, a test pipe). */
   handle(stream: Duplex, info: ConnectionInfo = {}): void {
-    if (this.closing) {
+    if (this.closing || this.core.draining) {
       stream.destroy()
       return
     }
@@ -400,6 +449,8 @@ export class Broker {
 
   private async shutdown(): Promise<void> {
     await this.ready.catch(() => {})
+    this.sys?.stop()
+    this.core.stopMonitors()
     const stopping = [...this.listenersOpen].map((l) => l.close())
     this.listenersOpen.clear()
     for (const connection of [...this.core.connections]) connection.end('server-closing')
@@ -419,9 +470,18 @@ export class Broker {
 
   /** Calls each listener in isolation: one that throws or rejects goes to `hostError`, and the rest still run. */
   private fire(event: keyof BrokerEvents, args: unknown[]): void {
+    if (this.hostLog !== undefined) {
+      try {
+        this.hostLog.event(event, args)
+      } catch (error) {
+        // A failing logger must not take the broker down; debug still has the line.
+        log.error('the logger failed on %s: %O', event, error)
+      }
+    }
     const listeners = this.events.rawListeners(event) as Array<(...a: unknown[]) => unknown>
     if (listeners.length === 0) {
-      if (event === 'hostError') printHostError(args[0], args[1] as HostErrorSource)
+      // With a logger, the host's own log has the error already.
+      if (event === 'hostError' && this.hostLog === undefined) printHostError(args[0], args[1] as HostErrorSource)
       return
     }
     for (const listener of listeners) {
@@ -440,6 +500,12 @@ export class Broker {
     if (event === 'hostError') printHostError(error, source)
     else this.fire('hostError', [asError(error), source])
   }
+}
+
+/** Resolves at `at` (ms since the epoch), at once if that has passed. */
+function sleepUntil(at: number): Promise<void> {
+  const ms = at - Date.now()
+  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms).unref())
 }
 
 function describeSource(source: HostErrorSource): string {

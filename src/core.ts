@@ -3,9 +3,9 @@ import type { Duplex } from 'node:stream'
 import { Connection, type ConnectionInfo } from './connection/connection.js'
 import type { BrokerContext } from './connection/context.js'
 import type { BrokerEvents } from './hooks/events.js'
-import type { AcceptConnectionHook, AuthorizeDeliverHook, Client, ClientSummary, DisconnectReason } from './hooks/types.js'
+import type { AcceptConnectionHook, AcceptRequest, AuthorizeDeliverHook, Client, ClientSummary, DisconnectReason } from './hooks/types.js'
 import { log } from './logging.js'
-import type { BrokerHealth, DrainOptions } from './broker.js'
+import type { BrokerHealth } from './broker.js'
 import { collectStats } from './metrics/collect.js'
 import { Counters } from './metrics/counters.js'
 import { EventLoopMonitor, STALLED_MS } from './metrics/event-loop.js'
@@ -25,7 +25,7 @@ import { Router, type Subscriber } from './routing/router.js'
 import { parseSharedFilter, SharedGroup, type SharedMember } from './routing/shared-group.js'
 import { LocalSubscriber } from './session/local-subscriber.js'
 import { RoutedMessage } from './session/routed-message.js'
-import { Session } from './session/session.js'
+import { Session, type SessionLimits } from './session/session.js'
 import { SessionStore } from './session/session-store.js'
 import { Wills } from './session/wills.js'
 
@@ -66,10 +66,10 @@ function validateLimits(limits: Limits): Readonly<Limits> {
 }
 
 /** Stands for a client whose connection ended in an earlier run, for hooks and events. */
-function offlineClient(id: string): Client {
+function offlineClient(id: string, username?: string): Client {
   const summary: ClientSummary = {
     id,
-    username: undefined,
+    username,
     remoteAddress: undefined,
     remotePort: undefined,
     transport: 'stream',
@@ -127,6 +127,8 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   private timersStopped = false
   /** Running totals for stats(), $SYS and metrics. */
   readonly counters = new Counters()
+  /** What sessions are built with: their limits, the counters, the `authorizeDeliver` check. */
+  private readonly sessionLimits: SessionLimits
   readonly startedAt = Date.now()
   readonly protection: Protection
   readonly authorizeDeliver: AuthorizeDeliverHook | undefined
@@ -142,6 +144,14 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     private readonly listens: (event: keyof BrokerEvents) => boolean,
   ) {
     this.limits = validateLimits({ ...DEFAULT_LIMITS, ...options.limits })
+    const authorizeDeliver = options.authorizeDeliver
+    this.sessionLimits = Object.freeze({
+      maxInflight: this.limits.maxInflight,
+      maxQueued: this.limits.maxQueued,
+      maxQueuedBytes: this.limits.maxQueuedBytes,
+      counters: this.counters,
+      ...(authorizeDeliver === undefined ? {} : { mayDeliver: (session: Session, message: RoutedMessage) => this.mayDeliver(authorizeDeliver, session, message) }),
+    })
     this.capabilities = Object.freeze({ ...DEFAULT_CAPABILITIES, ...options.capabilities })
     this.authenticate = options.authenticate
     this.enhancedAuthenticate = options.enhancedAuthenticate
@@ -182,7 +192,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   installSessions(stored: readonly RestoredSession[], lastMessageId = 0): void {
     const restored: Array<[Session, RestoredSession]> = []
     for (const record of stored) {
-      const session = Session.restore(record, this.limits, this.store)
+      const session = Session.restore(record, this.sessionLimits, this.store)
       this.sessions.set(session.clientId, session)
       for (const sub of session.subscriptions.values()) this.route(session, sub.topicFilter, sub)
       restored.push([session, record])
@@ -304,6 +314,9 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   clientAccepted(connection: Connection): void {
     this.latestConnect.delete(connection.id)
     this.clients.set(connection.id, connection)
+    if (this.clients.size > this.counters.maxConnected) this.counters.maxConnected = this.clients.size
+    const session = this.sessions.get(connection.id)
+    if (session !== undefined) session.username = connection.username
   }
 
   openSession(clientId: string, cleanStart: boolean, persistent: boolean, expiryInterval: number): { session: Session; present: boolean } {
@@ -327,7 +340,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
       }
       this.endSession(existing)
     }
-    const session = new Session(clientId, persistent, this.limits)
+    const session = new Session(clientId, persistent, this.sessionLimits)
     session.expiryInterval = expiryInterval
     if (persistent) {
       session.log = this.store
@@ -365,6 +378,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
       this.cancelExpiry(session)
       if (session.link === null && this.sessions.get(session.clientId) === session) {
         log.client('Session of %s expired', session.clientId)
+        this.counters.sessionsExpired++
         this.endSession(session)
       }
     }
@@ -460,6 +474,17 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     return this.router.route(message, session)
   }
 
+  /**
+   * One of the broker's own $SYS messages: retained in memory only, delivered to this process's
+   * subscribers only (in a cluster each node has its own tree), never stored or forwarded.
+   */
+  publishSys(topic: string, payload: string): void {
+    const qos = (this.capabilities.maximumQoS < 2 ? this.capabilities.maximumQoS : 2) as QoS
+    const message = new RoutedMessage(topic, Buffer.from(payload), qos, this.capabilities.retainAvailable)
+    if (message.retain) this.retained.keepInMemory(message)
+    this.router.route(message, null)
+  }
+
   /** A message from the host (`broker.publish`): routed; resolves once what it changed is stored. */
   publishFromHost(message: RoutedMessage): { matched: number; stored: Promise<void> | undefined } {
     const mark = this.journal.recorded
@@ -545,6 +570,28 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     return session.sendRetained(this.retained.match(subscription.topicFilter), subscription)
   }
 
+  /**
+   * Asks `authorizeDeliver` whether a session's client may receive a message. A hook that throws
+   * refuses (and is reported on `hostError`): a broken ACL must not leak messages.
+   */
+  private mayDeliver(hook: AuthorizeDeliverHook, session: Session, message: RoutedMessage): boolean {
+    const client: Client = (session.link as Connection | null) ?? offlineClient(session.clientId, session.username)
+    let allowed: boolean
+    try {
+      allowed = hook(client, message) === true
+    } catch (error) {
+      log.error('The authorizeDeliver hook failed for %s: %O', session.clientId, error)
+      this.emit('hostError', error instanceof Error ? error : new Error(String(error)), { kind: 'hook', hook: 'authorizeDeliver', clientId: session.clientId })
+      allowed = false
+    }
+    if (!allowed) {
+      this.counters.denied.deliver++
+      this.counters.drop('not_authorized')
+      if (log.auth.enabled) log.auth('authorizeDeliver refused %j to %s', message.topic, session.clientId)
+    }
+    return allowed
+  }
+
   /** A snapshot for `broker.stats()`. */
   stats(health: BrokerHealth): BrokerStats {
     return collectStats(
@@ -562,23 +609,67 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     )
   }
 
+  /** Stops the event-loop monitor (shutdown). */
+  stopMonitors(): void {
+    this.eventLoop.stop()
+  }
+
   /** Liveness and readiness; `serving`: listening, restored, not closed. */
   health(serving: boolean): BrokerHealth {
     const eventLoopDelayMs = this.eventLoop.delayMs()
     return { alive: eventLoopDelayMs < STALLED_MS, ready: serving && !this.draining, draining: this.draining, eventLoopDelayMs }
   }
 
-  /** Bans, and disconnects the connected clients the ban matches. */
+  /** Bans, and disconnects the connected clients the ban matches (MQTT 5: DISCONNECT 0x98 administrative action). */
   ban(ban: Ban): void {
     this.protection.ban(ban)
-    // TODO(drain/protection): disconnect matching clients
+    for (const connection of [...this.clients.values()]) {
+      const byId = ban.clientId !== undefined && ban.clientId === connection.id
+      const byName = ban.username !== undefined && ban.username === connection.username
+      // TODO: once Protection has addressBanned (in the works), use it here
+      const byAddress = ban.address !== undefined && connection.remoteAddress !== undefined && ban.address === connection.remoteAddress
+      if (byId || byName || byAddress) {
+        log.client('Disconnecting %s (%s): banned', connection.id, connection.peer)
+        connection.end('closed-by-host', ReasonCode.AdministrativeAction, 'banned')
+      }
+    }
   }
 
-  /** See `Broker.drain`. */
-  async drain(options: DrainOptions, close: () => Promise<void>): Promise<void> {
-    this.draining = true
-    void options
-    await close()
+  /**
+   * Resolves once a connection has no QoS 1/2 exchange open with the broker (messages sent and not
+   * acknowledged, QoS 2 messages received and not released), or at `deadline` (ms since the
+   * epoch), or when it closes. Checked every few ms: only drain() waits on it.
+   */
+  async settled(connection: Connection, deadline: number): Promise<void> {
+    const open = (): boolean => {
+      const session = connection.session
+      return connection.connected && session !== null && (session.inflightCount > 0 || session.incomingQos2.size > 0)
+    }
+    while (open() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, Math.min(20, Math.max(1, deadline - Date.now()))).unref())
+  }
+
+  /** At accept: bans and per-IP limits, then the host's `acceptConnection`; false closes the socket. */
+  admit(request: AcceptRequest, socket: { once(event: 'close', listener: () => void): unknown }): boolean {
+    const refusal = this.protection.admit(request, socket)
+    if (refusal !== null) {
+      log.client('Refusing a %s connection from %s at accept: %s', request.transport, request.remoteAddress ?? 'unknown', refusal.replace(/_/g, ' '))
+      return false
+    }
+    const hook = this.acceptConnection
+    if (hook === undefined) return true
+    let allowed: boolean
+    try {
+      allowed = hook(request) === true
+    } catch (error) {
+      log.error('The acceptConnection hook failed: %O', error)
+      this.emit('hostError', error instanceof Error ? error : new Error(String(error)), { kind: 'hook', hook: 'acceptConnection', clientId: '' })
+      allowed = false
+    }
+    if (!allowed) {
+      this.counters.socketsRefused.host++
+      log.client('Refusing a %s connection from %s at accept: acceptConnection said no', request.transport, request.remoteAddress ?? 'unknown')
+    }
+    return allowed
   }
 
   get openConnections(): number {
@@ -596,6 +687,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     }
     const connection = new Connection(this, stream, info)
     this.connections.add(connection)
+    this.counters.socketsAccepted++
     return connection
   }
 
@@ -603,6 +695,9 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     this.connections.delete(connection)
     if (this.latestConnect.get(connection.id) === connection) this.latestConnect.delete(connection.id)
     if (session === null) return
+    this.counters.disconnect(reason)
+    const flapped = this.protection.clientEnded(connection.id, reason)
+    if (flapped !== undefined) log.client('Banning client %s for %d s: it connected and dropped too often', connection.id, Math.round(((flapped.until ?? Date.now()) - Date.now()) / 1000))
     if (this.clients.get(connection.id) === connection) this.clients.delete(connection.id)
     const client: Client = connection
     const sessionEnds = !session.persistent || session.expiryInterval === 0

@@ -6,7 +6,7 @@ import type { Client, ClientSummary, ConnectionInfo, DisconnectReason, PeerCerti
 import { log } from '../logging.js'
 import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
-import type { ConnectPacket, Packet, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
+import type { ConnectPacket, Packet, Properties, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
 import { ConnackReturnCode, ReasonCode } from '../protocol/reason-codes.js'
 import type { RoutedMessage, TopicAliasUse } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
@@ -43,6 +43,12 @@ const CONNACK_ERROR_CODES: ReadonlySet<number> = new Set([
   0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9f,
 ])
 
+/** MQTT packet type numbers, for the counters. */
+const PACKET_TYPE_NUMBERS: Record<Packet['type'], number> = {
+  connect: 1, connack: 2, publish: 3, puback: 4, pubrec: 5, pubrel: 6, pubcomp: 7,
+  subscribe: 8, suback: 9, unsubscribe: 10, unsuback: 11, pingreq: 12, pingresp: 13, disconnect: 14, auth: 15,
+}
+
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
 function uncork(connection: Connection): void {
@@ -62,6 +68,8 @@ export class Connection implements Client, SessionLink {
   cleanSession = true
   keepAlive = 0
   state: State = 'awaiting-connect'
+  /** Another broker's bridge (CONNECT level 0x83/0x84): its subscriptions are No Local and Retain As Published. */
+  bridge = false
   session: Session | null = null
   /** The will to publish if the connection ends without DISCONNECT. */
   will: WillMessage | undefined
@@ -117,7 +125,7 @@ export class Connection implements Client, SessionLink {
       (error) => this.fail(error),
       () => this.keepAliveTimer.touch(),
     )
-    this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize)
+    this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize, broker.counters)
     this.keepAliveTimer = new KeepAlive(
       () => this.end('keep-alive-timeout', ReasonCode.KeepAliveTimeout),
       () => this.flow.reading,
@@ -339,7 +347,9 @@ export class Connection implements Client, SessionLink {
   }
 
   send(packet: Packet): void {
-    this.write(encodePacket(packet, this.protocolVersion))
+    const bytes = encodePacket(packet, this.protocolVersion)
+    this.broker.counters.sent(PACKET_TYPE_NUMBERS[packet.type], bytes.length)
+    this.write(bytes)
   }
 
   sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean, subscriptionIds: number[] | undefined): boolean {
@@ -351,6 +361,9 @@ export class Connection implements Client, SessionLink {
       log.packet('Not sending PUBLISH on %j to %s: %d bytes over its Maximum Packet Size %d', message.topic, this.id, template.length, this.clientMaximumPacketSize)
       return false
     }
+    const counters = this.broker.counters
+    counters.sent(3, template.length)
+    counters.messagesSent[qos] = (counters.messagesSent[qos] as number) + 1
     if (log.packet.enabled) {
       log.packet('Sending PUBLISH to %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', this.id, dup ? 1 : 0, qos, retain ? 1 : 0, packetId, message.topic, message.payload.length)
     }
@@ -413,12 +426,15 @@ export class Connection implements Client, SessionLink {
    * client that completed CONNECT is sent DISCONNECT with `reasonCode` first, where the spec
    * lets the server say why (not after the client's own DISCONNECT, nor on a dead socket).
    */
-  end(reason: DisconnectReason, reasonCode?: number, reasonString?: string): void {
+  end(reason: DisconnectReason, reasonCode?: number, reasonString?: string, serverReference?: string): void {
     if (this.state === 'closed') return
     const wasConnected = this.state === 'connected'
     const code = reasonCode ?? DISCONNECT_CODES[reason]
     if (wasConnected && this.protocolVersion === 5 && code !== undefined) {
-      const properties = reasonString !== undefined && this.requestProblemInformation ? { reasonString } : undefined
+      const properties: Properties | undefined =
+        reasonString !== undefined && this.requestProblemInformation ? { reasonString } : serverReference !== undefined ? {} : undefined
+      // Section 3.14.2.2.5: a Server Reference tells the client where to go (0x9C, 0x9D).
+      if (properties !== undefined && serverReference !== undefined) properties.serverReference = serverReference
       this.send(properties ? { type: 'disconnect', reasonCode: code, properties } : { type: 'disconnect', reasonCode: code })
     }
     this.state = 'closed'

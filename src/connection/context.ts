@@ -9,6 +9,8 @@ import type {
 } from '../hooks/types.js'
 import type { BrokerEvents } from '../hooks/events.js'
 import type { Capabilities, Limits } from '../options.js'
+import type { Counters } from '../metrics/counters.js'
+import type { Protection } from '../protection/protection.js'
 import type { Journal } from '../persistence/journal.js'
 import type { Subscription, WillMessage } from '../protocol/packets.js'
 import type { RoutedMessage } from '../session/routed-message.js'
@@ -19,6 +21,10 @@ import type { Connection } from './connection.js'
 /** What a connection needs from the broker it belongs to. */
 export interface BrokerContext {
   readonly limits: Readonly<Limits>
+  /** Running totals (stats, $SYS, metrics): plain increments. */
+  readonly counters: Counters
+  /** Bans, per-IP limits, flapping detection. */
+  readonly protection: Protection
   readonly capabilities: Readonly<Capabilities>
   readonly authenticate: AuthenticateHook | undefined
   readonly enhancedAuthenticate: EnhancedAuthenticateHook | undefined

@@ -17,7 +17,7 @@ export interface ConnectRefusal {
 }
 
 /** The host's hooks, each named as in `BrokerOptions`. */
-export type HookName = 'authenticate' | 'enhancedAuthenticate' | 'authorizePublish' | 'authorizeSubscribe'
+export type HookName = 'authenticate' | 'enhancedAuthenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeDeliver' | 'acceptConnection'
 
 /** Where an exception from the host's own code came from, as the `hostError` event reports it. */
 export type HostErrorSource =

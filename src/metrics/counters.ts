@@ -67,6 +67,12 @@ export class Counters {
   /** The most clients connected at once. */
   maxConnected = 0
 
+  /** A packet of `type` (its MQTT type number) and `bytes` long went to a client; a PUBLISH also counts a message at its QoS. */
+  sent(type: number, bytes: number): void {
+    this.packetsSent[type] = (this.packetsSent[type] as number) + 1
+    this.bytesSent[type] = (this.bytesSent[type] as number) + bytes
+  }
+
   drop(reason: DropReason): void {
     this.dropped[reason]++
   }

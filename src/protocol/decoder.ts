@@ -177,11 +177,18 @@ export class PacketDecoder {
   private halted = false
   private readonly cursor = new Cursor()
 
+  /** Packets and bytes decoded, by packet type number (shared with the broker's counters when given). */
+  private readonly packetCounts: Float64Array
+  private readonly byteCounts: Float64Array
+
   constructor(
     private readonly onPacket: (packet: Packet) => unknown,
     maxPacketSize = 268435455 + 5,
+    counts?: { readonly packetsReceived: Float64Array; readonly bytesReceived: Float64Array },
   ) {
     this.maxPacketSize = maxPacketSize
+    this.packetCounts = counts?.packetsReceived ?? new Float64Array(16)
+    this.byteCounts = counts?.bytesReceived ?? new Float64Array(16)
   }
 
   push(chunk: Buffer): void {
@@ -299,6 +306,9 @@ export class PacketDecoder {
       throw new DecodeError(`packet of ${total} bytes exceeds the maximum of ${this.maxPacketSize}`, ReasonCode.PacketTooLarge)
     }
     if (pos + value > buf.length) return 0
+    const type = (buf[offset] as number) >> 4
+    this.packetCounts[type] = (this.packetCounts[type] as number) + 1
+    this.byteCounts[type] = (this.byteCounts[type] as number) + total
     this.cursor.reset(buf, pos, pos + value)
     if (this.onPacket(this.decodeBody(buf[offset] as number)) === false) this.halted = true
     return total
@@ -432,11 +442,16 @@ export class PacketDecoder {
   private decodeConnect(): ConnectPacket {
     const c = this.cursor
     const protocolName = c.string()
-    const protocolVersion = c.byte()
+    const level = c.byte()
+    // A Mosquitto bridge sets the level's top bit (0x83, 0x84: its `try_private`) to say it is a
+    // bridge, and expects its own messages not to come back to it.
+    const bridge = (level === 0x83 && protocolName === 'MQIsdp') || (level === 0x84 && protocolName === 'MQTT')
+    const protocolVersion = bridge ? level & 0x7f : level
     // [MQTT-3.1.2-1] an unknown protocol name may be disconnected without CONNACK
     if (protocolName !== 'MQTT' && protocolName !== 'MQIsdp') throw new DecodeError(`unknown protocol name ${JSON.stringify(protocolName)}`, ReasonCode.UnsupportedProtocolVersion)
     const knownLevel = isSupportedProtocol(protocolName, protocolVersion)
     const connect: ConnectPacket = { type: 'connect', protocolName, protocolVersion, cleanSession: true, keepAlive: 0, clientId: '' }
+    if (bridge) connect.bridge = true
     // [MQTT-3.1.2-2] an unsupported level is answered with CONNACK 1; the rest of the packet is not ours to read
     if (!knownLevel) return connect
     this.protocolVersion = protocolVersion as ProtocolVersion

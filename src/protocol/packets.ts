@@ -54,6 +54,8 @@ export interface ConnectPacket {
   type: 'connect'
   protocolName: string
   protocolVersion: number
+  /** The level had its bridge bit set (0x83, 0x84): the client is another broker's bridge. */
+  bridge?: boolean
   cleanSession: boolean
   keepAlive: number
   clientId: string

@@ -36,6 +36,15 @@ export class RetainedMessages {
     this.journal.record({ op: 'retain', message: stored })
   }
 
+  /**
+   * Keeps a retained message in memory only: the broker's own $SYS topics, which describe this
+   * process and mean nothing to the next one (nor, in a cluster, to the other nodes).
+   */
+  keepInMemory(message: RoutedMessage): void {
+    message.ownPayload()
+    this.index.set(message.topic, message.toStored())
+  }
+
   /** Another cluster node changed a topic's retained message (already stored): the index follows. */
   changedElsewhere(topic: string, message: StoredMessage | null): void {
     if (message === null) this.index.delete(topic)

@@ -1,3 +1,4 @@
+import type { Counters, DropReason } from '../metrics/counters.js'
 import type { QoS, Subscription, WillMessage } from '../protocol/packets.js'
 import type { RestoredDelivery, RestoredSession, StoredMessage } from '../persistence/adapter.js'
 import { RoutedMessage } from './routed-message.js'
@@ -99,6 +100,10 @@ export interface SessionLimits {
   maxQueued: number
   /** Bytes of queued messages (payload and topic); 0: no limit. */
   maxQueuedBytes: number
+  /** Where drops are counted by reason (the broker's counters); absent: only `session.dropped`. */
+  readonly counters?: Counters
+  /** The host's `authorizeDeliver`, asked before a message goes to this session; absent: all may. */
+  readonly mayDeliver?: (session: Session, message: RoutedMessage) => boolean
 }
 
 /** What a queued message counts against `maxQueuedBytes`. */
@@ -116,6 +121,8 @@ export class Session {
   readonly subscriptions = new Map<string, Subscription>()
   /** Incoming QoS 2 packet identifiers delivered and awaiting PUBREL (exactly-once, [MQTT-4.3.3-2]). */
   readonly incomingQos2 = new Set<number>()
+  /** The user name of the client's last connection (in memory only: undefined for a session restored from the store until it connects). */
+  username: string | undefined
   /** The will of the attached connection, kept for persistence. */
   will: WillMessage | undefined
   /** Messages dropped because the queue was full or the client too slow (QoS 0), or too large for the client. */
@@ -208,14 +215,18 @@ export class Session {
     group: SharedOrigin | undefined = undefined,
   ): void {
     const link = this.link
+    const mayDeliver = this.limits.mayDeliver
+    if (mayDeliver !== undefined && !mayDeliver(this, message)) return
     if (qos === 0) {
-      if (link === null || link.isCongested() || !link.sendPublish(message, 0, retain, 0, false, ids)) this.dropped++
+      if (link === null) this.drop('offline')
+      else if (link.isCongested()) this.drop('write_buffer')
+      else if (!link.sendPublish(message, 0, retain, 0, false, ids)) this.drop('too_large')
       return
     }
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
     const direct = link !== null && this.queueHead === this.queue.length && this.windowOpen
     if (!direct && this.queueFull(message)) {
-      this.dropped++
+      this.drop('queue_full')
       return
     }
     message.ownPayload()
@@ -308,8 +319,14 @@ export class Session {
     // Over the client's new Maximum Packet Size [MQTT-3.1.2-25]: it cannot be delivered, and must
     // not hold a packet identifier and a place in the window for ever.
     this.inflight.delete(packetId)
-    this.dropped++
+    this.drop('too_large')
     this.log?.removed(this, entry.seq)
+  }
+
+  /** A message that will not reach the client: counted here and, by reason, in the broker's counters. */
+  private drop(reason: DropReason): void {
+    this.dropped++
+    this.limits.counters?.drop(reason)
   }
 
   /** The link's write buffer drained: retained messages waiting for room can go on. */
@@ -392,6 +409,7 @@ export class Session {
     const waiting = this.queuedCount
     this.queue = this.queue.slice(this.queueHead).filter((q) => {
       if (isBatch(q) || !q.message.isExpired(now)) return true
+      this.limits.counters?.drop('expired')
       this.forget(q)
       return false
     })
@@ -434,6 +452,7 @@ export class Session {
       this.queuedBytes -= queuedSize(next.message)
       // [MQTT-3.3.2-5] an expired message still waiting is not sent
       if (next.message.isExpired(now)) {
+        this.limits.counters?.drop('expired')
         this.log?.removed(this, next.seq)
         continue
       }
@@ -468,6 +487,9 @@ export class Session {
       const message = RoutedMessage.from(stored)
       // [MQTT-3.3.2-5] an expired retained message is not sent
       if (message.isExpired(now)) continue
+      // Read access is checked per retained message too, as Mosquitto's acl_file does.
+      const mayDeliver = this.limits.mayDeliver
+      if (mayDeliver !== undefined && !mayDeliver(this, message)) continue
       // [MQTT-3.3.1-8] a retained message sent for a new subscription carries RETAIN 1
       if (qos === 0) {
         link.sendPublish(message, 0, true, 0, false, batch.ids)
@@ -523,7 +545,7 @@ export class Session {
   private write(link: SessionLink, packetId: number, entry: Inflight): void {
     if (link.sendPublish(entry.message, entry.qos, entry.retain, packetId, false, entry.ids)) return
     this.inflight.delete(packetId)
-    this.dropped++
+    this.drop('too_large')
     this.log?.removed(this, entry.seq)
   }
 

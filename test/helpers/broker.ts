@@ -47,9 +47,10 @@ export interface TestBroker {
 /** The name the MQTT 5 tests use for the same thing. */
 export type V5Broker = TestBroker
 
-/** Starts a broker on an ephemeral loopback port; its clients speak `protocolVersion` (default 4) unless told otherwise. */
+/** Starts a broker on an ephemeral loopback port ($SYS off unless `options.sys` says); its clients speak `protocolVersion` (default 4) unless told otherwise. */
 export async function startBroker(options: BrokerOptions = {}, protocolVersion: 3 | 4 | 5 = 4): Promise<TestBroker> {
-  const broker = new Broker(options)
+  // The $SYS tree is off unless a test asks for it: tests watching `$SYS/#` see only their own messages.
+  const broker = new Broker({ sys: { interval: 0 }, ...options })
   const listener = await broker.listen(tcp({ port: 0, host: '127.0.0.1' }))
   const address = listener.address()
   if (address === null || typeof address === 'string') throw new Error('no TCP address')

@@ -320,7 +320,7 @@ test('an unknown protocol name is refused with 0x84 [MQTT-3.1.2-1]', () => {
 })
 
 test('an unsupported protocol level gives a CONNECT with that level, for CONNACK 0x01 [MQTT-3.1.2-2]', () => {
-  for (const [name, level] of [['MQTT', 6], ['MQTT', 3], ['MQIsdp', 4], ['MQTT', 0x84]] as const) {
+  for (const [name, level] of [['MQTT', 6], ['MQTT', 3], ['MQIsdp', 4], ['MQTT', 0x85], ['MQTT', 0x83], ['MQIsdp', 0x84]] as const) {
     const out: Packet[] = []
     const decoder = new PacketDecoder((p) => out.push(p))
     // The rest of the packet is in an unknown format, so it is not read (nor validated).
@@ -721,5 +721,17 @@ test('topic matching: the examples of section 4.7 and the $-topic rule [MQTT-4.7
   ]
   for (const [filter, topic, expected] of cases) {
     assert.equal(topicMatches(filter, topic), expected, `${JSON.stringify(filter)} vs ${JSON.stringify(topic)}`)
+  }
+})
+
+test("a bridge's level (0x84 for MQTT, 0x83 for MQIsdp: Mosquitto's try_private) decodes as 3.1.1 or 3.1 with the bridge mark", () => {
+  for (const [name, level, version] of [['MQTT', 0x84, 4], ['MQIsdp', 0x83, 3]] as const) {
+    const out: Packet[] = []
+    const decoder = new PacketDecoder((p) => out.push(p))
+    decoder.push(connect({ name: str(name), level, clientId: str('bridge') }))
+    const p = out[0] as ConnectPacket
+    assert.equal(p.protocolVersion, version)
+    assert.equal(p.bridge, true)
+    assert.equal(p.clientId, 'bridge')
   }
 })

@@ -20,6 +20,7 @@ const V5_REFUSAL: Record<number, number> = {
 export function refuse(connection: Connection, returnCode: number, why: string, reasonString?: string): void {
   const code = connection.protocolVersion === 5 && returnCode < 0x80 ? (V5_REFUSAL[returnCode] ?? ReasonCode.UnspecifiedError) : returnCode
   log.client('Refusing %s (%s): %s; sending CONNACK %d', connection.id || 'client', connection.peer, why, code)
+  connection.broker.counters.connack(code)
   const properties: Properties | undefined = connection.protocolVersion === 5 && reasonString !== undefined ? { reasonString } : undefined
   connection.send(properties ? { type: 'connack', sessionPresent: false, returnCode: code, properties } : { type: 'connack', sessionPresent: false, returnCode: code })
   connection.end('connect-refused')
@@ -126,6 +127,7 @@ function welcome(connection: Connection, packet: ConnectPacket, session: Session
     packet.will ? `, will on '${packet.will.topic}'` : '',
   )
   log.client('Sending CONNACK to %s (%d, 0)', connection.id, present ? 1 : 0)
+  broker.counters.connack(0)
   // [MQTT-3.2.2-1..3] session present reflects whether a stored session was resumed
   // MQTT 3.1 has no session present flag: its CONNACK flags byte is reserved.
   const sessionPresent = present && connection.protocolVersion !== 3

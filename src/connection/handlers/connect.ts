@@ -23,6 +23,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     return refuse(connection, ConnackReturnCode.UnacceptableProtocolVersion, `unsupported protocol ${packet.protocolName} level ${version}`)
   }
   connection.protocolVersion = version as ProtocolVersion
+  connection.bridge = packet.bridge === true
   const v5 = version === 5
   connection.cleanSession = packet.cleanSession
   connection.username = packet.username
@@ -38,6 +39,12 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     // [MQTT-3.1.3-6] the server assigns a unique identifier
     clientId = broker.assignClientId()
     connection.id = clientId
+  }
+  const ban = broker.protection.connectBan(clientId, packet.username)
+  if (ban !== undefined) {
+    broker.counters.denied.connect++
+    const why = `banned ${ban.clientId !== undefined ? 'client identifier' : 'user name'}${ban.reason === undefined ? '' : ` (${ban.reason})`}`
+    return refuse(connection, v5 ? ReasonCode.Banned : ConnackReturnCode.NotAuthorized, why)
   }
   if (version === 3 && clientId.length > MQTT31_MAX_CLIENT_ID) {
     return refuse(connection, ConnackReturnCode.IdentifierRejected, 'MQTT 3.1 client identifier over 23 characters')
@@ -129,5 +136,6 @@ function decide(connection: Connection, packet: ConnectPacket, result: Authentic
   const returnCode = refusalCode(result, connection.protocolVersion === 5)
   const reasonString = typeof result === 'object' && result !== null ? result.reasonString : undefined
   log.auth('authenticate refused %s (user %j): return code %d', connection.id, packet.username, returnCode)
+  connection.broker.counters.denied.connect++
   refuse(connection, returnCode, 'refused by authenticate', reasonString)
 }

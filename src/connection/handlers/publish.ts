@@ -15,10 +15,13 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const session = connection.session
   if (session === null) return
+  const counters = connection.broker.counters
+  counters.messagesReceived[packet.qos] = (counters.messagesReceived[packet.qos] as number) + 1
   const journal = connection.broker.journal
   // Too much waits for the store: this publisher is not read until it catches up.
   if (journal.overloaded) return journal.relief().then(() => handlePublish(connection, packet))
   if (connection.broker.limits.maxPublishRate > 0 && !connection.publishRate.take(connection.broker.limits.maxPublishRate)) {
+    counters.drop('rate_limited')
     return connection.protocolError(`over ${connection.broker.limits.maxPublishRate} PUBLISH per second`, ReasonCode.MessageRateTooHigh)
   }
   if (connection.protocolVersion === 5) {
@@ -142,6 +145,8 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
     connection.flow.addWork(reached)
     if (reached === 0) reasonCode = ReasonCode.NoMatchingSubscribers
   } else {
+    connection.broker.counters.drop('not_authorized')
+    connection.broker.counters.denied.publish++
     log.auth('authorizePublish refused PUBLISH from %s to %j (q%d): dropped', connection.id, packet.topic, packet.qos)
     // 3.1.1 has no way to say no, so a refused QoS 1/2 message is still acknowledged
     // [MQTT-3.3.5-2]; MQTT 5 says why: the hook's reason code if PUBACK/PUBREC may carry it

@@ -94,6 +94,7 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
   const reasonCodes = packet.subscriptions.map((s, i) => {
     const code = grantedQos(connection, s.qos, decisions[i] as Decision)
     if (code >= 0x80) {
+      if (!isRefusal(decisions[i])) broker.counters.denied.subscribe++
       log.auth('Subscription of %s to %j refused (0x%s)', connection.id, s.topicFilter, code.toString(16))
       return code
     }
@@ -104,6 +105,12 @@ function finish(connection: Connection, packet: SubscribePacket, decisions: Deci
       return v5 ? ReasonCode.QuotaExceeded : SUBACK_FAILURE
     }
     const subscription: Subscription = { ...s, qos: code as QoS }
+    // A bridge must not get its own messages back, and needs the retain flag as published to
+    // pass it on, as Mosquitto treats bridges (the MQTT 5 options, for a 3.1/3.1.1 bridge).
+    if (connection.bridge) {
+      subscription.noLocal = true
+      subscription.retainAsPublished = true
+    }
     if (id !== undefined) subscription.subscriptionIdentifier = id
     // [MQTT-3.8.4-3] a subscription to an existing filter replaces it
     broker.subscribe(session, subscription)
