@@ -286,7 +286,9 @@ export class Broker {
    * Bans a client identifier, a user name, or an address or CIDR block, until `ban.until` (or
    * until `unban`). A banned address's sockets are closed at accept; a banned client identifier or
    * user name gets CONNACK 0x8A Banned (3.1.1: 5, not authorized). Connected clients it matches
-   * are disconnected (MQTT 5: 0x8A... 0x98 administrative action).
+   * are disconnected (MQTT 5: DISCONNECT 0x98 administrative action). A ban with the same client
+   * identifier, user name and address replaces the earlier one. Throws a TypeError for a ban
+   * naming none of them, or an address that is neither an IP address nor a CIDR block.
    */
   ban(ban: Ban): void {
     this.core.ban(ban)

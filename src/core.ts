@@ -626,8 +626,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     for (const connection of [...this.clients.values()]) {
       const byId = ban.clientId !== undefined && ban.clientId === connection.id
       const byName = ban.username !== undefined && ban.username === connection.username
-      // TODO: once Protection has addressBanned (in the works), use it here
-      const byAddress = ban.address !== undefined && connection.remoteAddress !== undefined && ban.address === connection.remoteAddress
+      const byAddress = ban.address !== undefined && connection.remoteAddress !== undefined && this.protection.addressBanned(connection.remoteAddress)
       if (byId || byName || byAddress) {
         log.client('Disconnecting %s (%s): banned', connection.id, connection.peer)
         connection.end('closed-by-host', ReasonCode.AdministrativeAction, 'banned')

@@ -1,4 +1,8 @@
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { AcceptRequest } from '../hooks/types.js'
+import { log } from '../logging.js'
+import type { ListenContext } from './transport.js'
 
 /** Where a connection really comes from, per a PROXY protocol header. */
 export interface ProxiedAddress {
@@ -107,4 +111,63 @@ export function readProxyHeader(socket: Socket, trusted: ReadonlySet<string>): P
 /** The trusted proxy set, with IPv4-mapped IPv6 addresses folded to IPv4. */
 export function trustedSet(addresses: string[] | undefined): ReadonlySet<string> {
   return new Set((addresses ?? []).map(plainAddress))
+}
+
+/**
+ * Asks the broker (`context.admit`) whether to serve a new socket, and says so; the caller drops
+ * the socket when the answer is no. Never throws: an `admit` that throws refuses, since a check
+ * that failed has not let the socket through. A socket already destroyed is refused without
+ * asking: its 'close' may have passed, and an open connection counted for it would never be
+ * taken back.
+ */
+export function admitSocket(context: ListenContext, request: AcceptRequest, socket: Duplex): boolean {
+  if (socket.destroyed) return false
+  if (context.admit === undefined) return true
+  try {
+    // The broker logs its own refusals.
+    return context.admit(request, socket) === true
+  } catch (error) {
+    log.client('%s: refusing a connection from %s: admit threw %s', request.transport, request.remoteAddress, (error as Error)?.message)
+    return false
+  }
+}
+
+/**
+ * Serves a new TCP socket of the tcp or tls transport once it is admitted and, with
+ * `proxyProtocol`, once its PROXY header (if any) is read: calls `serve` with where the
+ * connection comes from, or destroys the socket. A peer that is not a trusted proxy is admitted
+ * at once by its own address, before a byte is read. A trusted proxy's connection is admitted
+ * only once its header names the real client (or, with none, by the proxy's own address): the
+ * proxy carries many clients, and counting it as one would put all of them under one client's
+ * per-IP limits. Never throws.
+ */
+export function acceptSocket(
+  socket: Socket,
+  transport: string,
+  context: ListenContext,
+  proxyProtocol: boolean | undefined,
+  trusted: ReadonlySet<string>,
+  serve: (origin: ProxiedAddress | { remoteAddress: string | undefined; remotePort: number | undefined }) => void,
+): void {
+  const own = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
+  const viaProxy = proxyProtocol === true && trusted.has(plainAddress(own.remoteAddress))
+  if (!viaProxy && !admitSocket(context, { ...own, transport }, socket)) {
+    socket.destroy()
+    return
+  }
+  if (!proxyProtocol) return serve(own)
+  readProxyHeader(socket, trusted).then(
+    (real) => {
+      const origin = real ?? own
+      if (viaProxy && !admitSocket(context, { ...origin, transport }, socket)) {
+        socket.destroy()
+        return
+      }
+      serve(origin)
+    },
+    (error: Error) => {
+      log.client('%s: refusing a connection from %s: %s', transport, own.remoteAddress, error.message)
+      socket.destroy()
+    },
+  )
 }

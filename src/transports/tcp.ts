@@ -1,8 +1,8 @@
 import net from 'node:net'
 import { log } from '../logging.js'
 import { closeServer, listenDualStack } from './bind.js'
-import { readProxyHeader, trustedSet, type ProxyProtocolOptions } from './proxy-protocol.js'
-import type { ConnectionHandler, Listener, Transport } from './transport.js'
+import { acceptSocket, trustedSet, type ProxyProtocolOptions } from './proxy-protocol.js'
+import type { ConnectionHandler, ListenContext, Listener, Transport } from './transport.js'
 
 /** Options of the `tcp` transport. */
 export interface TcpOptions extends ProxyProtocolOptions {
@@ -17,30 +17,26 @@ export interface TcpOptions extends ProxyProtocolOptions {
   backlog?: number
 }
 
-/** Plain MQTT over TCP. */
+/**
+ * Plain MQTT over TCP. Each new socket goes through the broker's admission (bans, per-IP limits,
+ * the `acceptConnection` hook) before a byte of it is read; with `proxyProtocol`, a trusted
+ * proxy's connections once the PROXY header names the real client.
+ */
 export function tcp(options: TcpOptions = {}): Transport {
   return {
     name: 'tcp',
-    listen: (onConnection) => listenTcp(options, onConnection),
+    listen: (onConnection, context) => listenTcp(options, onConnection, context),
   }
 }
 
-async function listenTcp(options: TcpOptions, onConnection: ConnectionHandler): Promise<Listener> {
+async function listenTcp(options: TcpOptions, onConnection: ConnectionHandler, context: ListenContext): Promise<Listener> {
   const trusted = trustedSet(options.trustedProxies)
   const server = net.createServer((socket) => {
-    // MQTT packets are small and latency matters; the connection corks its writes itself.
-    socket.setNoDelay(true)
-    if (!options.proxyProtocol) {
-      onConnection(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, transport: 'tcp' })
-      return
-    }
-    readProxyHeader(socket, trusted).then(
-      (real) => onConnection(socket, { ...(real ?? { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }), transport: 'tcp' }),
-      (error: Error) => {
-        log.client('tcp: refusing a connection from %s: %s', socket.remoteAddress, error.message)
-        socket.destroy()
-      },
-    )
+    acceptSocket(socket, 'tcp', context, options.proxyProtocol, trusted, (origin) => {
+      // MQTT packets are small and latency matters; the connection corks its writes itself.
+      socket.setNoDelay(true)
+      onConnection(socket, { ...origin, transport: 'tcp' })
+    })
   })
   await listenDualStack(server, options.port ?? 1883, options.host, options.backlog)
   log.broker('Listening on tcp %j', server.address())

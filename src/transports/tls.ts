@@ -3,7 +3,7 @@ import nodeTls from 'node:tls'
 import type { ConnectionInfo } from '../connection/connection.js'
 import { log } from '../logging.js'
 import { closeServer, listenDualStack } from './bind.js'
-import { readProxyHeader, trustedSet, type ProxyProtocolOptions } from './proxy-protocol.js'
+import { acceptSocket, trustedSet, type ProxyProtocolOptions } from './proxy-protocol.js'
 import type { Transport } from './transport.js'
 
 /** Options of the `tls` transport: Node's TLS server options (key, cert, ca, requestCert ...) plus where to listen. */
@@ -17,12 +17,14 @@ export interface TlsOptions extends nodeTls.TlsOptions, ProxyProtocolOptions {
 /**
  * MQTT over TLS. With `requestCert` (and `ca`), a client certificate's subject and fingerprint
  * reach the `authenticate` hook as `certificate`, so devices can be authenticated by certificate.
+ * Each new socket goes through the broker's admission (bans, per-IP limits, the
+ * `acceptConnection` hook) before the handshake, which costs the server far more than the client.
  * With `proxyProtocol`, the PROXY header, sent in clear before the TLS handshake, is read first.
  */
 export function tls(options: TlsOptions): Transport {
   return {
     name: 'tls',
-    listen: async (onConnection) => {
+    listen: async (onConnection, context) => {
       const { port, host, proxyProtocol, trustedProxies, ...tlsOptions } = options
       // Where each connection really comes from, by the socket's own "address:port", for
       // connections that came through a PROXY header.
@@ -41,32 +43,23 @@ export function tls(options: TlsOptions): Transport {
         onConnection(socket, { ...origin, certificate, transport: 'tls' })
       })
       server.on('tlsClientError', (error, socket) => log.client('tls: handshake failed from %s: %s', socket.remoteAddress, error.message))
-      if (!proxyProtocol) {
-        await listenDualStack(server, port ?? 8883, host)
-        log.broker('Listening on tls %j', server.address())
-        return { address: () => server.address(), close: () => closeServer(server) }
-      }
-      // Behind a proxy: a plain TCP server reads the header, then hands the socket (with the
-      // bytes read past the header put back) to the TLS server, which never listens itself.
+      // The TLS server never listens itself: a plain TCP server accepts, admits the socket (and
+      // reads the PROXY header, if any) and only then hands it to the TLS server, so a refused
+      // socket never costs a handshake. It takes the net-level options (allowHalfOpen,
+      // keepAlive ...) the TLS server would have applied when accepting.
       const trusted = trustedSet(trustedProxies)
-      const front = net.createServer((raw) => {
-        readProxyHeader(raw, trusted).then(
-          (real) => {
-            if (real !== null) {
-              const k = key(raw.remoteAddress, raw.remotePort)
-              origins.set(k, real)
-              raw.once('close', () => origins.delete(k))
-            }
-            server.emit('connection', raw)
-          },
-          (error: Error) => {
-            log.client('tls: refusing a connection from %s: %s', raw.remoteAddress, error.message)
-            raw.destroy()
-          },
-        )
+      const front = net.createServer(tlsOptions, (raw) => {
+        acceptSocket(raw, 'tls', context, proxyProtocol, trusted, (origin) => {
+          if (origin.remoteAddress !== raw.remoteAddress || origin.remotePort !== raw.remotePort) {
+            const k = key(raw.remoteAddress, raw.remotePort)
+            origins.set(k, { remoteAddress: origin.remoteAddress, remotePort: origin.remotePort })
+            raw.once('close', () => origins.delete(k))
+          }
+          server.emit('connection', raw)
+        })
       })
       await listenDualStack(front, port ?? 8883, host)
-      log.broker('Listening on tls (PROXY protocol) %j', front.address())
+      log.broker(proxyProtocol ? 'Listening on tls (PROXY protocol) %j' : 'Listening on tls %j', front.address())
       return { address: () => front.address(), close: () => closeServer(front) }
     },
   }

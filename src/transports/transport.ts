@@ -14,9 +14,10 @@ export interface ListenContext {
    */
   readonly maxPacketSize: number
   /**
-   * Asks the broker whether to serve a new connection, before any TLS handshake, WebSocket
-   * upgrade or PROXY header is read (for a trusted proxy, call it again once the header names the
-   * real peer): false means destroy the socket at once. The broker watches `socket`'s 'close' to
+   * Asks the broker whether to serve a new connection, once per connection, before any TLS
+   * handshake or WebSocket upgrade: for a peer that is not a trusted proxy, before a byte is read;
+   * for a trusted proxy, once its PROXY header (or X-Forwarded-For) names the real peer, so the
+   * proxy itself never counts against per-IP limits. False means destroy the socket at once. The broker watches `socket`'s 'close' to
    * count each address's open connections. Bans, per-IP limits and the `acceptConnection` hook
    * run here. A transport that does not call it serves every connection.
    */

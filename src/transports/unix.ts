@@ -2,6 +2,7 @@ import { lstat, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { log } from '../logging.js'
 import { closeServer, listenPath } from './bind.js'
+import { admitSocket } from './proxy-protocol.js'
 import type { Transport } from './transport.js'
 
 /** Options of the `unix` transport. */
@@ -14,8 +15,16 @@ export interface UnixOptions {
 export function unix(options: UnixOptions): Transport {
   return {
     name: 'unix',
-    listen: async (onConnection) => {
-      const server = net.createServer((socket) => onConnection(socket, { remoteAddress: options.path, transport: 'unix' }))
+    listen: async (onConnection, context) => {
+      const server = net.createServer((socket) => {
+        // The peer has no address, only the socket's path: bans and per-IP limits let it through,
+        // but the host's `acceptConnection` hook still sees it.
+        if (!admitSocket(context, { remoteAddress: options.path, remotePort: undefined, transport: 'unix' }, socket)) {
+          socket.destroy()
+          return
+        }
+        onConnection(socket, { remoteAddress: options.path, transport: 'unix' })
+      })
       await removeStaleSocket(options.path)
       await listenPath(server, options.path)
       log.broker('Listening on unix %s', options.path)

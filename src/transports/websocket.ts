@@ -7,9 +7,9 @@ import type { ConnectionInfo } from '../connection/connection.js'
 import { log } from '../logging.js'
 import { closeServer, listenDualStack } from './bind.js'
 import { forwardedClient } from './forwarded.js'
-import { trustedSet } from './proxy-protocol.js'
+import { admitSocket, trustedSet } from './proxy-protocol.js'
 import type { ConnectionHandler, ListenContext, Listener, Transport } from './transport.js'
-import { isEncrypted, requestPath, routeUpgrades, type HttpServer } from './upgrades.js'
+import { isEncrypted, refuseUpgrade, requestPath, routeUpgrades, type HttpServer } from './upgrades.js'
 
 /**
  * Options of the `websocket` transport: its own port (`{ port, host, path }`), or a path on the
@@ -107,6 +107,17 @@ async function attach(
   }
 
   const unroute = routeUpgrades(server, path, (request, socket, head) => {
+    const from = origin(request, trusted)
+    const transport = isEncrypted(request) ? 'wss' : 'ws'
+    // Admission (bans, per-IP limits, the host's hook) before the upgrade, by the address a
+    // trusted proxy forwarded; only MQTT upgrades are admitted, the host's other routes are its
+    // own. A refusal is answered 403 rather than a bare reset: ws and browser clients then report
+    // "Unexpected server response: 403" instead of a network error, and the socket is closed once
+    // the answer is written.
+    if (!admitSocket(context, { remoteAddress: from.remoteAddress, remotePort: from.remotePort, transport }, socket)) {
+      if (!socket.destroyed) refuseUpgrade(socket, 403)
+      return
+    }
     wss.handleUpgrade(request, socket, head, (ws) => {
       const stream: Duplex = createWebSocketStream(ws)
       stream.on('error', () => {})
@@ -120,7 +131,7 @@ async function attach(
           watch.unref()
         }
       }
-      onConnection(stream, { ...origin(request, trusted), transport: isEncrypted(request) ? 'wss' : 'ws', request })
+      onConnection(stream, { ...from, transport, request })
     })
   })
   if (watchHost) log.broker('Listening on %s at %s on the host server %j', scheme, path, server.address())
