@@ -153,16 +153,17 @@ export class Broker {
   private readonly sys: SysTree | undefined
 
   constructor(options: BrokerOptions = {}) {
+    // Checked before the core starts anything (its event-loop monitor).
+    const sysInterval = options.sys?.interval ?? 10
+    if (!Number.isInteger(sysInterval) || sysInterval < 0 || sysInterval > 86_400) {
+      throw new RangeError(`sys.interval must be an integer number of seconds from 0 to 86400, got ${String(sysInterval)}`)
+    }
     this.core = new BrokerCore(
       options,
       (event, ...args) => this.fire(event, args),
       (event) => this.events.listenerCount(event) > 0,
     )
     this.hostLog = options.logger === undefined ? undefined : new BrokerLog(options.logger)
-    const sysInterval = options.sys?.interval ?? 10
-    if (!Number.isInteger(sysInterval) || sysInterval < 0 || sysInterval > 86_400) {
-      throw new RangeError(`sys.interval must be an integer number of seconds from 0 to 86400, got ${String(sysInterval)}`)
-    }
     this.sys = sysInterval === 0 ? undefined : new SysTree(sysInterval, () => this.stats(), (topic, payload) => this.core.publishSys(topic, payload))
     this.ready = this.core.restore().then(() => {
       this.restored = true

@@ -78,6 +78,7 @@ function offlineClient(id: string, username?: string): Client {
     cleanSession: false,
     keepAlive: 0,
     connected: false,
+    bridge: false,
   }
   return { ...summary, request: undefined, close: () => {}, toJSON: () => summary }
 }
@@ -623,6 +624,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   /** Bans, and disconnects the connected clients the ban matches (MQTT 5: DISCONNECT 0x98 administrative action). */
   ban(ban: Ban): void {
     this.protection.ban(ban)
+    if (ban.until !== undefined && ban.until <= Date.now()) return
     for (const connection of [...this.clients.values()]) {
       const byId = ban.clientId !== undefined && ban.clientId === connection.id
       const byName = ban.username !== undefined && ban.username === connection.username

@@ -164,6 +164,7 @@ export class Connection implements Client, SessionLink {
       cleanSession: this.cleanSession,
       keepAlive: this.keepAlive,
       connected: this.connected,
+      bridge: this.bridge,
     }
   }
 

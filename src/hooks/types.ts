@@ -58,6 +58,11 @@ export interface Client {
   /** Whether the network connection is still open. */
   readonly connected: boolean
   /**
+   * Whether the client is another broker's bridge: it said so with protocol level 0x83/0x84 (a
+   * Mosquitto bridge's `try_private`), and its subscriptions are No Local and Retain As Published.
+   */
+  readonly bridge: boolean
+  /**
    * Closes the connection (publishing the will, as for any ungraceful end). An MQTT 5 client is
    * first sent DISCONNECT with `reasonCode` (default 0x98, administrative action), e.g. 0x97 when
    * the host enforces a quota of its own, or 0x9C/0x9D to send it elsewhere.

@@ -88,3 +88,12 @@ export function topicMatches(filter: string, topic: string): boolean {
 export function isSysTopic(topic: string): boolean {
   return topic.charCodeAt(0) === 0x24 && (topic.startsWith('$SYS/') || topic === '$SYS')
 }
+
+/**
+ * The one $SYS topic a client may write: its own bridge state, `$SYS/broker/connection/<client
+ * id>/state`, which a Mosquitto bridge (`notifications true`, its default) sets as its will and
+ * publishes on connecting, as Mosquitto allows it.
+ */
+export function isOwnBridgeState(topic: string, clientId: string): boolean {
+  return topic === `$SYS/broker/connection/${clientId}/state`
+}

@@ -174,7 +174,7 @@ describe('clients, lookup and kicking', () => {
       const client = b.broker.getClient('shown')
       assert.ok(client)
       const json = JSON.parse(JSON.stringify(client)) as Record<string, unknown>
-      assert.deepEqual(Object.keys(json).sort(), ['cleanSession', 'connected', 'id', 'keepAlive', 'protocolVersion', 'remoteAddress', 'remotePort', 'transport', 'username'].sort())
+      assert.deepEqual(Object.keys(json).sort(), ['bridge', 'cleanSession', 'connected', 'id', 'keepAlive', 'protocolVersion', 'remoteAddress', 'remotePort', 'transport', 'username'].sort())
       assert.equal(json.id, 'shown')
       const printed = inspect(client)
       assert.match(printed, /^Client \{/)

@@ -5,7 +5,7 @@ import { log } from '../../logging.js'
 import { isSupportedProtocol } from '../../protocol/decoder.js'
 import type { ConnectPacket, Properties, ProtocolVersion } from '../../protocol/packets.js'
 import { ConnackReturnCode, ReasonCode } from '../../protocol/reason-codes.js'
-import { isSysTopic, isValidTopicName } from '../../protocol/topics.js'
+import { isOwnBridgeState, isSysTopic, isValidTopicName } from '../../protocol/topics.js'
 import type { Connection } from '../connection.js'
 import { startEnhancedAuth } from './auth.js'
 import { accept, refuse } from './connack.js'
@@ -54,7 +54,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     return connection.protocolError(`invalid will topic ${JSON.stringify(packet.will.topic)}`, ReasonCode.TopicNameInvalid)
   }
   if (packet.will !== undefined) {
-    if (isSysTopic(packet.will.topic)) {
+    if (isSysTopic(packet.will.topic) && !isOwnBridgeState(packet.will.topic, clientId)) {
       // A will is published as the client: $SYS/ is the broker's own.
       return refuse(connection, v5 ? ReasonCode.NotAuthorized : ConnackReturnCode.NotAuthorized, `will on ${JSON.stringify(packet.will.topic)}`)
     }

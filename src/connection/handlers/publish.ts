@@ -4,7 +4,7 @@ import { isPromise } from '../../hooks/promise.js'
 import { log } from '../../logging.js'
 import type { PublishPacket } from '../../protocol/packets.js'
 import { ACK_REASON_CODES, ReasonCode } from '../../protocol/reason-codes.js'
-import { isSysTopic, isValidTopicName } from '../../protocol/topics.js'
+import { isOwnBridgeState, isSysTopic, isValidTopicName } from '../../protocol/topics.js'
 import { RoutedMessage } from '../../session/routed-message.js'
 import type { Connection } from '../connection.js'
 import { problemProperties } from '../problem.js'
@@ -38,7 +38,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain)
   if (packet.properties !== undefined) message.properties = packet.properties
   // $SYS/ topics carry what the broker says about itself: only the host may publish there.
-  if (isSysTopic(packet.topic)) return finish(connection, packet, message, false)
+  if (isSysTopic(packet.topic) && !isOwnBridgeState(packet.topic, connection.id)) return finish(connection, packet, message, false)
   const authorize = connection.broker.authorizePublish
   if (authorize === undefined) return finish(connection, packet, message, true)
   let allowed: boolean | number | Promise<boolean | number>
