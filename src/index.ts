@@ -46,6 +46,11 @@ export type {
   StoredMessage,
 } from './persistence/adapter.js'
 export { MemoryPersistence } from './persistence/memory.js'
+export { operationsHandler } from './http/handler.js'
+export type { OperationsHandler, OperationsHandlerOptions, OperationsSource } from './http/handler.js'
+export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './http/prometheus-text.js'
+export { startOperationsServer } from './http/server.js'
+export type { OperationsServer, OperationsServerOptions } from './http/server.js'
 export type { Properties, ProtocolVersion, QoS, Subscription, WillMessage } from './protocol/packets.js'
 export { ConnackReturnCode, ReasonCode } from './protocol/reason-codes.js'
 export { tcp } from './transports/tcp.js'
