@@ -220,3 +220,32 @@ test('examples/fastify.ts serves REST and MQTT over WebSocket on one port and cl
     assert.equal(await example.stop(), 0)
   }
 })
+
+test('examples/operations.ts serves one /metrics (app, Node and broker), health probes, and drains on SIGTERM', async () => {
+  const example = runExample('operations.ts', { PORT: '0', MQTT_PORT: '0' })
+  try {
+    const http = Number((await example.waitFor(/http listening on port (\d+)/))[1])
+    const port = Number((await example.waitFor(/mqtt listening on port (\d+)/))[1])
+    const device = await connect(port, { clientId: 'device-9' })
+    await device.subscribeAsync('devices/device-9/cmd', { qos: 1 })
+    const command = once<[string, Buffer]>(device, 'message')
+    assert.equal((await fetch(`http://127.0.0.1:${http}/devices/device-9/reboot`, { method: 'POST' })).status, 202)
+    assert.equal((await command)[1].toString(), 'reboot')
+
+    const metrics = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text()
+    assert.match(metrics, /^app_commands_total 1$/m, "the app's own counter")
+    assert.match(metrics, /^nodejs_eventloop_lag_seconds /m, "Node's default metrics")
+    assert.match(metrics, /^culex_clients_connected 1$/m, "the broker's gauge")
+    assert.match(metrics, /^culex_messages_sent_total\{qos="1"\} 1$/m, "the broker's counter")
+    assert.equal((await fetch(`http://127.0.0.1:${http}/ops/healthz`)).status, 200)
+    assert.equal((await fetch(`http://127.0.0.1:${http}/ops/readyz`)).status, 200)
+
+    // SIGTERM: the broker drains (the device is disconnected), then the app exits 0.
+    const closed = once(device, 'close', 10000)
+    assert.equal(await example.stop(), 0)
+    await closed
+    assert.match(example.output(), /draining\n[\s\S]*stopped/)
+  } finally {
+    example.child.kill('SIGKILL')
+  }
+})
