@@ -46,6 +46,8 @@ export type {
   StoredMessage,
 } from './persistence/adapter.js'
 export { MemoryPersistence } from './persistence/memory.js'
+export { mosquittoAuth, MosquittoFileError } from './auth/mosquitto/index.js'
+export type { MosquittoAuth, MosquittoAuthOptions } from './auth/mosquitto/index.js'
 export { operationsHandler } from './http/handler.js'
 export type { OperationsHandler, OperationsHandlerOptions, OperationsSource } from './http/handler.js'
 export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './http/prometheus-text.js'
