@@ -317,7 +317,10 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     this.clients.set(connection.id, connection)
     if (this.clients.size > this.counters.maxConnected) this.counters.maxConnected = this.clients.size
     const session = this.sessions.get(connection.id)
-    if (session !== undefined) session.username = connection.username
+    if (session !== undefined) {
+      session.username = connection.username
+      session.identified = true
+    }
   }
 
   openSession(clientId: string, cleanStart: boolean, persistent: boolean, expiryInterval: number): { session: Session; present: boolean } {

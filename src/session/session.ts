@@ -62,6 +62,8 @@ export interface Queued {
   ids: number[] | undefined
   group: SharedOrigin | undefined
   seq: number
+  /** Queued before `authorizeDeliver` could judge it (the client unknown since a restart): judged when it is sent. */
+  unchecked?: true
 }
 
 /**
@@ -123,6 +125,12 @@ export class Session {
   readonly incomingQos2 = new Set<number>()
   /** The user name of the client's last connection (in memory only: undefined for a session restored from the store until it connects). */
   username: string | undefined
+  /**
+   * Whether a client has connected to it in this process, so `username` is its own. A session
+   * restored from the store is not, until its client connects: `authorizeDeliver` cannot judge
+   * messages for it meanwhile, so they are queued and judged when sent.
+   */
+  identified = false
   /** The will of the attached connection, kept for persistence. */
   will: WillMessage | undefined
   /** Messages dropped because the queue was full or the client too slow (QoS 0), or too large for the client. */
@@ -216,7 +224,8 @@ export class Session {
   ): void {
     const link = this.link
     const mayDeliver = this.limits.mayDeliver
-    if (mayDeliver !== undefined && !mayDeliver(this, message)) return
+    const unchecked = mayDeliver !== undefined && link === null && !this.identified
+    if (mayDeliver !== undefined && !unchecked && !mayDeliver(this, message)) return
     if (qos === 0) {
       if (link === null) this.drop('offline')
       else if (link.isCongested()) this.drop('write_buffer')
@@ -240,7 +249,9 @@ export class Session {
       this.sendInflight(link, message, qos, retain, ids, group, seq)
       return
     }
-    this.queue.push({ message, qos, retain, ids, group, seq })
+    const entry: Queued = { message, qos, retain, ids, group, seq }
+    if (unchecked) entry.unchecked = true
+    this.queue.push(entry)
     this.queuedBytes += queuedSize(message)
     const expiresAt = message.expiresAt()
     if (expiresAt < this.queueExpiresAt) this.queueExpiresAt = expiresAt
@@ -453,6 +464,10 @@ export class Session {
       // [MQTT-3.3.2-5] an expired message still waiting is not sent
       if (next.message.isExpired(now)) {
         this.limits.counters?.drop('expired')
+        this.log?.removed(this, next.seq)
+        continue
+      }
+      if (next.unchecked === true && this.limits.mayDeliver?.(this, next.message) === false) {
         this.log?.removed(this, next.seq)
         continue
       }

@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { Client, HostErrorSource, Message } from '../../src/index.js'
-import { fence, leave, ping, withBroker } from '../helpers/index.js'
+import { Broker, MemoryPersistence, tcp } from '../../src/index.js'
+import { fence, Inbox, leave, ping, withBroker } from '../helpers/index.js'
+import mqtt from 'mqtt'
 
 describe('authorizeDeliver', { timeout: 20_000 }, () => {
   test('is asked per subscriber: of two subscribers, the refused one does not get the message, the other does', async () => {
@@ -102,5 +104,37 @@ describe('authorizeDeliver', { timeout: 20_000 }, () => {
       assert.equal(b.broker.stats().denied.deliver, 1)
       assert.equal(b.broker.stats().messages.dropped.not_authorized, 1)
     })
+  })
+
+  test('after a restart, messages for an offline session whose user is not known yet are judged when its client is back', async () => {
+    // Only alice may read alice/#: the restored session's user name is unknown until she connects.
+    const authorizeDeliver = (client: Client, message: Message): boolean => client.username === 'alice' && message.topic.startsWith('alice/')
+    const store = new MemoryPersistence()
+    const first = new Broker({ persistence: store, authorizeDeliver, sys: { interval: 0 } })
+    const firstPort = ((await first.listen(tcp({ port: 0, host: '127.0.0.1' }))).address() as { port: number }).port
+    const alice = mqtt.connect({ port: firstPort, host: '127.0.0.1', clientId: 'alice-phone', username: 'alice', clean: false, reconnectPeriod: 0 })
+    await new Promise((resolve) => alice.once('connect', resolve))
+    await alice.subscribeAsync('#', { qos: 1 })
+    await alice.endAsync()
+    await first.close()
+
+    const second = new Broker({ persistence: store, authorizeDeliver, sys: { interval: 0 } })
+    const port = ((await second.listen(tcp({ port: 0, host: '127.0.0.1' }))).address() as { port: number }).port
+    try {
+      await second.publish({ topic: 'alice/inbox', payload: 'for alice', qos: 1 })
+      await second.publish({ topic: 'bob/inbox', payload: 'for bob', qos: 1 })
+      assert.equal(second.getSession('alice-phone')?.queued, 2, 'both wait: the user is not known yet')
+      const back = mqtt.connect({ port, host: '127.0.0.1', clientId: 'alice-phone', username: 'alice', clean: false, reconnectPeriod: 0 })
+      const inbox = new Inbox(back)
+      await new Promise((resolve) => back.once('connect', resolve))
+      await inbox.waitFor('for alice')
+      await second.publish({ topic: 'alice/fence', payload: 'fence', qos: 1 })
+      await inbox.waitFor('fence')
+      assert.deepEqual(inbox.messages.map((m) => m.payload), ['for alice', 'fence'], "bob's message was judged, and refused, when sent")
+      assert.equal(second.stats().denied.deliver, 1)
+      await back.endAsync()
+    } finally {
+      await second.close()
+    }
   })
 })
