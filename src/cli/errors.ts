@@ -13,3 +13,15 @@ export function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error)
   return text.split('\n', 1)[0]?.trim() ?? ''
 }
+
+/**
+ * Mistakes in the configuration (file, `CULEX_*` variables, flags), every one found, each as
+ * `WHERE PATH: MESSAGE` (`culex.yaml:12:5 listeners[1].port: expected ...`): exit 2.
+ */
+export class ConfigError extends UsageError {
+  override name = 'ConfigError'
+
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'))
+  }
+}

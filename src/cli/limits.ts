@@ -22,7 +22,7 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = (Object.keys(DEFAULT_LIMITS) as
 }))
 
 /** A few words per limit for the usage; a limit missing here still has its flag, listed without them. */
-const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
+export const LIMIT_HELP: Partial<Record<keyof Limits, string>> = {
   maxConnections: 'open connections at once',
   maxPacketSize: 'largest packet accepted, in bytes',
   maxKeepAlive: 'longest keep alive a client may ask for, in seconds',

@@ -23,8 +23,19 @@ function rejects(argv: string[], message: RegExp): void {
 
 const FORMS = /expected memory, sqlite:PATH, redis:\/\/HOST\[:PORT\]\[\/DB\] or rediss:\/\/HOST\[:PORT\]\[\/DB\]/
 
-test('with no flags: port 1883, every address, memory persistence, no limits set', () => {
-  assert.deepEqual(parse(), { port: 1883, host: undefined, help: false, persistence: { kind: 'memory' }, limits: {}, cluster: undefined })
+test('with no flags: nothing set (the configuration and its defaults decide: port 1883, every address, memory persistence)', () => {
+  assert.deepEqual(parse(), {
+    port: undefined,
+    host: undefined,
+    help: false,
+    persistence: undefined,
+    limits: {},
+    cluster: undefined,
+    config: undefined,
+    testConfig: false,
+    printConfig: false,
+    settings: [],
+  })
 })
 
 test('--cluster with --node-id and --cluster-lease-ms; refused with --persistence or a bad URL, id or lease', () => {

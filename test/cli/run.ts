@@ -52,9 +52,9 @@ export interface CliRun {
   kill(): void
 }
 
-/** Starts culex in the background. */
-export function startCli(args: string[], nodeArgs: string[] = []): CliRun {
-  const child = spawn(process.execPath, argv(nodeArgs, args), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+/** Starts culex in the background (with `env` as its whole environment, when given). */
+export function startCli(args: string[], nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): CliRun {
+  const child = spawn(process.execPath, argv(nodeArgs, args), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   let stdout = ''
   let stderr = ''

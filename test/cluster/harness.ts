@@ -94,7 +94,7 @@ export class Cluster {
     this.current.set(id, node)
     try {
       await node.waitFor(new RegExp(`^culex: cluster node ${escapeRegExp(id)} on redis://\\S+`, 'm'), START_MS)
-      const match = await node.waitFor(/^culex: listening on mqtt:\/\/127\.0\.0\.1:(\d+)$/m, START_MS)
+      const match = await node.waitFor(/^culex: listening on mqtt:\/\/127\.0\.0\.1:(\d+)\b/m, START_MS)
       node.port = Number(match[1])
     } catch (error) {
       await node.kill()

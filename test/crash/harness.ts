@@ -256,7 +256,7 @@ export async function startBroker(store: Store, t: TestContext, extra: string[] 
   const broker = new BrokerProcess(['--port', '0', '--host', '127.0.0.1', '--persistence', store.persistence, ...LIMIT_ARGS, ...extra])
   t.after(() => broker.kill())
   try {
-    const match = await broker.waitFor(/^culex: listening on mqtt:\/\/127\.0\.0\.1:(\d+)$/m, START_MS)
+    const match = await broker.waitFor(/^culex: listening on mqtt:\/\/127\.0\.0\.1:(\d+)\b/m, START_MS)
     broker.port = Number(match[1])
   } catch (error) {
     await broker.kill()
