@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import type { DisconnectReason } from '../hooks/types.js'
 import type { Session } from '../session/session.js'
 import { DISCONNECT_REASONS, PACKET_TYPES, type Counters, type PacketTypeName } from './counters.js'
@@ -28,6 +29,23 @@ function sum(values: Float64Array): number {
 }
 
 let heapMaximum = 0
+let lastRss = 0
+
+/**
+ * The process's memory, without throwing: `process.memoryUsage()` reads /proc and fails with
+ * EMFILE once a flood of sockets has used every file descriptor, which must not take a stats
+ * reader (the $SYS timer, a scrape) down with it. The heap comes from V8; the RSS stays at its
+ * last reading while it cannot be read.
+ */
+function memory(): { heapUsed: number; rss: number } {
+  const heapUsed = getHeapStatistics().used_heap_size
+  try {
+    lastRss = process.memoryUsage.rss()
+  } catch {
+    // Kept from the last reading.
+  }
+  return { heapUsed, rss: lastRss }
+}
 
 /** Takes a snapshot: the counters as they are, and gauges counted now (one pass over the sessions). */
 export function collectStats(source: StatsSource, health: { ready: boolean; draining: boolean }, now = Date.now()): BrokerStats {
@@ -48,8 +66,8 @@ export function collectStats(source: StatsSource, health: { ready: boolean; drai
   }
   const byTransport: Record<string, number> = {}
   for (const connection of source.connections) byTransport[connection.transport] = (byTransport[connection.transport] ?? 0) + 1
-  const memory = process.memoryUsage()
-  if (memory.heapUsed > heapMaximum) heapMaximum = memory.heapUsed
+  const { heapUsed, rss } = memory()
+  if (heapUsed > heapMaximum) heapMaximum = heapUsed
   const connects: Record<string, number> = {}
   for (const [code, count] of c.connects) connects[String(code)] = count
   return {
@@ -81,7 +99,7 @@ export function collectStats(source: StatsSource, health: { ready: boolean; drai
     disconnects: Object.fromEntries(DISCONNECT_REASONS.map((r) => [r, c.disconnects[r] ?? 0])) as Record<DisconnectReason, number>,
     denied: { ...c.denied },
     sockets: { accepted: c.socketsAccepted, refused: { ...c.socketsRefused } },
-    memory: { heapUsed: memory.heapUsed, heapMaximum, rss: memory.rss },
+    memory: { heapUsed, heapMaximum, rss },
     ready: health.ready,
     draining: health.draining,
   }

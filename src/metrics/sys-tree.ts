@@ -1,3 +1,4 @@
+import { log } from '../logging.js'
 import type { BrokerStats } from './stats.js'
 
 /** Where $SYS lives, as in Mosquitto. */
@@ -94,8 +95,17 @@ export class SysTree {
     const stats = this.snapshot()
     this.publish(`${ROOT}/version`, `culex version ${stats.version}`)
     this.update(stats, true)
-    this.timer = setInterval(() => this.update(this.snapshot()), this.intervalSeconds * 1000)
+    this.timer = setInterval(() => this.refresh(), this.intervalSeconds * 1000)
     this.timer.unref()
+  }
+
+  /** A timer's refresh: nothing it meets may escape into the process (an uncaught exception ends it). */
+  private refresh(): void {
+    try {
+      this.update(this.snapshot())
+    } catch (error) {
+      log.error('$SYS refresh failed: %O', error)
+    }
   }
 
   stop(): void {

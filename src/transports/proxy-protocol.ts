@@ -88,12 +88,15 @@ export function readProxyHeader(socket: Socket, trusted: ReadonlySet<string>): P
       clearTimeout(timer)
       socket.off('data', onData)
       socket.off('close', onClose)
+      socket.off('error', onError)
       if (error) return reject(error)
       socket.pause()
       if (buffered.length > consumed) socket.unshift(buffered.subarray(consumed))
       resolve(address)
     }
     const onClose = (): void => finish(new Error('closed before the PROXY protocol header'))
+    // A peer may reset the connection before its header: an 'error' with no listener would end the process.
+    const onError = (error: Error): void => finish(new Error(`socket error before the PROXY protocol header: ${error.message}`))
     const onData = (chunk: Buffer): void => {
       buffered = Buffer.concat([buffered, chunk])
       const parsed = parse(buffered)
@@ -105,6 +108,7 @@ export function readProxyHeader(socket: Socket, trusted: ReadonlySet<string>): P
     }
     socket.on('data', onData)
     socket.on('close', onClose)
+    socket.on('error', onError)
   })
 }
 

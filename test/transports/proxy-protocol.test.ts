@@ -146,3 +146,19 @@ test('PROXY v1 before the TLS handshake on a tls listener: the real address and 
     await broker.close()
   }
 })
+
+test('a peer that resets its connection while the PROXY header is awaited is dropped; the broker keeps serving', async () => {
+  await withBroker(['127.0.0.1'], async (port) => {
+    for (const bytes of [Buffer.alloc(0), Buffer.from('PROXY TCP4 ')]) {
+      const socket = net.connect(port, '127.0.0.1')
+      await new Promise<void>((resolve) => socket.once('connect', resolve))
+      if (bytes.length > 0) await new Promise<void>((resolve) => socket.write(bytes, () => resolve()))
+      // An RST, not a FIN: the server's socket gets ECONNRESET while reading the header.
+      socket.resetAndDestroy()
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    }
+    // Still alive and serving: a proper connection through the proxy gets its CONNACK.
+    const answer = await exchange(port, Buffer.concat([Buffer.from('PROXY TCP4 203.0.113.9 10.0.0.1 5555 1883\r\n'), CONNECT]))
+    assert.deepEqual(answer, Buffer.from([0x20, 0x02, 0x00, 0x00]))
+  })
+})
