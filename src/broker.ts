@@ -327,17 +327,22 @@ export class Broker {
     // Stop accepting now; a listener's close resolves once its connections are gone, awaited below.
     const stopping = [...this.listenersOpen].map((l) => l.close())
     this.listenersOpen.clear()
-    await this.ready.catch(() => {})
     // MQTT 5 clients are told where to go, if the host says; others just see the connection close.
     const reference = options.serverReference
     const code = reference === undefined ? ReasonCode.ServerShuttingDown : options.temporary === false ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer
     const started = Date.now()
     const connections = [...this.core.connections]
+    const turns = connections.map((_, i) => started + (connections.length > 1 ? (spreadMs * i) / (connections.length - 1) : 0))
+    // Those whose turn is now take no new QoS 1/2 message from this moment, before anything awaits.
+    connections.forEach((connection, i) => {
+      if ((turns[i] as number) <= started) this.core.quiesce(connection)
+    })
+    await this.ready.catch(() => {})
     await Promise.all(
       connections.map(async (connection, i) => {
-        const at = started + (connections.length > 1 ? (spreadMs * i) / (connections.length - 1) : 0)
-        await sleepUntil(at)
-        // What the client has in flight either way is settled first, within the time left.
+        await sleepUntil(turns[i] as number)
+        this.core.quiesce(connection)
+        // What the client has in flight is settled first, within the time left.
         await this.core.settled(connection, deadline)
         connection.end('server-closing', code, undefined, reference)
       }),

@@ -134,7 +134,8 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   readonly protection: Protection
   readonly authorizeDeliver: AuthorizeDeliverHook | undefined
   readonly acceptConnection: AcceptConnectionHook | undefined
-  private readonly eventLoop = new EventLoopMonitor()
+  /** Started last in the constructor, so a constructor that throws leaves nothing running. */
+  private readonly eventLoop: EventLoopMonitor
   /** Set once drain() began: no new connections, not ready. */
   draining = false
 
@@ -174,6 +175,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     this.store = new SessionStore(this.journal)
     this.retained = new RetainedMessages(this.journal)
     this.wills = new Wills(this)
+    this.eventLoop = new EventLoopMonitor()
   }
 
   /** Restores the persistent sessions and retained messages an earlier run left in the store. */
@@ -485,6 +487,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   publishSys(topic: string, payload: string): void {
     const qos = (this.capabilities.maximumQoS < 2 ? this.capabilities.maximumQoS : 2) as QoS
     const message = new RoutedMessage(topic, Buffer.from(payload), qos, this.capabilities.retainAvailable)
+    message.nodeLocal = true
     if (message.retain) this.retained.keepInMemory(message)
     this.router.route(message, null)
   }
@@ -628,12 +631,15 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   ban(ban: Ban): void {
     this.protection.ban(ban)
     if (ban.until !== undefined && ban.until <= Date.now()) return
-    for (const connection of [...this.clients.values()]) {
-      const byId = ban.clientId !== undefined && ban.clientId === connection.id
-      const byName = ban.username !== undefined && ban.username === connection.username
+    // Connections still in their CONNECT handshake too: one waiting for an async authenticate
+    // would otherwise get in after the ban.
+    for (const connection of [...this.connections]) {
+      const known = connection.state !== 'awaiting-connect'
+      const byId = known && ban.clientId !== undefined && ban.clientId === connection.id
+      const byName = known && ban.username !== undefined && ban.username === connection.username
       const byAddress = ban.address !== undefined && connection.remoteAddress !== undefined && this.protection.addressBanned(connection.remoteAddress)
       if (byId || byName || byAddress) {
-        log.client('Disconnecting %s (%s): banned', connection.id, connection.peer)
+        log.client('Disconnecting %s (%s): banned', connection.id || 'a client', connection.peer)
         connection.end('closed-by-host', ReasonCode.AdministrativeAction, 'banned')
       }
     }
@@ -644,12 +650,20 @@ export class BrokerCore implements BrokerContext, ClusterHost {
    * acknowledged, QoS 2 messages received and not released), or at `deadline` (ms since the
    * epoch), or when it closes. Checked every few ms: only drain() waits on it.
    */
+  /**
+   * A connection about to be drained takes no new QoS 1/2 message into its window: they queue (a
+   * persistent session keeps them for its next connection), so what is in flight only shrinks.
+   */
+  quiesce(connection: Connection): void {
+    if (connection.session !== null) connection.session.inflightLimit = 0
+  }
+
   async settled(connection: Connection, deadline: number): Promise<void> {
     const open = (): boolean => {
       const session = connection.session
       return connection.connected && session !== null && (session.inflightCount > 0 || session.incomingQos2.size > 0)
     }
-    while (open() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, Math.min(20, Math.max(1, deadline - Date.now()))).unref())
+    while (open() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))).unref())
   }
 
   /** At accept: bans and per-IP limits, then the host's `acceptConnection`; false closes the socket. */
@@ -686,6 +700,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     // lets the broker answer with a CONNACK refusal rather than drop connections without a word.
     if (this.connections.size >= this.limits.maxConnections + HANDSHAKE_HEADROOM) {
       log.client('Refusing a %s connection from %s: %d connections open', info.transport ?? 'stream', info.remoteAddress ?? 'unknown', this.connections.size)
+      this.counters.socketsRefused.max_connections++
       stream.destroy()
       return null
     }

@@ -20,6 +20,11 @@ export class ClusterSharedGroup extends SharedGroup<RoutedMessage> {
   override deliver(message: RoutedMessage): void {
     // Another node published it and picked a node for this group already.
     if (message.fromCluster) return
+    // This node's own $SYS messages go to this node's members, if any.
+    if (message.nodeLocal) {
+      if (this.size > 0) super.deliverExcept(message, null)
+      return
+    }
     const to = this.node.pickShared(this.name, this.size > 0)
     if (to === undefined || to === this.node.nodeId) {
       super.deliverExcept(message, null)

@@ -37,7 +37,8 @@ const METRICS: readonly Metric[] = [
   // Mosquitto's message store holds every message it keeps: retained, queued and in flight.
   { topics: ['messages/stored', 'store/messages/count'], value: (s) => s.retained.count + s.queued.count + s.inflight },
   { topics: ['store/messages/bytes'], value: (s) => s.queued.bytes },
-  { topics: ['subscriptions/count'], value: (s) => s.subscriptions.total },
+  // Mosquitto counts shared subscriptions apart from the others.
+  { topics: ['subscriptions/count'], value: (s) => s.subscriptions.total - s.subscriptions.shared },
   { topics: ['shared_subscriptions/count'], value: (s) => s.subscriptions.shared },
   { topics: ['retained messages/count'], value: (s) => s.retained.count },
   { topics: ['heap/current'], value: (s) => s.memory.heapUsed },

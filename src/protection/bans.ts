@@ -87,9 +87,9 @@ export class BanList {
 
   /** Adds a ban, replacing one for the same client id, user name and address. Throws a TypeError for a ban that names nothing or a bad address. */
   add(ban: Ban): void {
-    if (ban.clientId === undefined && ban.username === undefined && ban.address === undefined) {
-      throw new TypeError('ban: name a clientId, a username or an address')
-    }
+    const named = [ban.clientId, ban.username, ban.address].filter((field) => field !== undefined).length
+    // One target per ban: `{ clientId, address }` would read as "this client from there" but act as "either".
+    if (named !== 1) throw new TypeError('ban: name exactly one of clientId, username or address')
     const block = ban.address === undefined ? undefined : parseAddressBlock(ban.address)
     const entry: Entry = { ban: { ...ban }, key: identity(ban.clientId, ban.username, block), block }
     const old = this.entries.get(entry.key)

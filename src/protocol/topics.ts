@@ -95,5 +95,7 @@ export function isSysTopic(topic: string): boolean {
  * publishes on connecting, as Mosquitto allows it.
  */
 export function isOwnBridgeState(topic: string, clientId: string): boolean {
+  // A client id with '/', '+' or '#' would reach other topics, or none.
+  if (/[/+#]/.test(clientId)) return false
   return topic === `$SYS/broker/connection/${clientId}/state`
 }

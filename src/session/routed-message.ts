@@ -30,6 +30,8 @@ export class RoutedMessage implements Message, StoredMessage {
   storedIn = 0
   /** Published on another cluster node, which forwarded it here (it is not forwarded again). */
   fromCluster = false
+  /** Delivered on this node only, never forwarded (the broker's own $SYS messages). */
+  nodeLocal = false
   /** MQTT 5 encodings without subscription identifiers, for the expiry value they carry. */
   private encodedV5: Array<Buffer | undefined> | undefined
   private encodedV5Expiry: number | undefined

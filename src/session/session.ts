@@ -62,8 +62,6 @@ export interface Queued {
   ids: number[] | undefined
   group: SharedOrigin | undefined
   seq: number
-  /** Queued before `authorizeDeliver` could judge it (the client unknown since a restart): judged when it is sent. */
-  unchecked?: true
 }
 
 /**
@@ -128,7 +126,7 @@ export class Session {
   /**
    * Whether a client has connected to it in this process, so `username` is its own. A session
    * restored from the store is not, until its client connects: `authorizeDeliver` cannot judge
-   * messages for it meanwhile, so they are queued and judged when sent.
+   * messages for it meanwhile; they are queued and judged when sent (as every queued message is).
    */
   identified = false
   /** The will of the attached connection, kept for persistence. */
@@ -223,9 +221,14 @@ export class Session {
     group: SharedOrigin | undefined = undefined,
   ): void {
     const link = this.link
+    if (qos === 0 && link === null) {
+      this.drop('offline')
+      return
+    }
+    // A session restored from the store, its client not back yet, has no known user to judge:
+    // its messages queue, and are judged, as every queued message is, when they are sent.
     const mayDeliver = this.limits.mayDeliver
-    const unchecked = mayDeliver !== undefined && link === null && !this.identified
-    if (mayDeliver !== undefined && !unchecked && !mayDeliver(this, message)) return
+    if (mayDeliver !== undefined && (link !== null || this.identified) && !mayDeliver(this, message)) return
     if (qos === 0) {
       if (link === null) this.drop('offline')
       else if (link.isCongested()) this.drop('write_buffer')
@@ -249,9 +252,7 @@ export class Session {
       this.sendInflight(link, message, qos, retain, ids, group, seq)
       return
     }
-    const entry: Queued = { message, qos, retain, ids, group, seq }
-    if (unchecked) entry.unchecked = true
-    this.queue.push(entry)
+    this.queue.push({ message, qos, retain, ids, group, seq })
     this.queuedBytes += queuedSize(message)
     const expiresAt = message.expiresAt()
     if (expiresAt < this.queueExpiresAt) this.queueExpiresAt = expiresAt
@@ -467,7 +468,8 @@ export class Session {
         this.log?.removed(this, next.seq)
         continue
       }
-      if (next.unchecked === true && this.limits.mayDeliver?.(this, next.message) === false) {
+      // Judged again when sent: it waited (a restart, an ACL reload, another user on the client id since).
+      if (this.limits.mayDeliver?.(this, next.message) === false) {
         this.log?.removed(this, next.seq)
         continue
       }

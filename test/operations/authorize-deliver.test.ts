@@ -137,4 +137,19 @@ describe('authorizeDeliver', { timeout: 20_000 }, () => {
       await second.close()
     }
   })
+
+  test('a queued message is judged again when sent: another user taking the client id does not get what was queued for the first', async () => {
+    const authorizeDeliver = (client: Client, message: Message): boolean => message.topic.startsWith(`${client.username}/`)
+    await withBroker({ authorizeDeliver }, async (b) => {
+      const alice = await b.connect({ clientId: 'shared-device', username: 'alice', clean: false })
+      await alice.subscribeAsync('#', { qos: 1 })
+      await leave(b, alice)
+      await b.broker.publish({ topic: 'alice/secret', payload: 'for alice', qos: 1 })
+      assert.equal(b.broker.getSession('shared-device')?.queued, 1, 'judged for alice, and queued')
+      const mallory = await b.connectRecorded({ clientId: 'shared-device', username: 'mallory', clean: false })
+      await b.broker.publish({ topic: 'mallory/fence', payload: 'fence', qos: 1 })
+      await mallory.inbox.waitFor('fence')
+      assert.deepEqual(mallory.inbox.messages.map((m) => m.payload), ['fence'], "alice's message is not sent to mallory")
+    })
+  })
 })

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { ReasonCode } from '../../src/protocol/reason-codes.js'
-import { disconnected, hex, withBroker } from '../helpers/index.js'
+import { connectPacket, disconnected, hex, startBroker, withBroker } from '../helpers/index.js'
 
 describe('bans', { timeout: 20_000 }, () => {
   test('a banned client identifier is refused: MQTT 5 CONNACK 0x8A (Banned), 3.1.1 return code 5; others connect', async () => {
@@ -131,5 +131,30 @@ describe('bans', { timeout: 20_000 }, () => {
       assert.ok(b.broker.bans().some((x) => x.clientId === 'a'))
       assert.throws(() => b.broker.ban({}), TypeError, 'a ban must name something')
     })
+  })
+
+  test('a ban reaches a client still in its CONNECT handshake (an authenticate hook deciding): it never gets in', async () => {
+    let release: () => void = () => {}
+    const deciding = new Promise<void>((resolve) => (release = resolve))
+    let asked: () => void = () => {}
+    const askedOnce = new Promise<void>((resolve) => (asked = resolve))
+    const authenticate = async (): Promise<boolean> => {
+      asked()
+      await deciding
+      return true
+    }
+    const b = await startBroker({ authenticate })
+    try {
+      const raw = await b.raw(5)
+      raw.send(connectPacket({ clientId: 'pending', protocolVersion: 5 }))
+      await askedOnce
+      b.broker.ban({ clientId: 'pending' })
+      release()
+      await raw.waitClosed()
+      assert.equal(raw.pending().some((p) => p.type === 'connack' && p.returnCode === 0), false, `no CONNACK 0: ${raw.describe()}`)
+      assert.equal(b.broker.getClient('pending'), undefined)
+    } finally {
+      await b.close()
+    }
   })
 })

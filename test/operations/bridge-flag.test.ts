@@ -4,6 +4,7 @@
  * Published on its subscriptions. First with raw bytes, then with a real Mosquitto bridging to Culex.
  */
 import assert from 'node:assert/strict'
+import { isOwnBridgeState } from '../../src/protocol/topics.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
@@ -292,4 +293,12 @@ describe('a real Mosquitto bridging to Culex', { skip: subSkip, timeout: 20_000 
       rmSync(dir, { recursive: true, force: true })
     }
   })
+})
+
+test('a client may write only its own bridge state under $SYS, and only with a client id that is one topic level', () => {
+  assert.equal(isOwnBridgeState('$SYS/broker/connection/vm.culex/state', 'vm.culex'), true)
+  assert.equal(isOwnBridgeState('$SYS/broker/connection/other/state', 'vm.culex'), false)
+  assert.equal(isOwnBridgeState('$SYS/broker/connection/a/b/state', 'a/b'), false, "a '/' would reach into other levels")
+  assert.equal(isOwnBridgeState('$SYS/broker/connection/+/state', '+'), false)
+  assert.equal(isOwnBridgeState('$SYS/broker/uptime', 'x'), false)
 })

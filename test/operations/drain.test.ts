@@ -132,6 +132,27 @@ describe('broker.drain()', { timeout: 20_000 }, () => {
     }
   })
 
+  test('while its in-flight message settles, a subscriber is sent no new QoS 1 message: it waits in the session', async () => {
+    const b = await startBroker()
+    try {
+      const raw = await b.raw(5)
+      assert.equal((await raw.connect({ clientId: 'kept', properties: { sessionExpiryInterval: 600 } })).returnCode, 0)
+      await raw.subscribe('drain/#', 1)
+      const packetId = await holding(b, raw)
+      const draining = b.broker.drain({ timeoutMs: 10_000 })
+      await b.broker.publish({ topic: 'drain/later', payload: 'later', qos: 1 })
+      // The PINGRESP comes after anything the broker wrote before it: no PUBLISH of 'later'.
+      await raw.ping()
+      assert.deepEqual(raw.pending().map((p) => p.type), [], `nothing but the PINGRESP: ${raw.describe()}`)
+      assert.equal(b.broker.getSession('kept')?.queued, 1, "'later' waits in the persistent session")
+      raw.send({ type: 'puback', packetId })
+      await raw.expectDisconnect(ReasonCode.ServerShuttingDown)
+      await draining
+    } finally {
+      await b.close()
+    }
+  })
+
   test('with a short timeoutMs, a subscriber that never acknowledges is disconnected anyway after the deadline', async () => {
     const b = await startBroker()
     try {

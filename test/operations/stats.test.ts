@@ -4,6 +4,7 @@
  * views (`broker.sessions`, `getSession`, `getSubscriptions`).
  */
 import assert from 'node:assert/strict'
+import net from 'node:net'
 import { describe, test } from 'node:test'
 import type { BrokerStats } from '../../src/index.js'
 import { disconnected, leave, ping, startBroker, withBroker, type TestBroker } from '../helpers/index.js'
@@ -188,6 +189,27 @@ describe('broker.stats()', { timeout: 20_000 }, () => {
       await b.connect({ clientId: 'four' })
       assert.equal(b.broker.stats().clients.maximum, 3, 'two connected now: the maximum stays 3')
       assert.equal(b.broker.connectedClients, 2)
+    })
+  })
+
+  test('sockets refused past maxConnections (and its handshake headroom) are counted as max_connections', async () => {
+    await withBroker({ limits: { maxConnections: 1 } }, async (b) => {
+      const sockets: net.Socket[] = []
+      try {
+        // 1 connection and 16 more in their handshake are held; the 18th is closed at once.
+        const closedOne = new Promise<void>((resolve) => {
+          for (let i = 0; i < 18; i++) {
+            const socket = net.connect(b.port, '127.0.0.1')
+            socket.on('error', () => {})
+            socket.once('close', () => resolve())
+            sockets.push(socket)
+          }
+        })
+        await closedOne
+        assert.equal(b.broker.stats().sockets.refused.max_connections, 1)
+      } finally {
+        for (const socket of sockets) socket.destroy()
+      }
     })
   })
 })

@@ -189,6 +189,18 @@ describe('SysTree (driven with injected snapshots)', () => {
     assert.deepEqual(t.take(), [[`${ROOT}/uptime`, '30 seconds']], 'the same values again: not re-published')
   })
 
+  test('subscriptions/count leaves out the shared subscriptions, which shared_subscriptions/count has, as Mosquitto counts them', () => {
+    const s0 = zeroStats(1_000_000)
+    const t = tree(s0)
+    t.sys.start()
+    t.sys.stop()
+    t.take()
+    t.sys.update(later(s0, 10, { subscriptions: { total: 5, shared: 2 } }))
+    const published = new Map(t.take())
+    assert.equal(published.get(`${ROOT}/subscriptions/count`), '3')
+    assert.equal(published.get(`${ROOT}/shared_subscriptions/count`), '2')
+  })
+
   test('maxima are published only when they grew', () => {
     const s0 = zeroStats(2_000_000)
     const t = tree(s0)

@@ -87,9 +87,10 @@ describe('bans', () => {
   })
 
   test('unban removes the bans matching every field given, an address however written; list() returns copies', () => {
-    const { p } = setup({ bans: [{ clientId: 'a', username: 'u' }, { clientId: 'a' }, { username: 'u' }, { address: '10.0.0.1' }, { address: '2001:db8::/32' }] })
+    const { p } = setup({ bans: [{ clientId: 'a' }, { username: 'u' }, { address: '10.0.0.1' }, { address: '2001:db8::/32' }] })
     assert.equal(p.unban({}), false)
     assert.equal(p.unban({ clientId: 'nobody' }), false)
+    assert.equal(p.unban({ clientId: 'a', username: 'u' }), false, 'no ban names both')
     assert.equal(p.unban({ clientId: 'a' }), true)
     assert.deepEqual(p.list(), [{ username: 'u' }, { address: '10.0.0.1' }, { address: '2001:db8::/32' }])
     assert.equal(p.unban({ address: '::ffff:10.0.0.1' }), true)
@@ -100,6 +101,14 @@ describe('bans', () => {
     const listed = p.list()
     listed[0]!.username = 'changed'
     assert.deepEqual(p.list(), [{ username: 'u' }])
+  })
+
+  test('a ban names exactly one of client id, user name and address', () => {
+    const { p } = setup()
+    assert.throws(() => p.ban({ clientId: 'a', address: '10.0.0.1' }), TypeError)
+    assert.throws(() => p.ban({ clientId: 'a', username: 'u' }), TypeError)
+    assert.throws(() => p.ban({}), TypeError)
+    assert.deepEqual(p.list(), [])
   })
 
   test('a ban for the same client id, user name and address replaces the earlier one', () => {

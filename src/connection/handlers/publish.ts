@@ -15,11 +15,11 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const session = connection.session
   if (session === null) return
-  const counters = connection.broker.counters
-  counters.messagesReceived[packet.qos] = (counters.messagesReceived[packet.qos] as number) + 1
   const journal = connection.broker.journal
   // Too much waits for the store: this publisher is not read until it catches up.
   if (journal.overloaded) return journal.relief().then(() => handlePublish(connection, packet))
+  const counters = connection.broker.counters
+  counters.messagesReceived[packet.qos] = (counters.messagesReceived[packet.qos] as number) + 1
   if (connection.broker.limits.maxPublishRate > 0 && !connection.publishRate.take(connection.broker.limits.maxPublishRate)) {
     counters.drop('rate_limited')
     return connection.protocolError(`over ${connection.broker.limits.maxPublishRate} PUBLISH per second`, ReasonCode.MessageRateTooHigh)
