@@ -123,6 +123,24 @@ describe('password hashes', { timeout: TEST_TIMEOUT }, () => {
     // Computed synchronously, the event loop would not have turned once before the answer.
     assert.ok(turns > 1, `the event loop turned ${turns} times while PBKDF2 ran`)
   })
+
+  test('argon2id is computed off the event loop (Node\'s argon2, or a worker thread)', async () => {
+    // Heavy enough to take tens of milliseconds: 64 MiB, 3 passes.
+    const stored = userHash(await argon2Line('heavy', 'slow', 3, 1, 65536), 'heavy')
+    let turns = 0
+    let done = false
+    const spin = (): void => {
+      turns++
+      if (!done) setImmediate(spin)
+    }
+    setImmediate(spin)
+    const ok = await verifyPassword(stored, Buffer.from('slow'))
+    done = true
+    assert.equal(ok, true)
+    // On the main thread hash-wasm yields only while it loads its WebAssembly (a few turns); the
+    // computation itself (over 100 ms for 64 MiB and 3 passes on any machine) would allow none.
+    assert.ok(turns > 100, `the event loop turned ${turns} times while argon2id ran`)
+  })
 })
 
 describe('password file parsing', () => {

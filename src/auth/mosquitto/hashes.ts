@@ -12,6 +12,7 @@
  */
 import { createHash, pbkdf2, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
+import { argon2idHash } from './argon2.js'
 
 const pbkdf2Async = promisify(pbkdf2)
 
@@ -100,26 +101,10 @@ function parseArgon2id(encoded: string): PasswordHash | string {
   return { kind: 'argon2id', memorySize, iterations, parallelism, salt, hash }
 }
 
-type HashWasm = typeof import('hash-wasm')
-let hashWasm: Promise<HashWasm> | undefined
-
-/**
- * Loads hash-wasm for argon2id, once, and only when a password file holds an argon2id line:
- * called when such a file is read, so the first CONNECT does not wait for it.
- */
-export function loadArgon2(): Promise<HashWasm> {
-  if (hashWasm === undefined) {
-    hashWasm = import('hash-wasm')
-    // A failed load is reported when a password is checked; never as an unhandled rejection.
-    hashWasm.catch(() => {})
-  }
-  return hashWasm
-}
-
 /**
  * Whether `password` matches. `$7$` runs on the libuv threadpool (async `crypto.pbkdf2`), so a
  * file with a high iteration count does not stall other clients; `$6$` is one SHA-512; argon2id
- * runs in hash-wasm's WebAssembly. The final comparison takes the same time wherever the bytes
+ * runs in Node's own argon2 or in a worker thread (argon2.ts). The final comparison takes the same time wherever the bytes
  * differ (`timingSafeEqual`).
  *
  * The whole password is hashed. (Mosquitto hashes it as a C string, so it stops at a zero byte.)
@@ -133,20 +118,16 @@ export async function verifyPassword(stored: PasswordHash, password: Buffer): Pr
     case 'pbkdf2-sha512':
       computed = await pbkdf2Async(password, stored.salt, stored.iterations, SHA512_BYTES, 'sha512')
       break
-    case 'argon2id': {
-      const { argon2id } = await loadArgon2()
-      const out = await argon2id({
+    case 'argon2id':
+      computed = await argon2idHash({
         password,
         salt: stored.salt,
         iterations: stored.iterations,
         parallelism: stored.parallelism,
         memorySize: stored.memorySize,
         hashLength: stored.hash.length,
-        outputType: 'binary',
       })
-      computed = Buffer.from(out.buffer, out.byteOffset, out.byteLength)
       break
-    }
   }
   return computed.length === stored.hash.length && timingSafeEqual(computed, stored.hash)
 }

@@ -15,7 +15,8 @@ import type { AuthenticateRequest, AuthenticateResult, Client, Message } from '.
 import type { BrokerOptions } from '../../options.js'
 import { ConnackReturnCode } from '../../protocol/reason-codes.js'
 import { aclAllows, parseAclFile, READ, WRITE, type AclRules } from './acl-file.js'
-import { loadArgon2, verifyPassword } from './hashes.js'
+import { warmArgon2 } from './argon2.js'
+import { verifyPassword } from './hashes.js'
 import { parsePasswordFile, type PasswordFile } from './password-file.js'
 
 export { MosquittoFileError } from './password-file.js'
@@ -72,8 +73,8 @@ async function read(path: string): Promise<string> {
 function parse(options: MosquittoAuthOptions, passwordText: string | undefined, aclText: string | undefined): Rules {
   const passwords = passwordText === undefined ? undefined : parsePasswordFile(passwordText, options.passwordFile as string)
   const acl = aclText === undefined ? undefined : parseAclFile(aclText, options.aclFile as string)
-  // Fetch hash-wasm now rather than at the first argon2id CONNECT.
-  if (passwords?.argon2 === true) void loadArgon2()
+  // Start the argon2id worker now rather than at the first CONNECT.
+  if (passwords?.argon2 === true) warmArgon2()
   return { passwords, acl }
 }
 
