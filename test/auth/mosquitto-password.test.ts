@@ -12,11 +12,10 @@ import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import { argon2id } from 'hash-wasm'
-import mqtt, { type IClientOptions, type IConnackPacket } from 'mqtt'
 import { mosquittoAuth } from '../../src/auth/mosquitto/index.js'
 import { parseHash, verifyPassword, type PasswordHash } from '../../src/auth/mosquitto/hashes.js'
 import { parsePasswordFile } from '../../src/auth/mosquitto/password-file.js'
-import { skipWithout, startBroker, TEST_TIMEOUT, withBroker, type TestBroker } from '../helpers/index.js'
+import { connackCode, skipWithout, startBroker, TEST_TIMEOUT, withBroker, type TestBroker } from '../helpers/index.js'
 
 const run = promisify(execFile)
 const passwdSkip = skipWithout('mosquitto_passwd')
@@ -44,29 +43,28 @@ function userHash(text: string, user: string): PasswordHash {
   return hash
 }
 
+/** Awaits `work`, counting how often the event loop turned meanwhile (0 or 1 if it was blocked). */
+async function countingTurns<T>(work: Promise<T>): Promise<{ value: T; turns: number }> {
+  let turns = 0
+  let done = false
+  const spin = (): void => {
+    turns++
+    if (!done) setImmediate(spin)
+  }
+  setImmediate(spin)
+  try {
+    return { value: await work, turns }
+  } finally {
+    done = true
+  }
+}
+
 /** An argon2id PHC string for `password`, as `mosquitto_passwd -H argon2id` (2.1) writes them. */
 async function argon2Line(user: string, password: string, iterations = 1, parallelism = 1, memorySize = 1024): Promise<string> {
   const encoded = await argon2id({ password, salt: randomBytes(16), iterations, parallelism, memorySize, hashLength: 32, outputType: 'encoded' })
   return `${user}:${encoded}\n`
 }
 
-/** The CONNACK code (3.1.1 return code, or MQTT 5 reason code) an `mqtt` client gets. */
-async function connackCode(port: number, options: IClientOptions = {}): Promise<number> {
-  const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
-  client.on('error', () => {})
-  try {
-    return await new Promise<number>((resolve, reject) => {
-      client.on('packetreceive', (packet) => {
-        if (packet.cmd !== 'connack') return
-        const connack = packet as IConnackPacket
-        resolve(connack.reasonCode ?? connack.returnCode ?? -1)
-      })
-      client.once('close', () => reject(new Error('closed before CONNACK')))
-    })
-  } finally {
-    client.end(true)
-  }
-}
 
 describe('password hashes', { timeout: TEST_TIMEOUT }, () => {
   test('$7$ lines written by mosquitto_passwd verify their own password and no other', { skip: passwdSkip }, async () => {
@@ -110,15 +108,7 @@ describe('password hashes', { timeout: TEST_TIMEOUT }, () => {
     const hash = pbkdf2Sync('slow', salt, iterations, 64, 'sha512')
     const stored = parseHash(`$7$${iterations}$${salt.toString('base64')}$${hash.toString('base64')}`)
     assert.ok(typeof stored !== 'string', String(stored))
-    let turns = 0
-    let done = false
-    const spin = (): void => {
-      turns++
-      if (!done) setImmediate(spin)
-    }
-    setImmediate(spin)
-    const ok = await verifyPassword(stored, Buffer.from('slow'))
-    done = true
+    const { value: ok, turns } = await countingTurns(verifyPassword(stored, Buffer.from('slow')))
     assert.equal(ok, true)
     // Computed synchronously, the event loop would not have turned once before the answer.
     assert.ok(turns > 1, `the event loop turned ${turns} times while PBKDF2 ran`)
@@ -127,15 +117,7 @@ describe('password hashes', { timeout: TEST_TIMEOUT }, () => {
   test('argon2id is computed off the event loop (Node\'s argon2, or a worker thread)', async () => {
     // Heavy enough to take tens of milliseconds: 64 MiB, 3 passes.
     const stored = userHash(await argon2Line('heavy', 'slow', 3, 1, 65536), 'heavy')
-    let turns = 0
-    let done = false
-    const spin = (): void => {
-      turns++
-      if (!done) setImmediate(spin)
-    }
-    setImmediate(spin)
-    const ok = await verifyPassword(stored, Buffer.from('slow'))
-    done = true
+    const { value: ok, turns } = await countingTurns(verifyPassword(stored, Buffer.from('slow')))
     assert.equal(ok, true)
     // On the main thread hash-wasm yields only while it loads its WebAssembly (a few turns); the
     // computation itself (over 100 ms for 64 MiB and 3 passes on any machine) would allow none.

@@ -14,9 +14,9 @@ import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { mosquittoAuth } from '../../src/auth/mosquitto/index.js'
-import { Inbox, realTimer, skipWithout, startBroker, subackCodes, type TestBroker } from '../helpers/index.js'
+import { connackCode, Inbox, realTimer, skipWithout, startBroker, subackCodes, type TestBroker } from '../helpers/index.js'
 
 const run = promisify(execFile)
 /** Debian puts the broker in /usr/sbin, which a non-root PATH may lack. */
@@ -165,23 +165,6 @@ async function connect(port: number, options: IClientOptions): Promise<MqttClien
   return client
 }
 
-/** The CONNACK code (3.1.1 return code, or MQTT 5 reason code) a client gets. */
-async function connackCode(port: number, options: IClientOptions): Promise<number> {
-  const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
-  client.on('error', () => {})
-  try {
-    return await new Promise<number>((resolve, reject) => {
-      client.on('packetreceive', (packet) => {
-        if (packet.cmd !== 'connack') return
-        const connack = packet as IConnackPacket
-        resolve(connack.reasonCode ?? connack.returnCode ?? -1)
-      })
-      client.once('close', () => reject(new Error('closed before CONNACK')))
-    })
-  } finally {
-    client.end(true)
-  }
-}
 
 /** Publishes at QoS 1 and returns the PUBACK reason code (0 for a 3.1.1 PUBACK), refusals included. */
 function pubackCode(client: MqttClient, topic: string, payload: string, retain = false): Promise<number> {

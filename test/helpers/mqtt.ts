@@ -1,5 +1,5 @@
 /** Helpers for `mqtt` (MQTT.js) clients: what they receive, SUBACK codes, and a PINGREQ fence. */
-import type { IConnackPacket, IPublishPacket, MqttClient, Packet as MqttPacket } from 'mqtt'
+import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient, type Packet as MqttPacket } from 'mqtt'
 import type { QoS } from '../../src/protocol/packets.js'
 import { DEFAULT_WAIT_MS, Waiters } from './wait.js'
 
@@ -109,5 +109,23 @@ export async function ping(client: MqttClient, ms: number = DEFAULT_WAIT_MS): Pr
     await waiters.until(() => answered, ms, 'PINGRESP')
   } finally {
     client.off('packetreceive', onPacket)
+  }
+}
+
+/** The CONNACK code (3.1.1 return code, or MQTT 5 reason code) an `mqtt` client connecting to `port` gets; rejects if it closes first. */
+export async function connackCode(port: number, options: IClientOptions = {}): Promise<number> {
+  const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
+  client.on('error', () => {})
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      client.on('packetreceive', (packet) => {
+        if (packet.cmd !== 'connack') return
+        const connack = packet as IConnackPacket
+        resolve(connack.reasonCode ?? connack.returnCode ?? -1)
+      })
+      client.once('close', () => reject(new Error('closed before CONNACK')))
+    })
+  } finally {
+    client.end(true)
   }
 }

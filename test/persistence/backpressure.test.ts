@@ -37,6 +37,7 @@ test('while commits are held, a publisher flooding a persistent session is no lo
     await pub.take('pingresp', () => true, 30_000)
     assert.equal(queued(), FLOOD)
     assert.equal(pub.pending().filter((p) => p.type === 'puback').length, FLOOD)
+    assert.equal(b.broker.stats().messages.received[1], FLOOD, 'each PUBLISH counted once, those that waited for the store too')
   } finally {
     store.release()
     await b.close()
