@@ -234,7 +234,7 @@ test('the packed package.json runs no script in a user install, and its dependen
     if (!/\.(js|d\.ts)$/.test(file)) continue
     // Comments are not imports: block comments, and line comments that fill their line.
     const text = readFileSync(join(installed, file), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '')
-    for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm)) {
+    for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire(?:\.resolve)?\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm)) {
       const specifier = m[1] ?? ''
       if (specifier.startsWith('.') || specifier.startsWith('node:') || builtins.has(specifier)) continue
       const name = specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : (specifier.split('/')[0] ?? '')

@@ -8,6 +8,8 @@ import * as crypto from 'node:crypto'
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 
+const require = createRequire(import.meta.url)
+
 /** What an argon2id check needs. */
 export interface Argon2Params {
   readonly password: Buffer
@@ -52,7 +54,8 @@ const pending = new Map<number, Pending>()
 /** The worker, started at the first check (or by warmArgon2); it holds the process open only while a check is pending. */
 function argon2Worker(): Worker {
   if (worker !== undefined) return worker
-  const hashWasm = createRequire(import.meta.url).resolve('hash-wasm')
+  // The worker loads hash-wasm by path: an eval'd worker resolves nothing from this package.
+  const hashWasm = require.resolve('hash-wasm')
   const started = new Worker(WORKER_SOURCE, { eval: true, workerData: { hashWasm } })
   started.on('message', ({ id, hash, error }: { id: number; hash?: Uint8Array; error?: string }) => {
     const waiting = pending.get(id)
