@@ -69,7 +69,7 @@ export interface DrainOptions {
 
 /** What `broker.health()` reports, for liveness and readiness probes. */
 export interface BrokerHealth {
-  /** The process serves: the event loop is not stalled (its delay is under `maxEventLoopDelayMs`). */
+  /** The process serves: the event loop is not stalled (its p99 delay over the last seconds is under 5 s). */
   readonly alive: boolean
   /** Listening on at least one transport, stored state restored, not draining nor closed. */
   readonly ready: boolean

@@ -132,7 +132,6 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   private readonly sessionLimits: SessionLimits
   readonly startedAt = Date.now()
   readonly protection: Protection
-  readonly authorizeDeliver: AuthorizeDeliverHook | undefined
   readonly acceptConnection: AcceptConnectionHook | undefined
   /** Started last in the constructor, so a constructor that throws leaves nothing running. */
   private readonly eventLoop: EventLoopMonitor
@@ -159,7 +158,6 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     this.enhancedAuthenticate = options.enhancedAuthenticate
     this.authorizePublish = options.authorizePublish
     this.authorizeSubscribe = options.authorizeSubscribe
-    this.authorizeDeliver = options.authorizeDeliver
     this.acceptConnection = options.acceptConnection
     this.protection = new Protection(options.protection ?? {}, this.counters)
     if (options.cluster !== undefined) {
@@ -481,8 +479,9 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   }
 
   /**
-   * One of the broker's own $SYS messages: retained in memory only, delivered to this process's
-   * subscribers only (in a cluster each node has its own tree), never stored or forwarded.
+   * One of the broker's own $SYS messages: its retained copy is kept in memory only (it describes
+   * this process), and it reaches this node's subscribers only (in a cluster each node has its
+   * own tree). A persistent session queues it like any message.
    */
   publishSys(topic: string, payload: string): void {
     const qos = (this.capabilities.maximumQoS < 2 ? this.capabilities.maximumQoS : 2) as QoS
@@ -646,11 +645,6 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   }
 
   /**
-   * Resolves once a connection has no QoS 1/2 exchange open with the broker (messages sent and not
-   * acknowledged, QoS 2 messages received and not released), or at `deadline` (ms since the
-   * epoch), or when it closes. Checked every few ms: only drain() waits on it.
-   */
-  /**
    * A connection about to be drained takes no new QoS 1/2 message into its window: they queue (a
    * persistent session keeps them for its next connection), so what is in flight only shrinks.
    */
@@ -658,6 +652,11 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     if (connection.session !== null) connection.session.inflightLimit = 0
   }
 
+  /**
+   * Resolves once a connection has no QoS 1/2 exchange open with the broker (messages sent and not
+   * acknowledged, QoS 2 messages received and not released), or at `deadline` (ms since the
+   * epoch), or when it closes. Checked every 50 ms: only drain() waits on it.
+   */
   async settled(connection: Connection, deadline: number): Promise<void> {
     const open = (): boolean => {
       const session = connection.session
