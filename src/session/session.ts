@@ -221,20 +221,17 @@ export class Session {
     group: SharedOrigin | undefined = undefined,
   ): void {
     const link = this.link
-    if (qos === 0 && link === null) {
-      this.drop('offline')
+    const mayDeliver = this.limits.mayDeliver
+    if (qos === 0) {
+      if (link === null) return this.drop('offline')
+      if (mayDeliver !== undefined && !mayDeliver(this, message)) return
+      if (link.isCongested()) this.drop('write_buffer')
+      else if (!link.sendPublish(message, 0, retain, 0, false, ids)) this.drop('too_large')
       return
     }
     // A session restored from the store, its client not back yet, has no known user to judge:
     // its messages queue, and are judged, as every queued message is, when they are sent.
-    const mayDeliver = this.limits.mayDeliver
     if (mayDeliver !== undefined && (link !== null || this.identified) && !mayDeliver(this, message)) return
-    if (qos === 0) {
-      if (link === null) this.drop('offline')
-      else if (link.isCongested()) this.drop('write_buffer')
-      else if (!link.sendPublish(message, 0, retain, 0, false, ids)) this.drop('too_large')
-      return
-    }
     // Order is kept by never overtaking what is already queued [MQTT-4.6.0-6].
     const direct = link !== null && this.queueHead === this.queue.length && this.windowOpen
     if (!direct && this.queueFull(message)) {
