@@ -8,6 +8,7 @@ import type { Client, ConnectionInfo, Message, SessionSummary } from './hooks/ty
 import { log } from './logging.js'
 import type { BrokerStats } from './metrics/stats.js'
 import { SysTree } from './metrics/sys-tree.js'
+import { checkBridgeOptions, type BridgeHandle, type BridgeOptions } from './bridge/options.js'
 import { BrokerLog } from './broker-log.js'
 import type { Ban, BrokerOptions, Limits } from './options.js'
 import type { Properties, QoS, Subscription } from './protocol/packets.js'
@@ -151,6 +152,8 @@ export class Broker {
   private readonly hostLog: BrokerLog | undefined
   /** The $SYS tree, unless `sys.interval` is 0. */
   private readonly sys: SysTree | undefined
+  /** The outgoing bridges running, by name. */
+  private readonly bridges = new Map<string, BridgeHandle | Promise<BridgeHandle>>()
 
   constructor(options: BrokerOptions = {}) {
     // Checked before the core starts anything (its event-loop monitor).
@@ -445,6 +448,49 @@ export class Broker {
   }
 
   /**
+   * Starts an outgoing bridge to another MQTT broker (needs the optional `mqtt` package, loaded
+   * only now). Messages for `out` topics wait in the bridge's persistent session on this broker
+   * (client id `bridge:<name>`) until the remote acknowledged them, so none is lost while the link
+   * is down; `in` topics are published here. Resolves once the bridge's local side is connected;
+   * the remote may connect later (`bridgeUp` event, `handle.connected`). Throws a TypeError for
+   * invalid options or a name already in use. `broker.close()` closes the bridges. See docs/bridges.md.
+   */
+  async bridge(options: BridgeOptions): Promise<BridgeHandle> {
+    const checked = checkBridgeOptions(options)
+    if (this.closing || this.core.draining) throw new Error('broker is closed')
+    if (this.bridges.has(checked.name)) throw new TypeError(`a bridge named ${JSON.stringify(checked.name)} is already running`)
+    const starting = (async () => {
+      await this.ready
+      const { startBridge } = await import('./bridge/bridge.js')
+      const handle = await startBridge(
+        {
+          handle: (stream, info) => this.handle(stream, info),
+          publishSys: (topic, payload) => this.core.publishSys(topic, payload),
+          fire: (event, args) => this.fire(event, args),
+        },
+        checked,
+      )
+      // Closing the handle forgets it, so the name can be used again.
+      const close = handle.close.bind(handle)
+      return Object.assign(handle, {
+        close: async () => {
+          await close()
+          if (this.bridges.get(checked.name) === handle) this.bridges.delete(checked.name)
+        },
+      })
+    })()
+    this.bridges.set(checked.name, starting)
+    try {
+      const handle = await starting
+      this.bridges.set(checked.name, handle)
+      return handle
+    } catch (error) {
+      this.bridges.delete(checked.name)
+      throw error
+    }
+  }
+
+  /**
    * Shuts down gracefully: stops the listeners, closes every client (publishing the wills that
    * are due), stops the session-expiry and will-delay timers (the store keeps their due times for
    * the next broker), commits what is left and closes persistence. Rejects if the store refuses
@@ -457,6 +503,16 @@ export class Broker {
 
   private async shutdown(): Promise<void> {
     await this.ready.catch(() => {})
+    // Bridges first: their local sessions keep what the remote has not acknowledged.
+    await Promise.all(
+      [...this.bridges.values()].map(async (b) => {
+        try {
+          await (await b).close()
+        } catch {
+          // One that failed to start is closed already; closing does not fail.
+        }
+      }),
+    )
     this.sys?.stop()
     this.core.stopMonitors()
     const stopping = [...this.listenersOpen].map((l) => l.close())

@@ -10,6 +10,7 @@
  */
 export { Broker } from './broker.js'
 export type { BrokerHealth, DrainOptions, MessageHandler, PublishOptions, PublishProperties, PublishResult, SubscribeOptions } from './broker.js'
+export type { BridgeDirection, BridgeHandle, BridgeOptions, BridgeTlsOptions, BridgeTopic } from './bridge/options.js'
 export type { BrokerStats, DenialKind, DropReason, PacketTypeName, SocketRefusal } from './metrics/stats.js'
 export type { BrokerEvents, ConnectRefusal, HookName, HostErrorSource } from './hooks/events.js'
 export type {
@@ -48,6 +49,17 @@ export type {
 export { MemoryPersistence } from './persistence/memory.js'
 export { mosquittoAuth, MosquittoFileError } from './auth/mosquitto/index.js'
 export type { MosquittoAuth, MosquittoAuthOptions } from './auth/mosquitto/index.js'
+export { dashboard, DASHBOARD_REQUEST_HEADER } from './dashboard/handler.js'
+export type {
+  AdminCredentials,
+  AuthorizeAdminHook,
+  DashboardClient,
+  DashboardClientDetail,
+  DashboardHandler,
+  DashboardOptions,
+  DashboardSource,
+  DashboardStats,
+} from './dashboard/handler.js'
 export { operationsHandler } from './http/handler.js'
 export type { OperationsHandler, OperationsHandlerOptions, OperationsSource } from './http/handler.js'
 export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './http/prometheus-text.js'

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { mosquittoAuth, type MosquittoAuth } from '../auth/mosquitto/index.js'
 import { Broker, type DrainOptions } from '../broker.js'
 import type { ClusterOptions } from '../cluster/options.js'
+import { dashboard } from '../dashboard/handler.js'
 import { startOperationsServer, type OperationsServer } from '../http/server.js'
 import type { BrokerOptions, Limits, ProtectionOptions } from '../options.js'
 import { parseCliArgs, USAGE, type CliOptions } from './args.js'
@@ -261,12 +262,14 @@ async function start(config: CulexConfig): Promise<void> {
 
   if (config.http?.port !== undefined) {
     try {
-      operations = await startOperationsServer(broker, { port: config.http.port, host: config.http.host })
+      // The dashboard takes every path the operations endpoints do not, from '/'.
+      const board = dashboard(broker)
+      operations = await startOperationsServer(broker, { port: config.http.port, host: config.http.host, fallback: (req, res) => board(req, res) })
     } catch (error) {
       await failed(`http: cannot listen on ${config.http.host}:${config.http.port}: ${firstLine(error)}`)
     }
     if (stopping) return
-    say.info(`metrics and health on ${httpUrl((operations as OperationsServer).address())} (/metrics, /healthz, /readyz)`)
+    say.info(`dashboard, metrics and health on ${httpUrl((operations as OperationsServer).address())} (/, /metrics, /healthz, /readyz)`)
   }
 
   for (const plan of plans) {

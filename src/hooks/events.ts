@@ -68,4 +68,8 @@ export type BrokerEvents = {
    * changes again, with growing pauses, and acknowledges again once the store takes them.
    */
   persistenceError: (error: Error) => void
+  /** An outgoing bridge (`broker.bridge`) connected to its remote broker. */
+  bridgeUp: (name: string) => void
+  /** An outgoing bridge lost its remote broker (or was closed); `error` says why, when known. Messages for it wait in its session. */
+  bridgeDown: (name: string, error?: Error) => void
 }

@@ -2,7 +2,7 @@
  * A small `node:http` server for the operations endpoints, for hosts without a web framework and
  * for the CLI's `--http-port`.
  */
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { operationsHandler, type OperationsHandlerOptions, type OperationsSource } from './handler.js'
 
@@ -16,6 +16,8 @@ export interface OperationsServerOptions extends OperationsHandlerOptions {
    * Prometheus server or a Kubernetes probe on another host needs).
    */
   host?: string
+  /** Serves the paths the operations handler does not (the CLI puts the dashboard there); absent: 404. */
+  fallback?: (req: IncomingMessage, res: ServerResponse) => void
 }
 
 /** A running operations server. */
@@ -40,9 +42,9 @@ export interface OperationsServer {
  * ```
  */
 export async function startOperationsServer(broker: OperationsSource, options: OperationsServerOptions): Promise<OperationsServer> {
-  const { port, host = '127.0.0.1', ...handlerOptions } = options
+  const { port, host = '127.0.0.1', fallback, ...handlerOptions } = options
   const handler = operationsHandler(broker, handlerOptions)
-  const server: Server = createServer((req, res) => handler(req, res))
+  const server: Server = createServer((req, res) => handler(req, res, fallback === undefined ? undefined : () => fallback(req, res)))
   await new Promise<void>((resolve, reject) => {
     const failed = (error: Error): void => reject(error)
     server.once('error', failed)

@@ -300,16 +300,19 @@ test('--password-file and --allow-anonymous as flags', async (t) => {
   await stopCleanly(run)
 })
 
-test('--http-port serves /healthz, /readyz and /metrics; the banner says where', async (t) => {
+test('--http-port serves the dashboard at /, /healthz, /readyz and /metrics; the banner says where', async (t) => {
   const run = startCli(['--port', '0', '--host', '127.0.0.1', '--http-port', '0'])
   t.after(() => run.kill())
-  const [, base] = await run.waitFor(/^culex: metrics and health on (http:\/\/127\.0\.0\.1:\d+) \(\/metrics, \/healthz, \/readyz\)$/m)
+  const [, base] = await run.waitFor(/^culex: dashboard, metrics and health on (http:\/\/127\.0\.0\.1:\d+) \(\/, \/metrics, \/healthz, \/readyz\)$/m)
   await run.port()
-  for (const endpoint of ['/healthz', '/readyz', '/metrics']) {
+  for (const endpoint of ['/healthz', '/readyz', '/metrics', '/', '/api/v1/stats']) {
     const response = await within(fetch(`${base}${endpoint}`), endpoint, run)
     assert.equal(response.status, 200, endpoint)
     await response.text()
   }
+  const missing = await within(fetch(`${base}/no-such-page`), '/no-such-page', run)
+  assert.equal(missing.status, 404)
+  await missing.text()
   await stopCleanly(run)
 })
 
