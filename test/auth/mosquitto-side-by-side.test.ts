@@ -9,14 +9,14 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { promisify } from 'node:util'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { mosquittoAuth } from '../../src/auth/mosquitto/index.js'
-import { connackCode, Inbox, realTimer, skipWithout, startBroker, subackCodes, type TestBroker } from '../helpers/index.js'
+import { connackCode, freePort, Inbox, realTimer, skipWithout, startBroker, subackCodes, type TestBroker } from '../helpers/index.js'
 
 const run = promisify(execFile)
 /** Debian puts the broker in /usr/sbin, which a non-root PATH may lack. */
@@ -74,16 +74,6 @@ interface Mosquitto {
   port: number
   output(): string
   stop(): Promise<void>
-}
-
-/** A port nothing listens on now: bind port 0, read it, let it go. */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => server.listen(0, '127.0.0.1', resolve).once('error', reject))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 /** Whether a TCP connection to the port is accepted now. */

@@ -16,7 +16,8 @@ import { mapIn, mapOut } from '../../src/bridge/mapping.js'
 import { checkTopic } from '../../src/bridge/options.js'
 import { SqlitePersistence } from '../../src/persistence/sqlite.js'
 import { Inbox, startBroker, until, Waiters } from '../helpers/index.js'
-import { findMosquitto, freePort, startMosquitto } from './mosquitto.js'
+import { findMosquitto, freePort } from '../helpers/index.js'
+import { startMosquitto } from './mosquitto.js'
 
 describe('bridge topic mapping (as Mosquitto)', () => {
   test('out strips the local prefix and adds the remote one; in the other way round; first match wins', () => {

@@ -3,37 +3,10 @@
  * kept line by line, stopped with SIGTERM (so it writes its persistence file) and awaited.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, writeFileSync } from 'node:fs'
-import net from 'node:net'
+import { writeFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { Waiters } from '../helpers/index.js'
-
-/** The mosquitto broker's path, or why the tests are skipped (an error under CI=true). */
-export function findMosquitto(): { path?: string; skip?: string } {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin']
-  for (const dir of dirs) {
-    try {
-      accessSync(`${dir}/mosquitto`, constants.X_OK)
-      return { path: `${dir}/mosquitto` }
-    } catch {
-      // not here
-    }
-  }
-  if (process.env.CI === 'true') throw new Error('mosquitto is required under CI=true but is not installed (see .ci/run)')
-  return { skip: 'mosquitto is not installed' }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** A running Mosquitto. */
 export interface Mosquitto {

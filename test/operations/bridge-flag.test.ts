@@ -6,13 +6,12 @@
 import assert from 'node:assert/strict'
 import { isOwnBridgeState } from '../../src/protocol/topics.js'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import type { Client } from '../../src/index.js'
-import { expectRefused, fence, lp, rawConnect, startBroker, Waiters, withBroker, type RawMqtt, type TestBroker } from '../helpers/index.js'
+import { expectRefused, fence, findMosquitto, freePort, lp, skipWithout, rawConnect, startBroker, Waiters, withBroker, type RawMqtt, type TestBroker } from '../helpers/index.js'
 
 /** A bridge's CONNECT: clean session, keep alive 0, the given protocol name and level. */
 function bridgeConnect(clientId: string, level = 0x84, name = 'MQTT'): Buffer {
@@ -95,32 +94,6 @@ describe('bridge CONNECT (raw bytes)', { timeout: 20_000 }, () => {
     })
   })
 })
-
-/** The mosquitto broker's path, or why the test is skipped (an error under CI=true). */
-function findMosquitto(): { path?: string; skip?: string } {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin']
-  for (const dir of dirs) {
-    try {
-      accessSync(`${dir}/mosquitto`, constants.X_OK)
-      return { path: `${dir}/mosquitto` }
-    } catch {
-      // not here
-    }
-  }
-  if (process.env.CI === 'true') throw new Error('mosquitto is required under CI=true but is not installed (see .ci/run)')
-  return { skip: 'mosquitto is not installed' }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** A program's output, line by line, with a way to wait for a line. */
 class Lines {
@@ -210,16 +183,7 @@ function bridgeConfig(dir: string, port: number, culexPort: number, extra: strin
 }
 
 const mosquitto = findMosquitto()
-const subSkip = mosquitto.skip ?? (() => {
-  try {
-    accessSync('/usr/bin/mosquitto_sub', constants.X_OK)
-    accessSync('/usr/bin/mosquitto_pub', constants.X_OK)
-    return undefined
-  } catch {
-    if (process.env.CI === 'true') throw new Error('mosquitto_sub and mosquitto_pub are required under CI=true')
-    return 'mosquitto_sub or mosquitto_pub is not installed'
-  }
-})()
+const subSkip = mosquitto.skip ?? skipWithout('mosquitto_sub') ?? skipWithout('mosquitto_pub')
 /** Mosquitto's default bridge client identifier: `<hostname>.<connection name>`. */
 const BRIDGE_ID = `${hostname()}.culex`
 
