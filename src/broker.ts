@@ -5,10 +5,12 @@ import { asError } from './hooks/errors.js'
 import type { BrokerEvents, HostErrorSource } from './hooks/events.js'
 import { isPromise } from './hooks/promise.js'
 import type { Client, ConnectionInfo, Message, SessionSummary } from './hooks/types.js'
+import type { IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { log } from './logging.js'
 import type { BrokerStats } from './metrics/stats.js'
 import { SysTree } from './metrics/sys-tree.js'
-import { checkBridgeOptions, type BridgeHandle, type BridgeOptions } from './bridge/options.js'
+import { checkBridgeOptions, type BridgeHandle, type BridgeOptions, type BridgeSummary } from './bridge/options.js'
 import { BrokerLog } from './broker-log.js'
 import type { Ban, BrokerOptions, Limits } from './options.js'
 import type { Properties, QoS, Subscription } from './protocol/packets.js'
@@ -66,6 +68,38 @@ export interface DrainOptions {
   serverReference?: string
   /** With `serverReference`: 0x9C (use another server, temporarily) rather than 0x9D (server moved). Default true. */
   temporary?: boolean
+}
+
+/** `url` with its password, if any, as `***`: for lists and logs. */
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password === '') return url
+    parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return url
+  }
+}
+
+/** An open listener, as `broker.listeners` lists it. */
+export interface ListenerSummary {
+  /** The transport's name: 'tcp', 'tls', 'ws', 'unix', ... */
+  readonly transport: string
+  /** Where it listens: a TCP address, or a path for unix sockets. */
+  readonly address: AddressInfo | string
+}
+
+/** A user name and password to check with `broker.checkCredentials`. */
+export interface CredentialsCheck {
+  readonly username: string
+  readonly password: string
+  /** The HTTP request they came with: the hook gets its address (not the request: see `checkCredentials`). */
+  readonly request?: IncomingMessage | undefined
+  /** The `transport` the hook is told. Default 'http'. */
+  readonly transport?: string
+  /** The `clientId` the hook is told. Default ''. */
+  readonly clientId?: string
 }
 
 /** What `broker.health()` reports, for liveness and readiness probes. */
@@ -143,7 +177,8 @@ function publishProperties(given: PublishProperties): Properties | undefined {
 export class Broker {
   private readonly core: BrokerCore
   private readonly events = new EventEmitter()
-  private readonly listenersOpen = new Set<Listener>()
+  /** The listeners started by `listen`, with their transport's name. */
+  private readonly listenersOpen = new Map<Listener, string>()
   private readonly ready: Promise<void>
   private restored = false
   private closing: Promise<void> | undefined
@@ -153,7 +188,7 @@ export class Broker {
   /** The $SYS tree, unless `sys.interval` is 0. */
   private readonly sys: SysTree | undefined
   /** The outgoing bridges running, by name. */
-  private readonly bridges = new Map<string, BridgeHandle | Promise<BridgeHandle>>()
+  private readonly bridgesRunning = new Map<string, BridgeHandle | Promise<BridgeHandle>>()
 
   constructor(options: BrokerOptions = {}) {
     // Checked before the core starts anything (its event-loop monitor).
@@ -267,7 +302,7 @@ export class Broker {
    * $SYS, `/metrics` and the dashboard all read it. Cheap to take; call it when you need it.
    */
   stats(): BrokerStats {
-    return this.core.stats(this.health())
+    return this.core.stats(this.health(), this.bridges)
   }
 
   /** Every session, connected or not (persistent sessions outlive their connection), as snapshots. */
@@ -308,6 +343,72 @@ export class Broker {
     return this.core.protection.list()
   }
 
+  /** The listeners `listen` started and that are still open: their transport's name and address. */
+  get listeners(): ListenerSummary[] {
+    const open: ListenerSummary[] = []
+    for (const [listener, transport] of this.listenersOpen) {
+      const address = listener.address()
+      if (address !== null) open.push({ transport, address })
+    }
+    return open
+  }
+
+  /** The outgoing bridges running (those still starting are left out), by name; a password in a URL shows as `***`. */
+  get bridges(): BridgeSummary[] {
+    const running: BridgeSummary[] = []
+    for (const bridge of this.bridgesRunning.values()) {
+      if (bridge instanceof Promise) continue
+      running.push({ name: bridge.name, url: withoutPassword(bridge.url), connected: bridge.connected, localClientId: bridge.localClientId })
+    }
+    return running.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  }
+
+  /**
+   * The retained messages whose topics match a filter (`'#'`: all but `$SYS`, as for a
+   * subscription [MQTT-4.7.2-1]; `'$SYS/#'` the broker's own), in no particular order. Expired
+   * ones are left out. Delete one by publishing an empty retained message to its topic.
+   */
+  getRetained(topicFilter = '#'): Message[] {
+    if (!isValidTopicFilter(topicFilter)) throw new TypeError(`invalid topic filter ${JSON.stringify(topicFilter)}`)
+    return this.core.retained.match(topicFilter).map((m) => (m.properties === undefined ? { topic: m.topic, payload: m.payload, qos: m.qos, retain: true } : { topic: m.topic, payload: m.payload, qos: m.qos, retain: true, properties: m.properties }))
+  }
+
+  /**
+   * Asks the broker's `authenticate` hook about a user name and password presented outside MQTT
+   * (the dashboard's HTTP Basic credentials), as for a client connecting over `transport`
+   * (default 'http') from the request's address, with no `request`: the hook must judge the user
+   * name and password alone. Resolves true when the hook accepts them, false when it refuses them
+   * or throws (reported on `hostError`) or the user name or address is banned, and undefined when
+   * the broker has no `authenticate` hook (nobody can vouch for them).
+   */
+  async checkCredentials(credentials: CredentialsCheck): Promise<boolean | undefined> {
+    const hook = this.core.authenticate
+    if (hook === undefined) return undefined
+    const socket = credentials.request?.socket
+    // Bans hold here too: a banned user name or address is refused without asking the hook.
+    if (this.core.protection.connectBan(credentials.clientId ?? '', credentials.username) !== undefined) return false
+    if (socket?.remoteAddress !== undefined && this.core.protection.addressBanned(socket.remoteAddress)) return false
+    try {
+      // Not the request itself: a hook that accepts WebSocket clients by a cookie or a token in
+      // it would then vouch for whatever user name came with the browser's request.
+      const result = await hook({
+        clientId: credentials.clientId ?? '',
+        username: credentials.username,
+        password: Buffer.from(credentials.password, 'utf8'),
+        remoteAddress: socket?.remoteAddress,
+        remotePort: socket?.remotePort,
+        protocolVersion: 5,
+        transport: credentials.transport ?? 'http',
+        certificate: undefined,
+        request: undefined,
+      })
+      return result === true
+    } catch (error) {
+      this.fire('hostError', [asError(error), { kind: 'hook', hook: 'authenticate', clientId: credentials.clientId ?? '' }])
+      return false
+    }
+  }
+
   /**
    * Takes the broker out of service gracefully, for a rolling restart: stops accepting connections
    * and reports not ready at once, disconnects the clients spread over `spreadMs` (MQTT 5:
@@ -328,7 +429,7 @@ export class Broker {
     log.broker('Draining: %d clients over %d ms, at most %d ms in all', this.core.clients.size, spreadMs, timeoutMs)
     this.hostLog?.info('draining', { clients: this.core.clients.size, spreadMs, timeoutMs })
     // Stop accepting now; a listener's close resolves once its connections are gone, awaited below.
-    const stopping = [...this.listenersOpen].map((l) => l.close())
+    const stopping = [...this.listenersOpen.keys()].map((l) => l.close())
     this.listenersOpen.clear()
     // MQTT 5 clients are told where to go, if the host says; others just see the connection close.
     const reference = options.serverReference
@@ -367,7 +468,7 @@ export class Broker {
       await listener.close()
       throw new Error('broker is closed')
     }
-    this.listenersOpen.add(listener)
+    this.listenersOpen.set(listener, transport.name)
     return listener
   }
 
@@ -458,7 +559,7 @@ export class Broker {
   async bridge(options: BridgeOptions): Promise<BridgeHandle> {
     const checked = checkBridgeOptions(options)
     if (this.closing || this.core.draining) throw new Error('broker is closed')
-    if (this.bridges.has(checked.name)) throw new TypeError(`a bridge named ${JSON.stringify(checked.name)} is already running`)
+    if (this.bridgesRunning.has(checked.name)) throw new TypeError(`a bridge named ${JSON.stringify(checked.name)} is already running`)
     const starting = (async () => {
       await this.ready
       const { startBridge } = await import('./bridge/bridge.js')
@@ -467,6 +568,7 @@ export class Broker {
           handle: (stream, info) => this.handle(stream, info),
           publishSys: (topic, payload) => this.core.publishSys(topic, payload),
           fire: (event, args) => this.fire(event, args),
+          refuseBridged: (clientId, refuse) => this.core.refuseBridged(clientId, refuse),
         },
         checked,
       )
@@ -475,17 +577,17 @@ export class Broker {
       return Object.assign(handle, {
         close: async () => {
           await close()
-          if (this.bridges.get(checked.name) === handle) this.bridges.delete(checked.name)
+          if (this.bridgesRunning.get(checked.name) === handle) this.bridgesRunning.delete(checked.name)
         },
       })
     })()
-    this.bridges.set(checked.name, starting)
+    this.bridgesRunning.set(checked.name, starting)
     try {
       const handle = await starting
-      this.bridges.set(checked.name, handle)
+      this.bridgesRunning.set(checked.name, handle)
       return handle
     } catch (error) {
-      this.bridges.delete(checked.name)
+      this.bridgesRunning.delete(checked.name)
       throw error
     }
   }
@@ -505,7 +607,7 @@ export class Broker {
     await this.ready.catch(() => {})
     // Bridges first: their local sessions keep what the remote has not acknowledged.
     await Promise.all(
-      [...this.bridges.values()].map(async (b) => {
+      [...this.bridgesRunning.values()].map(async (b) => {
         try {
           await (await b).close()
         } catch {
@@ -515,7 +617,7 @@ export class Broker {
     )
     this.sys?.stop()
     this.core.stopMonitors()
-    const stopping = [...this.listenersOpen].map((l) => l.close())
+    const stopping = [...this.listenersOpen.keys()].map((l) => l.close())
     this.listenersOpen.clear()
     for (const connection of [...this.core.connections]) connection.end('server-closing')
     await Promise.all(stopping)

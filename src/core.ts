@@ -6,7 +6,7 @@ import type { BrokerEvents } from './hooks/events.js'
 import type { AcceptConnectionHook, AcceptRequest, AuthorizeDeliverHook, Client, ClientSummary, DisconnectReason } from './hooks/types.js'
 import { log } from './logging.js'
 import type { BrokerHealth } from './broker.js'
-import { collectStats } from './metrics/collect.js'
+import { collectStats, type StatsSource } from './metrics/collect.js'
 import { Counters } from './metrics/counters.js'
 import { EventLoopMonitor, STALLED_MS } from './metrics/event-loop.js'
 import type { BrokerStats } from './metrics/stats.js'
@@ -110,6 +110,8 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   readonly wills: Wills
   readonly router = new Router<RoutedMessage>()
   readonly sessions = new Map<string, Session>()
+  /** The client ids whose sessions refuse messages from other brokers (`refuseBridged`). */
+  private readonly refusingBridged = new Set<string>()
   /** Shared subscriptions by their full '$share/{ShareName}/{filter}'. */
   private readonly sharedGroups = new Map<string, SharedGroup<RoutedMessage>>()
   /** Every open network connection, connected or still in the CONNECT handshake. */
@@ -194,6 +196,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     const restored: Array<[Session, RestoredSession]> = []
     for (const record of stored) {
       const session = Session.restore(record, this.sessionLimits, this.store)
+      session.refusesBridged = this.refusingBridged.has(session.clientId)
       this.sessions.set(session.clientId, session)
       for (const sub of session.subscriptions.values()) this.route(session, sub.topicFilter, sub)
       restored.push([session, record])
@@ -218,6 +221,17 @@ export class BrokerCore implements BrokerContext, ClusterHost {
       // The expiry counts from when the session lost its connection, across restarts.
       this.scheduleExpiry(session, (record.disconnectedAt ?? now) + session.expiryInterval * 1000)
     }
+  }
+
+  /**
+   * Whether the session of `clientId` (the one in memory, and any made later in this process)
+   * refuses bridged messages (`Session.refusesBridged`): an outgoing bridge's `forwardBridged: false`.
+   */
+  refuseBridged(clientId: string, refuse: boolean): void {
+    if (refuse) this.refusingBridged.add(clientId)
+    else this.refusingBridged.delete(clientId)
+    const session = this.sessions.get(clientId)
+    if (session !== undefined) session.refusesBridged = refuse
   }
 
   hasSession(clientId: string): boolean {
@@ -346,6 +360,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     }
     const session = new Session(clientId, persistent, this.sessionLimits)
     session.expiryInterval = expiryInterval
+    session.refusesBridged = this.refusingBridged.has(clientId)
     if (persistent) {
       session.log = this.store
       this.store.created(session)
@@ -474,8 +489,10 @@ export class BrokerCore implements BrokerContext, ClusterHost {
     if (this.listens('publish')) this.emit('publish', message, from)
     // To the other nodes with matching subscriptions, in the batch that acknowledges it.
     this.cluster?.forward(message)
-    // The publisher's own session, for No Local
-    return this.router.route(message, session)
+    // The publisher's own session, for No Local. A message from another broker (published by an
+    // incoming bridge, or by an outgoing bridge's local client: what came in) is routed as bridged,
+    // for the bridges with forwardBridged false; two field reads here, nothing more when it is not.
+    return this.router.route(message, session, from.bridge || from.transport === 'bridge')
   }
 
   /**
@@ -599,7 +616,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   }
 
   /** A snapshot for `broker.stats()`. */
-  stats(health: BrokerHealth): BrokerStats {
+  stats(health: BrokerHealth, bridges: StatsSource['bridges'] = []): BrokerStats {
     return collectStats(
       {
         counters: this.counters,
@@ -610,6 +627,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
         connectionCount: this.connections.size,
         connectedCount: this.clients.size,
         retainedCount: this.retained.size,
+        bridges,
       },
       health,
     )

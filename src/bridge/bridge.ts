@@ -13,6 +13,9 @@
  * is never sent back out by it, even for a `both` topic: this is the whole of the local loop
  * protection. Toward the remote, MQTT 5 subscriptions have No Local and Retain As Published, and a
  * 3.1.1 connection carries the bridge flag (protocol level 0x84) that asks the remote for the same.
+ * With `forwardBridged: false` the local session also refuses what came from any other broker (the
+ * router leaves it out), and what the local client publishes does not go to incoming bridges, so a
+ * bridge from the remote back to Culex on the same topics cannot loop.
  */
 import type { Duplex } from 'node:stream'
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt'
@@ -34,6 +37,12 @@ export interface BridgeHost {
   publishSys(topic: string, payload: string): void
   /** Emits a broker event. */
   fire(event: 'bridgeUp' | 'bridgeDown', args: unknown[]): void
+  /**
+   * Whether the session of `clientId` (now, and any made later) refuses bridged messages (the
+   * bridge's `forwardBridged: false`, see Session.refusesBridged); called before the local client
+   * connects, so it holds from the first message.
+   */
+  refuseBridged(clientId: string, refuse: boolean): void
 }
 
 /** The MQTT 5 properties carried across the bridge (not aliases nor subscription identifiers, which belong to one connection). */
@@ -76,6 +85,7 @@ function withBridgeFlag(client: MqttClient): void {
 
 class Bridge implements BridgeHandle {
   readonly name: string
+  readonly url: string
   readonly localClientId: string
   private local!: MqttClient
   private remote!: MqttClient
@@ -91,6 +101,7 @@ class Bridge implements BridgeHandle {
     private readonly options: CheckedBridgeOptions,
   ) {
     this.name = options.name
+    this.url = options.url
     this.localClientId = `bridge:${options.name}`
     this.stateTopic = `$SYS/broker/connection/${options.name}/state`
   }
@@ -101,6 +112,8 @@ class Bridge implements BridgeHandle {
 
   async start(mqtt: typeof import('mqtt')): Promise<void> {
     this.host.publishSys(this.stateTopic, '0')
+    // Before the local session can be made or resumed (and set again by each bridge of this name).
+    this.host.refuseBridged(this.localClientId, !this.options.forwardBridged)
     this.local = this.startLocal(mqtt)
     this.remote = this.startRemote(mqtt)
     await new Promise<void>((resolve, reject) => {

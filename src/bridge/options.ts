@@ -62,6 +62,20 @@ export interface BridgeOptions {
    * remotes that refuse it (some cloud brokers).
    */
   tryPrivate?: boolean
+  /**
+   * Whether this bridge relays messages to and from other brokers' bridges. Default true, so
+   * chains work (a site's Mosquitto → Culex → the cloud). With false:
+   * - `out` messages that reached Culex from another broker do not go to this bridge's remote:
+   *   those published by an incoming bridge (a client that connected with the bridge flag, such as
+   *   a Mosquitto bridge) or by any outgoing bridge's local client (what came in from its remote);
+   * - messages this bridge brings in (`in`) do not go to incoming bridges (the remote's own bridge
+   *   to Culex may be one of them).
+   *
+   * Set false when the remote also runs a bridge to Culex on overlapping topics (or for any
+   * topology with two paths between brokers): a message then cannot loop. Messages published on
+   * Culex by its own clients (and by the host) are forwarded either way.
+   */
+  forwardBridged?: boolean
   /** Start the remote session clean. Default false: the remote keeps the bridge's subscriptions and queued messages. */
   cleanSession?: boolean
   /** Keep alive toward the remote, in seconds. Default 60. */
@@ -74,10 +88,24 @@ export interface BridgeOptions {
   connectTimeout?: number
 }
 
+/** A running bridge as `broker.bridges` lists it. */
+export interface BridgeSummary {
+  /** The bridge's name. */
+  readonly name: string
+  /** The remote broker's URL, as given. */
+  readonly url: string
+  /** Whether the remote broker is connected now. */
+  readonly connected: boolean
+  /** The client identifier of the bridge's local session on Culex (the outbox): `bridge:<name>`. */
+  readonly localClientId: string
+}
+
 /** A running bridge, as `broker.bridge` returns it. */
 export interface BridgeHandle {
   /** The bridge's name. */
   readonly name: string
+  /** The remote broker's URL, as given. */
+  readonly url: string
   /** Whether the remote broker is connected now. */
   readonly connected: boolean
   /** The client identifier of the bridge's local session on Culex (the outbox): `bridge:<name>`. */
@@ -112,6 +140,7 @@ export interface CheckedBridgeOptions {
   readonly tls: BridgeTlsOptions | undefined
   readonly protocolVersion: 4 | 5
   readonly tryPrivate: boolean
+  readonly forwardBridged: boolean
   readonly cleanSession: boolean
   readonly keepAlive: number
   readonly reconnectPeriod: number
@@ -177,6 +206,7 @@ export function checkBridgeOptions(options: BridgeOptions): CheckedBridgeOptions
     tls: options.tls,
     protocolVersion,
     tryPrivate: options.tryPrivate ?? true,
+    forwardBridged: options.forwardBridged ?? true,
     cleanSession: options.cleanSession ?? false,
     keepAlive: positive(options.keepAlive, 60, 'keepAlive'),
     reconnectPeriod: Math.max(reconnectPeriod, 10),

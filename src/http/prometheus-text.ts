@@ -6,7 +6,7 @@
  *
  * Names follow the OpenMetrics conventions: a `culex_` prefix, base units (seconds, bytes),
  * counters end in `_total`. No label ever carries a client identifier, user name or address:
- * every label has a small, fixed set of values.
+ * every label has a small set of values fixed by the code or by the host's configuration (bridge names).
  */
 import type { BrokerHealth } from '../broker.js'
 import type { BrokerStats } from '../metrics/stats.js'
@@ -111,6 +111,7 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   gauge('culex_queued_bytes', 'Bytes (payload and topic) of the messages waiting in session queues.', (s) => one(s.queued.bytes)),
   gauge('culex_heap_used_bytes', 'V8 heap in use by this process, in bytes.', (s) => one(s.memory.heapUsed)),
   gauge('culex_resident_memory_bytes', 'Resident set size of this process, in bytes.', (s) => one(s.memory.rss)),
+  gauge('culex_bridge_up', 'Whether each outgoing bridge has its remote broker connected (1 or 0), by bridge name.', (s) => s.bridges.map((b) => ({ labels: { bridge: b.name }, value: b.connected ? 1 : 0 })), ['bridge']),
   counter('culex_connects_total', 'CONNACKs sent, by code (result="0": accepted; 3.1.1 return codes 1-5, MQTT 5 reason codes 128 and up).', (s) => connackResults(s.connects), ['result']),
   counter('culex_disconnects_total', 'Connections of connected clients that ended, by reason.', (s) => byLabel('reason', s.disconnects), ['reason']),
   counter('culex_packets_received_total', 'MQTT packets received from clients, by packet type.', (s) => byPacketType(s.packets.received, CLIENT_PACKETS), ['type']),

@@ -14,6 +14,8 @@ export interface StatsSource {
   readonly connectionCount: number
   readonly connectedCount: number
   readonly retainedCount: number
+  /** The outgoing bridges running and whether each is connected. */
+  readonly bridges: ReadonlyArray<{ readonly name: string; readonly connected: boolean }>
 }
 
 function byType(values: Float64Array): Record<PacketTypeName, number> {
@@ -100,6 +102,7 @@ export function collectStats(source: StatsSource, health: { ready: boolean; drai
     denied: { ...c.denied },
     sockets: { accepted: c.socketsAccepted, refused: { ...c.socketsRefused } },
     memory: { heapUsed, heapMaximum, rss },
+    bridges: source.bridges.map(({ name, connected }) => ({ name, connected })),
     ready: health.ready,
     draining: health.draining,
   }

@@ -67,6 +67,8 @@ export interface BrokerStats {
   readonly sockets: { readonly accepted: number; readonly refused: Readonly<Record<SocketRefusal, number>> }
   /** This process's memory: V8 heap in use, the most seen in a snapshot, and resident set size, in bytes. */
   readonly memory: { readonly heapUsed: number; readonly heapMaximum: number; readonly rss: number }
+  /** The outgoing bridges (`broker.bridge`) running, by name, and whether each has its remote connected. */
+  readonly bridges: ReadonlyArray<{ readonly name: string; readonly connected: boolean }>
   /** Whether the broker is ready (listening, stored state restored, not draining) and whether it is draining. */
   readonly ready: boolean
   readonly draining: boolean

@@ -13,6 +13,16 @@ export interface Subscriber<M> {
    * subscriptions); `subscriptionIds` are the identifiers of every matching subscription.
    */
   deliver(message: M, qos: QoS, retain: boolean, subscriptionIds: number[] | undefined): void
+  /**
+   * The session of an outgoing bridge with `forwardBridged: false`. It is left out of messages that
+   * came from another broker (`route(message, publisher, true)`); and what its bridge brings in
+   * (published by it, as publisher) is kept from `incomingBridge` subscribers. Like
+   * `incomingBridge`, read only for messages from another broker; absent means false; not looked at
+   * through a shared group (the group is the subscriber). In-process subscribers leave both out.
+   */
+  readonly refusesBridged?: boolean
+  /** The session of another broker's bridge (a client that connected with the bridge flag). */
+  readonly incomingBridge?: boolean
 }
 
 /** The per-subscription data the router needs (a `Subscription` fits). */
@@ -54,6 +64,12 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
     if (id !== undefined) (subscriber.matchIds ??= []).push(id)
     if (options.retainAsPublished === true) subscriber.matchRetainAsPublished = true
   }
+  // The visitor for a message from another broker: the extra tests live here, off the usual path.
+  private readonly collectBridged = (subscriber: Subscriber<M>, options: O): void => {
+    if (subscriber.refusesBridged === true) return
+    if (subscriber.incomingBridge === true && this.publisher !== null && this.publisher.refusesBridged === true) return
+    this.collect(subscriber, options)
+  }
 
   subscribe(filter: string, subscriber: Subscriber<M>, options: O): boolean {
     return this.trie.add(filter, subscriber, options)
@@ -65,15 +81,17 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
 
   /**
    * Delivers `message`; returns how many subscribers it reached. `publisher` is the publishing
-   * client's own subscriber, for No Local.
+   * client's own subscriber, for No Local. `bridged`: the message came from another broker (its
+   * publisher is a bridge): subscribers that refuse such messages (`refusesBridged`) are left out,
+   * and so are incoming bridges when the publisher is itself a session that refuses them.
    */
-  route(message: M, publisher: Subscriber<M> | null = null): number {
+  route(message: M, publisher: Subscriber<M> | null = null, bridged = false): number {
     this.generation++
     // Delivery may re-enter route() (an in-process subscriber publishing), so this call works
     // on its own slice of the shared arrays and reads the marks before delivering.
     const start = this.targets.length
     this.publisher = publisher
-    this.trie.match(message.topic, this.collect)
+    this.trie.match(message.topic, bridged ? this.collectBridged : this.collect)
     this.publisher = null
     const end = this.targets.length
     for (let i = start; i < end; i++) {

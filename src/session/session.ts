@@ -167,6 +167,18 @@ export class Session {
   matchQos: QoS = 0
   matchIds: number[] | undefined = undefined
   matchRetainAsPublished = false
+  /**
+   * The session of an outgoing bridge with `forwardBridged: false`: left out of messages that came
+   * from another broker (published by a bridge), so they never go to its remote; and what it
+   * publishes (what came in from its remote) does not go to `incomingBridge` sessions. In memory
+   * only: the broker sets it for each session of that client id (`refuseBridged`).
+   */
+  refusesBridged = false
+  /**
+   * The session of another broker's bridge: its last connection had the bridge flag. Set at each
+   * CONNECT; false for a session restored from the store until its client connects again.
+   */
+  incomingBridge = false
   /** Unacknowledged messages allowed towards the client: maxInflight, or less if its Receive Maximum says so. */
   inflightLimit: number
 

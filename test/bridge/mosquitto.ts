@@ -62,3 +62,52 @@ export async function startMosquitto(program: string, dir: string, port: number)
     },
   }
 }
+
+/**
+ * `startMosquitto` with more lines in its config after the listener's (a `connection` block, to
+ * bridge it to Culex, say).
+ */
+export async function startMosquittoWith(program: string, dir: string, port: number, extra: readonly string[]): Promise<Mosquitto> {
+  const conf = join(dir, 'mosquitto.conf')
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'log_type all',
+      'persistence true',
+      `persistence_location ${dir}/`,
+      `user ${userInfo().username}`,
+      ...extra,
+      '',
+    ].join('\n'),
+  )
+  const child: ChildProcess = spawn(program, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines: string[] = []
+  const waiters = new Waiters()
+  let partial = ''
+  const take = (d: Buffer): void => {
+    const parts = (partial + d.toString()).split('\n')
+    partial = parts.pop() ?? ''
+    lines.push(...parts)
+    waiters.notify()
+  }
+  child.stdout?.on('data', take)
+  child.stderr?.on('data', take)
+  child.once('error', () => {})
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const waitFor = (predicate: (line: string) => boolean, what: string, ms = 10_000): Promise<void> =>
+    waiters.until(() => lines.some(predicate), ms, () => `${what}; mosquitto output:\n${lines.join('\n')}`, () => child.exitCode !== null)
+  await waitFor((l) => / running$/.test(l), 'mosquitto running')
+  return {
+    lines,
+    waitFor,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      const kill = setTimeout(() => child.kill('SIGKILL'), 3_000)
+      await exited
+      clearTimeout(kill)
+    },
+  }
+}

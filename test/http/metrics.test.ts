@@ -13,7 +13,7 @@ import type { BrokerHealth, BrokerStats } from '../../src/index.js'
 import { prometheusText } from '../../src/http/prometheus-text.js'
 import { startOperationsServer, type OperationsServer } from '../../src/http/server.js'
 import { registerMetrics } from '../../src/prometheus.js'
-import { leave, startBroker, until, type TestBroker } from '../helpers/index.js'
+import { freePort, leave, startBroker, until, type TestBroker } from '../helpers/index.js'
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
@@ -21,7 +21,7 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 const FLOAT = /^(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)$/
 const TIMESTAMP = /^-?\d+$/
 /** The only labels Culex may use: each has a small fixed set of values, never a client's id. */
-const ALLOWED_LABELS = new Set(['transport', 'result', 'reason', 'type', 'qos', 'action', 'version', 'node'])
+const ALLOWED_LABELS = new Set(['transport', 'result', 'reason', 'type', 'qos', 'action', 'version', 'node', 'bridge'])
 
 interface Family {
   help?: string
@@ -345,6 +345,27 @@ describe('prometheusText', () => {
       assert.deepEqual(lines, ['culex_connects_total{result="0"} 7', 'culex_connects_total{result="5"} 1', 'culex_connects_total{result="135"} 2'])
     } finally {
       await b.close()
+    }
+  })
+})
+
+describe('bridges in the metrics', () => {
+  test('culex_bridge_up{bridge} is 0 while the remote is down, 1 once connected; stats().bridges says the same', async () => {
+    const remote = await startBroker()
+    const b = await startBroker()
+    try {
+      const down = await b.broker.bridge({ name: 'down', url: `mqtt://127.0.0.1:${await freePort()}`, topics: [{ filter: 'x/#' }], reconnectPeriod: 50, maxReconnectPeriod: 200 })
+      const up = await b.broker.bridge({ name: 'up', url: `mqtt://127.0.0.1:${remote.port}`, topics: [{ filter: 'x/#' }] })
+      await until(() => up.connected, 5000, 'the bridge to connect')
+      assert.deepEqual(b.broker.stats().bridges, [{ name: 'down', connected: false }, { name: 'up', connected: true }])
+      const exposition = checkExposition(prometheusText(b.broker.stats()))
+      assert.equal(value(exposition, 'culex_bridge_up', { bridge: 'down' }), 0)
+      assert.equal(value(exposition, 'culex_bridge_up', { bridge: 'up' }), 1)
+      await down.close()
+      assert.ok(!prometheusText(b.broker.stats()).includes('bridge="down"'), 'a closed bridge leaves the metrics')
+    } finally {
+      await b.close()
+      await remote.close()
     }
   })
 })

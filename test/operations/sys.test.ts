@@ -142,6 +142,7 @@ function zeroStats(time: number): BrokerStats {
     connectionCount: 0,
     connectedCount: 0,
     retainedCount: 0,
+    bridges: [],
   }
   const s = collectStats(source, { ready: true, draining: false }, time)
   return { ...s, memory: { heapUsed: 1000, heapMaximum: 1000, rss: 5000 } }

@@ -86,6 +86,8 @@ function acceptHere(connection: Connection, packet: ConnectPacket): void | Promi
   const expiryInterval = v5 ? connection.sessionExpiryInterval : persistent ? broker.limits.persistentSessionExpiry : 0
   const { session, present } = broker.openSession(connection.id, packet.cleanSession, persistent, expiryInterval)
   session.claimant = connection
+  // Before anything can be routed to it: a bridge's session may be kept from some bridged messages.
+  session.incomingBridge = connection.bridge
   connection.will = packet.will
   broker.wills.connected(session, packet.will)
   // Not only this CONNECT's changes: a CONNACK also vouches that a stored session discarded

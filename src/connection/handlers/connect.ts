@@ -13,6 +13,9 @@ import { accept, refuse } from './connack.js'
 /** MQTT 3.1 limits client identifiers to 23 characters (3.1.1 lifted the limit, [MQTT-3.1.3-5]). */
 const MQTT31_MAX_CLIENT_ID = 23
 
+/** Client identifiers of the local sessions of the broker's own outgoing bridges (`bridge:<name>`, transport 'bridge'). */
+const BRIDGE_CLIENT_PREFIX = 'bridge:'
+
 /** The CONNECT handshake: version, identifier, limits, authentication, then the session. */
 export function handleConnect(connection: Connection, packet: ConnectPacket): void | Promise<void> {
   const broker = connection.broker
@@ -39,6 +42,11 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): vo
     // [MQTT-3.1.3-6] the server assigns a unique identifier
     clientId = broker.assignClientId()
     connection.id = clientId
+  }
+  if (clientId.startsWith(BRIDGE_CLIENT_PREFIX) && connection.transport !== 'bridge') {
+    // The outboxes of the broker's own bridges: a network client taking one over would receive
+    // (and could acknowledge away) what waits for the remote broker.
+    return refuse(connection, ConnackReturnCode.IdentifierRejected, `client identifier ${JSON.stringify(clientId)} is reserved for the broker's bridges`)
   }
   const ban = broker.protection.connectBan(clientId, packet.username)
   if (ban !== undefined) {
