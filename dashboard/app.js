@@ -60,6 +60,19 @@ function push(data, values) {
 
 let previous
 let clientChanges = -1
+let subscriptionCount = -1
+let subscriptionsLoadedAt = 0
+let subscriptionsTimer
+// The list walks every session on the broker: fetched at most every 5 s, however often clients
+// come, go and subscribe, and once more at the end of those 5 s for the last change.
+function refreshSubscriptionsSoon() {
+  if (subscriptionsTimer !== undefined) return
+  subscriptionsTimer = setTimeout(() => {
+    subscriptionsTimer = undefined
+    subscriptionsLoadedAt = Date.now()
+    void loadSubscriptions()
+  }, Math.max(0, subscriptionsLoadedAt + 5000 - Date.now()))
+}
 function onStats(s) {
   const t = s.time / 1000
   const received = sum(s.messages.received), sent = sum(s.messages.sent), dropped = sum(s.messages.dropped)
@@ -88,6 +101,11 @@ function onStats(s) {
   if (s.clientChanges !== clientChanges) {
     clientChanges = s.clientChanges
     void loadClients()
+    refreshSubscriptionsSoon()
+  }
+  if (s.subscriptions.total !== subscriptionCount) {
+    subscriptionCount = s.subscriptions.total
+    refreshSubscriptionsSoon()
   }
 }
 
@@ -144,6 +162,57 @@ async function kick(id) {
   void loadClients()
 }
 
+// Subscriptions: fetched again on search, when clients come and go, and every 10 s.
+async function loadSubscriptions() {
+  const q = $('subscription-search').value.trim()
+  const { total, filters } = await api('api/v1/subscriptions' + (q ? '?q=' + encodeURIComponent(q) : ''))
+  $('subscriptions-count').textContent = total > filters.length ? `(${filters.length} of ${total})` : `(${total})`
+  $('subscription-rows').replaceChildren(...(filters.length > 0
+    ? filters.map((f) => el('tr', { 'data-filter': f.topicFilter }, el('td', {}, f.topicFilter), el('td', {}, f.subscribers),
+      el('td', { className: 'ids' }, f.clientIds.join(', ') + (f.subscribers > f.clientIds.length ? ', …' : ''))))
+    : [el('tr', {}, el('td', { className: 'empty', colspan: '3' }, q ? 'No topic filter matches.' : 'No subscriptions.'))]))
+}
+
+// Retained messages: browsed by topic filter; Delete publishes an empty retained message.
+async function loadRetained() {
+  const filter = $('retained-filter').value.trim() || '#'
+  const response = await fetch('api/v1/retained?filter=' + encodeURIComponent(filter))
+  const body = await response.json()
+  if (!response.ok) {
+    $('retained-count').textContent = ''
+    $('retained-rows').replaceChildren(el('tr', {}, el('td', { className: 'empty', colspan: '5' }, body.error ?? `error ${response.status}`)))
+    return
+  }
+  const { total, messages: list } = body
+  $('retained-count').textContent = total > list.length ? `(${list.length} of ${total})` : `(${total})`
+  $('retained-rows').replaceChildren(...(list.length > 0
+    ? list.map((m) => el('tr', { 'data-topic': m.topic }, el('td', {}, m.topic), el('td', {}, m.qos), el('td', {}, m.size + ' B'),
+      el('td', { className: 'payload', title: m.encoding === 'base64' ? 'binary, shown as base64' : '' }, (m.encoding === 'base64' ? 'base64: ' : '') + m.payload + (m.truncated ? '…' : '')),
+      // $SYS and other $ topics are the broker's own: not deleted from here.
+      el('td', {}, m.topic.startsWith('$') ? '' : el('button', { className: 'kick', 'data-delete': m.topic, onclick: () => void deleteRetained(m.topic) }, 'Delete'))))
+    : [el('tr', {}, el('td', { className: 'empty', colspan: '5' }, 'No retained message matches.'))]))
+}
+
+async function deleteRetained(topic) {
+  await api('api/v1/retained?topic=' + encodeURIComponent(topic), { method: 'DELETE', headers: { 'X-Culex-Request': '1' } })
+  void loadRetained()
+}
+
+async function loadListeners() {
+  const { listeners } = await api('api/v1/listeners')
+  $('listener-rows').replaceChildren(...(listeners.length > 0
+    ? listeners.map((l) => el('tr', {}, el('td', {}, l.transport), el('td', {}, l.address), el('td', {}, l.connections)))
+    : [el('tr', {}, el('td', { className: 'empty', colspan: '3' }, 'No listener is open.'))]))
+}
+
+async function loadBridges() {
+  const { bridges } = await api('api/v1/bridges')
+  $('bridge-rows').replaceChildren(...(bridges.length > 0
+    ? bridges.map((b) => el('tr', { 'data-bridge': b.name }, el('td', {}, b.name), el('td', {}, b.url),
+      el('td', {}, el('span', { className: b.connected ? 'up' : 'down' }, b.connected ? 'connected' : 'disconnected')), el('td', {}, b.inflight), el('td', {}, b.queued)))
+    : [el('tr', {}, el('td', { className: 'empty', colspan: '5' }, 'No bridges.'))]))
+}
+
 async function loadBans() {
   const { bans } = await api('api/v1/bans')
   $('ban-rows').replaceChildren(...(bans.length > 0
@@ -151,11 +220,6 @@ async function loadBans() {
     : [el('tr', {}, el('td', { className: 'empty', colspan: '5' }, 'No bans.'))]))
 }
 
-let searchTimer
-$('search').addEventListener('input', () => {
-  clearTimeout(searchTimer)
-  searchTimer = setTimeout(() => void loadClients(), 200)
-})
 
 const events = new EventSource('api/v1/events')
 events.onmessage = (event) => onStats(JSON.parse(event.data))
@@ -167,5 +231,28 @@ events.onerror = () => {
   $('status').textContent = 'reconnecting…'
   $('status').className = 'status'
 }
+function debounced(input, load) {
+  let timer
+  $(input).addEventListener('input', () => {
+    clearTimeout(timer)
+    timer = setTimeout(() => void load(), 200)
+  })
+}
+debounced('search', loadClients)
+debounced('subscription-search', loadSubscriptions)
+debounced('retained-filter', loadRetained)
+$('retained-refresh').addEventListener('click', () => void loadRetained())
+
+void loadRetained()
+void loadListeners()
+void loadBridges()
 void loadBans()
-setInterval(() => void loadBans(), 10_000)
+// Retained messages are fetched on demand (filter, Delete), not polled: there may be millions.
+setInterval(() => {
+  void loadSubscriptions()
+  void loadBans()
+}, 10_000)
+setInterval(() => {
+  void loadListeners()
+  void loadBridges()
+}, 5_000)

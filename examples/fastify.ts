@@ -1,8 +1,10 @@
-// Fastify and MQTT over WebSocket on one port; the broker shuts down with the Fastify instance.
+// Fastify and MQTT over WebSocket on one port, with the broker's dashboard at /culex/; the broker
+// shuts down with the Fastify instance.
 // Run: npx tsx examples/fastify.ts   then: curl -X POST localhost:3000/broadcast -H 'content-type: application/json' -d '{"text":"hello"}'
 import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { Broker, websocket } from 'culex-mqtt'
+import { culexDashboard } from 'culex-mqtt/fastify'
 
 const app = Fastify()
 const broker = new Broker()
@@ -21,6 +23,10 @@ app.post<{ Body: { text?: string } }>('/broadcast', async (request, reply) => {
   await broker.publish({ topic: 'broadcast', payload: request.body?.text ?? '', qos: 1 })
   return reply.code(202).send({ sent: true })
 })
+
+// The dashboard and its JSON API under /culex/. Open to whoever reaches this port: on a network,
+// give it authorizeAdmin (see docs/dashboard.md).
+await app.register(culexDashboard, { broker, prefix: '/culex' })
 
 await app.listen({ port: Number(process.env.PORT ?? 3000), host: process.env.HOST ?? '127.0.0.1' })
 await broker.listen(websocket({ server: app.server, path: '/mqtt' }))

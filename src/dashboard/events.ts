@@ -8,6 +8,8 @@ import type { DashboardStats } from './api.js'
 
 /** Streams `snapshot()` as `data:` events every `intervalMs` until the response closes. */
 export function streamStats(req: IncomingMessage, res: ServerResponse, snapshot: () => DashboardStats, intervalMs: number): void {
+  // Gone already (while its credentials were checked): 'close' has fired, nothing would stop a timer.
+  if (res.destroyed || req.socket.destroyed) return
   res.statusCode = 200
   res.setHeader('Content-Type', 'text/event-stream; charset=utf-8')
   res.setHeader('Cache-Control', 'no-store')

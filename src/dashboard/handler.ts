@@ -1,19 +1,40 @@
 /**
- * `dashboard(broker)`: a live web dashboard (overview with charts, clients with kick, bans) and
+ * `dashboard(broker)`: a live web dashboard (overview with charts, clients with kick, subscriptions,
+ * retained messages, listeners, bridges, bans) and
  * its JSON API, as one Node `(req, res, next?)` handler a host mounts under any prefix.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { log } from '../logging.js'
-import { DashboardApi, type DashboardSource } from './api.js'
+import { isValidTopicName } from '../protocol/topics.js'
+import { DashboardApi, MAX_LIMIT, type DashboardSource } from './api.js'
 import { streamStats } from './events.js'
+import { LoginGuard } from './login-guard.js'
 import { indexPage, staticAsset } from './static.js'
 
-export type { DashboardClient, DashboardClientDetail, DashboardSource, DashboardStats } from './api.js'
+export type {
+  DashboardBridge,
+  DashboardClient,
+  DashboardClientDetail,
+  DashboardListener,
+  DashboardRetained,
+  DashboardRetainedMessage,
+  DashboardSource,
+  DashboardStats,
+  DashboardSubscriptions,
+  DashboardTopicFilter,
+} from './api.js'
 
 /** What `authorizeAdmin` is asked about: the HTTP Basic credentials of a dashboard request. */
 export interface AdminCredentials {
   readonly username: string
   readonly password: string
+  /**
+   * True when the broker's `authenticate` hook accepted these credentials (as it would for a
+   * client connecting over transport `'http'`); false when the broker has no `authenticate` hook,
+   * in which case `authorizeAdmin` alone decides and must check the password itself. Credentials
+   * the hook refuses never reach `authorizeAdmin`.
+   */
+  readonly authenticated: boolean
   /** The HTTP request (headers, address), for decisions beyond the credentials. */
   readonly request: IncomingMessage
 }
@@ -24,9 +45,16 @@ export type AuthorizeAdminHook = (credentials: AdminCredentials) => boolean | Pr
 /** Options of {@link dashboard}. */
 export interface DashboardOptions {
   /**
-   * When given, every request needs HTTP Basic credentials that this accepts; others get 401 with
+   * When given, every request needs HTTP Basic credentials. They go first to the broker's
+   * `authenticate` hook, if it has one (401 when it refuses them), then to this decision: true lets
+   * the request through; false gives 403 for credentials the broker accepted, else 401 with
    * `WWW-Authenticate`. Without it the dashboard is open to whoever reaches it: mount it where
-   * only administrators do (the CLI binds 127.0.0.1 unless told otherwise).
+   * only administrators do (the CLI binds 127.0.0.1 unless told otherwise). Over plain HTTP the
+   * credentials cross the network in clear: put TLS in front when it is exposed.
+   *
+   * Accepted credentials are trusted for 10 s without a new check (the page polls; each check may
+   * run a slow password hash), so a ban or a changed password takes up to that long to apply here.
+   * An address with 10 failed checks within a minute gets 429 for a minute without a check.
    */
   authorizeAdmin?: AuthorizeAdminHook
   /** The page's title. Default `'Culex'`. */
@@ -39,6 +67,8 @@ export interface DashboardOptions {
   prefix?: string
   /** Milliseconds between the stats snapshots of `api/v1/events`. Default 1000. */
   eventIntervalMs?: number
+  /** The clock of the login throttle, ms since the epoch (tests). Default `Date.now`. */
+  now?: () => number
 }
 
 /**
@@ -97,6 +127,26 @@ function sameOrigin(req: IncomingMessage): boolean {
   }
 }
 
+const CROSS_ORIGIN = 'cross-origin request refused: send X-Culex-Request: 1 from the same origin'
+
+/** `?limit=`: default 500, at most {@link MAX_LIMIT}. */
+function limit(query: URLSearchParams): number {
+  const n = Number(query.get('limit') ?? 500)
+  return Number.isInteger(n) && n > 0 ? Math.min(n, MAX_LIMIT) : 500
+}
+
+/** The GET (and HEAD) routes of the JSON API that answer with one JSON body. */
+const READ_ROUTES: Record<string, ((api: DashboardApi, query: URLSearchParams) => unknown) | undefined> = {
+  '/api/v1/stats': (api) => api.stats(),
+  '/api/v1/events': () => undefined,
+  '/api/v1/clients': (api, q) => ({ clients: api.clients(q.get('q') ?? '') }),
+  '/api/v1/subscriptions': (api, q) => api.subscriptions(q.get('q') ?? '', limit(q)),
+  '/api/v1/retained': (api, q) => api.retained(q.get('filter') || '#', limit(q)),
+  '/api/v1/listeners': (api) => ({ listeners: api.listeners() }),
+  '/api/v1/bridges': (api) => ({ bridges: api.bridges() }),
+  '/api/v1/bans': (api) => ({ bans: api.bans() }),
+}
+
 const PAGE_HEADERS = {
   'Content-Security-Policy': "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
   'X-Frame-Options': 'DENY',
@@ -107,7 +157,8 @@ const PAGE_HEADERS = {
  * A live dashboard for the broker, and its JSON API, as one Node `(req, res, next?)` handler to
  * mount under any prefix. The page (static HTML, one ES module, a stylesheet and uPlot, no build
  * step) shows the broker's figures with live charts fed by Server-Sent Events, the connected
- * clients (search, details, kick) and the bans. Its JSON API, for scripts too:
+ * clients (search, details, kick), subscriptions, retained messages (browse, delete), listeners,
+ * bridges and bans. Its JSON API, for scripts too:
  *
  * - `GET api/v1/stats`: `broker.stats()` plus `eventLoopDelayMs`;
  * - `GET api/v1/events`: `text/event-stream`, that snapshot every second;
@@ -115,17 +166,17 @@ const PAGE_HEADERS = {
  * - `GET api/v1/clients/:id`: one client and its subscriptions (404 when not connected);
  * - `POST api/v1/clients/:id/kick`: disconnects it (`client.close()`); needs the header
  *   `X-Culex-Request: 1` and, when the request has an `Origin`, the same host (else 403);
- * - `GET api/v1/bans`: the bans in force.
+ * - `GET api/v1/subscriptions[?q=text&limit=n]`: topic filters subscribed to, most subscribers first;
+ * - `GET api/v1/retained[?filter=f&limit=n]`: retained messages matching `f` (default `#`), by topic;
+ * - `DELETE api/v1/retained?topic=t`: deletes that topic's retained message (same-origin rules as kick);
+ * - `GET api/v1/listeners`, `GET api/v1/bridges`, `GET api/v1/bans`.
  *
- * With `authorizeAdmin`, every request needs HTTP Basic credentials it accepts (else 401).
+ * With `authorizeAdmin`, every request needs HTTP Basic credentials that the broker's
+ * `authenticate` hook and `authorizeAdmin` accept (else 401, or 403 for a user who is not an administrator).
  *
  * ```ts
  * app.use('/culex', dashboard(broker, { authorizeAdmin: ({ username, password }) => check(username, password) }))  // Express
- * fastify.register(async (scope) => {                                                                  // Fastify
- *   const handler = dashboard(broker, { prefix: '/culex' })
- *   scope.all('/', (req, reply) => { reply.hijack(); handler(req.raw, reply.raw) })
- *   scope.all('/*', (req, reply) => { reply.hijack(); handler(req.raw, reply.raw) })
- * }, { prefix: '/culex' })
+ * await fastify.register(culexDashboard, { broker, prefix: '/culex' })                            // Fastify (culex-mqtt/fastify)
  * http.createServer(dashboard(broker)).listen(8080, '127.0.0.1')                                      // node:http
  * ```
  */
@@ -157,12 +208,38 @@ export function dashboard(broker: DashboardSource, options: DashboardOptions = {
       if (!read) return notAllowed('GET, HEAD')
       return send(req, res, 200, asset.contentType, asset.body)
     }
-    if (path === '/api/v1/stats' || path === '/api/v1/clients' || path === '/api/v1/bans' || path === '/api/v1/events') {
-      if (!read) return notAllowed('GET, HEAD')
-      if (path === '/api/v1/stats') return sendJson(req, res, 200, api.stats())
-      if (path === '/api/v1/clients') return sendJson(req, res, 200, { clients: api.clients(query.get('q') ?? '') })
-      if (path === '/api/v1/bans') return sendJson(req, res, 200, { bans: api.bans() })
-      return streamStats(req, res, () => api.stats(), intervalMs)
+    if (path === '/api/v1/retained' && method === 'DELETE') {
+      if (!sameOrigin(req)) return sendError(req, res, 403, CROSS_ORIGIN)
+      const topic = query.get('topic') ?? ''
+      if (!isValidTopicName(topic) || topic.startsWith('$')) {
+        // $SYS and other $ topics are the broker's own [MQTT-4.7.2-1]: clients cannot publish there either.
+        return sendError(req, res, 400, `cannot delete the retained message of ${JSON.stringify(topic)}: not a topic name a client may publish to`)
+      }
+      api.deleteRetained(topic).then(
+        (deleted) => {
+          if (!deleted) return sendError(req, res, 404, 'no retained message on that topic')
+          log.broker('dashboard: deleted the retained message of %s', topic)
+          sendJson(req, res, 200, { deleted: topic })
+        },
+        (error: unknown) => {
+          log.error('dashboard: deleting the retained message of %s failed: %O', topic, error)
+          sendError(req, res, 500, 'the store refused the change')
+        },
+      )
+      return
+    }
+    const reader = READ_ROUTES[path]
+    if (reader !== undefined) {
+      if (!read) return notAllowed(path === '/api/v1/retained' ? 'GET, HEAD, DELETE' : 'GET, HEAD')
+      if (path === '/api/v1/events') return streamStats(req, res, () => api.stats(), intervalMs)
+      let body: unknown
+      try {
+        body = reader(api, query)
+      } catch (error) {
+        if (error instanceof TypeError) return sendError(req, res, 400, error.message)
+        throw error
+      }
+      return sendJson(req, res, 200, body)
     }
     const client = /^\/api\/v1\/clients\/([^/]+)(\/kick)?$/.exec(path)
     if (client !== null) {
@@ -178,7 +255,7 @@ export function dashboard(broker: DashboardSource, options: DashboardOptions = {
         return detail === undefined ? sendError(req, res, 404, 'no such client') : sendJson(req, res, 200, detail)
       }
       if (method !== 'POST') return notAllowed('POST')
-      if (!sameOrigin(req)) return sendError(req, res, 403, 'cross-origin request refused: send X-Culex-Request: 1 from the same origin')
+      if (!sameOrigin(req)) return sendError(req, res, 403, CROSS_ORIGIN)
       if (!api.kick(id)) return sendError(req, res, 404, 'no such client')
       log.broker('dashboard: kicked client %s', id)
       return sendJson(req, res, 200, { kicked: id })
@@ -192,7 +269,8 @@ export function dashboard(broker: DashboardSource, options: DashboardOptions = {
     const q = url.indexOf('?')
     let path = q === -1 ? url : url.slice(0, q)
     if (prefix !== '' && (path === prefix || path.startsWith(prefix + '/'))) path = path.slice(prefix.length) || '/'
-    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
+    // A `+` in a query is a topic wildcard here, not a space (as `curl '...?filter=a/+/b'` means it).
+    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1).replaceAll('+', '%2B'))
     try {
       route(req, res, path, query, next)
     } catch (error) {
@@ -203,18 +281,43 @@ export function dashboard(broker: DashboardSource, options: DashboardOptions = {
   }
 
   if (authorizeAdmin === undefined) return serve
+  const challenge = { 'WWW-Authenticate': 'Basic realm="Culex dashboard", charset="UTF-8"' }
+  const guard = new LoginGuard(options.now)
   return (req, res, next) => {
     const credentials = basicCredentials(req)
-    const refuse = (): void => sendError(req, res, 401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="Culex dashboard", charset="UTF-8"' })
-    if (credentials === undefined) return refuse()
-    Promise.resolve()
-      .then(() => authorizeAdmin({ ...credentials, request: req }))
-      .then(
-        (allowed) => (allowed === true ? serve(req, res, next) : refuse()),
-        (error: unknown) => {
-          log.error('dashboard authorizeAdmin failed: %O', error)
-          refuse()
-        },
-      )
+    if (credentials === undefined) return sendError(req, res, 401, 'authentication required', challenge)
+    const authorization = req.headers.authorization ?? ''
+    const address = req.socket.remoteAddress ?? ''
+    const wait = guard.retryAfterMs(address)
+    if (wait > 0) {
+      log.broker('dashboard: %s refused, too many failed logins from %s', req.url, address)
+      return sendError(req, res, 429, 'too many failed logins: try again later', { 'Retry-After': String(Math.ceil(wait / 1000)) })
+    }
+    // Accepted a moment ago (the page polls): no new password hash per request.
+    if (guard.wasAccepted(authorization)) return serve(req, res, next)
+    const decide = async (): Promise<number> => {
+      // The broker's own authenticate hook vouches for the password first, where it has one.
+      const authenticated = await broker.checkCredentials({ ...credentials, request: req })
+      if (authenticated === false) return 401
+      const allowed = await authorizeAdmin({ ...credentials, request: req, authenticated: authenticated === true })
+      if (allowed === true) return 200
+      // Known to the broker but not an administrator: no point asking for the same credentials again.
+      return authenticated === true ? 403 : 401
+    }
+    decide().then(
+      (status) => {
+        guard.record(address, authorization, status === 200)
+        // The client left while its credentials were checked.
+        if (res.destroyed) return
+        if (status === 200) return serve(req, res, next)
+        log.broker('dashboard: %s refused to %s (%d)', req.url, credentials.username, status)
+        if (status === 403) sendError(req, res, 403, 'not an administrator')
+        else sendError(req, res, 401, 'authentication required', challenge)
+      },
+      (error: unknown) => {
+        log.error('dashboard authorizeAdmin failed: %O', error)
+        sendError(req, res, 401, 'authentication required', challenge)
+      },
+    )
   }
 }

@@ -200,7 +200,7 @@ test('examples/tls-client-certs.ts admits a device whose certificate CN is its c
   }
 })
 
-test('examples/fastify.ts serves REST and MQTT over WebSocket on one port and closes the broker with Fastify', async () => {
+test('examples/fastify.ts serves REST, MQTT over WebSocket and the dashboard on one port, and closes the broker with Fastify', async () => {
   const example = runExample('fastify.ts', { PORT: '0' })
   try {
     const port = Number((await example.waitFor(/listening on port (\d+)/))[1])
@@ -212,6 +212,10 @@ test('examples/fastify.ts serves REST and MQTT over WebSocket on one port and cl
     assert.equal(sent.status, 202)
     assert.equal((await got)[1].toString(), 'hello')
     assert.deepEqual(await (await fetch(`http://127.0.0.1:${port}/clients`)).json(), { connected: 1 })
+    // The dashboard plugin under /culex: the page, and the client in its API.
+    assert.match(await (await fetch(`http://127.0.0.1:${port}/culex/`)).text(), /<title>Culex<\/title>/)
+    const { clients } = (await (await fetch(`http://127.0.0.1:${port}/culex/api/v1/clients`)).json()) as { clients: Array<{ id: string; transport: string }> }
+    assert.deepEqual(clients.map((c) => [c.id, c.transport]), [['listener', 'ws']])
     // SIGTERM closes the Fastify app, which closes the broker: the MQTT client sees its connection end.
     const closed = once(client, 'close', 5000)
     assert.equal(await example.stop(), 0)
