@@ -1,15 +1,19 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import nodeTls from 'node:tls'
 import { mosquittoAuth, type MosquittoAuth } from '../auth/mosquitto/index.js'
+import type { BridgeOptions, BridgeTlsOptions } from '../bridge/options.js'
 import { Broker, type DrainOptions } from '../broker.js'
 import type { ClusterOptions } from '../cluster/options.js'
-import { dashboard } from '../dashboard/handler.js'
+import { dashboard, type DashboardHandler } from '../dashboard/handler.js'
 import { startOperationsServer, type OperationsServer } from '../http/server.js'
 import type { BrokerOptions, Limits, ProtectionOptions } from '../options.js'
 import { parseCliArgs, USAGE, type CliOptions } from './args.js'
 import { printConfig } from './config/print.js'
-import { resolveConfig, type ResolvedConfig } from './config/resolve.js'
-import type { CulexConfig } from './config/schema.js'
+import { isPem, resolveConfig, type ResolvedConfig } from './config/resolve.js'
+import { oneOf, type BridgeConfig, type CulexConfig } from './config/schema.js'
 import { ConfigError, firstLine, StartupError, UsageError } from './errors.js'
 import { renameLimitsInMessage } from './limits.js'
 import { describeListener, planListener, planListeners, type ListenerPlan } from './listeners.js'
@@ -138,6 +142,81 @@ function loadAuth(config: CulexConfig): MosquittoAuth | undefined {
 }
 
 /**
+ * The broker hooks of the password and ACL files, except for the broker's own bridges: their local
+ * clients (transport 'bridge', made in this process) have no user name and must reach every
+ * bridged topic, as Mosquitto's bridges are not subject to its password and ACL files.
+ */
+function hooksWithBridges(auth: MosquittoAuth | undefined): MosquittoAuth['hooks'] {
+  if (auth === undefined) return {}
+  const { authenticate, authorizePublish, authorizeSubscribe, authorizeDeliver } = auth.hooks
+  const hooks: MosquittoAuth['hooks'] = {}
+  if (authenticate !== undefined) hooks.authenticate = (request) => (request.transport === 'bridge' ? true : authenticate(request))
+  if (authorizePublish !== undefined) hooks.authorizePublish = (client, message) => (client.transport === 'bridge' ? true : authorizePublish(client, message))
+  if (authorizeSubscribe !== undefined) hooks.authorizeSubscribe = (client, subscription) => (client.transport === 'bridge' ? subscription.qos : authorizeSubscribe(client, subscription))
+  if (authorizeDeliver !== undefined) hooks.authorizeDeliver = (client, message) => (client.transport === 'bridge' ? true : authorizeDeliver(client, message))
+  return hooks
+}
+
+/** A Host header naming a loopback address (any port). */
+const LOOPBACK_HOST = /^(localhost|127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\])(:\d+)?$/i
+
+/** A bridge ready to start: `bridges[i]` for error messages, and its options with the TLS files read. */
+interface BridgePlan {
+  name: string
+  options: BridgeOptions
+}
+
+/** A bridge's `tls` as Node's TLS options, the files read now; a file that cannot be read, or keys that do not fit, throw naming them. */
+function readBridgeTls(config: NonNullable<BridgeConfig['tls']>, name: string): BridgeTlsOptions {
+  const load = (value: string, key: string): Buffer => {
+    if (isPem(value)) return Buffer.from(value)
+    try {
+      return readFileSync(value)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (error as Error).message
+      throw new StartupError(`${name}.tls.${key}: cannot read ${value}: ${why}`)
+    }
+  }
+  const options: BridgeTlsOptions = {}
+  if (config.caFile !== undefined) options.ca = Array.isArray(config.caFile) ? config.caFile.map((ca, i) => load(ca, `caFile[${i}]`)) : load(config.caFile, 'caFile')
+  if (config.certFile !== undefined) options.cert = load(config.certFile, 'certFile')
+  if (config.keyFile !== undefined) options.key = load(config.keyFile, 'keyFile')
+  if (config.passphrase !== undefined) options.passphrase = config.passphrase
+  if (config.rejectUnauthorized !== undefined) options.rejectUnauthorized = config.rejectUnauthorized
+  if (config.servername !== undefined) options.servername = config.servername
+  if (config.alpn !== undefined) options.ALPNProtocols = config.alpn
+  try {
+    // What the TLS connection would do at start: a key that does not match, a wrong passphrase ...
+    nodeTls.createSecureContext(options)
+  } catch (error) {
+    throw new StartupError(`${name}.tls: ${(error as Error).message}`)
+  }
+  return options
+}
+
+/** The options of `broker.bridge` for one `bridges:` entry, its TLS files read. */
+function planBridge(bridge: BridgeConfig, name: string): BridgePlan {
+  const { tls, ...rest } = bridge
+  const options: BridgeOptions = { ...rest }
+  if (tls !== undefined) options.tls = readBridgeTls(tls, name)
+  return { name, options }
+}
+
+function planBridges(config: CulexConfig): BridgePlan[] {
+  return (config.bridges ?? []).map((bridge, i) => planBridge(bridge, `bridges[${i}]`))
+}
+
+/** A URL for log lines: its password, if any, as `***`. */
+function safeUrl(url: string): string {
+  try {
+    return redactUrl(url)
+  } catch {
+    return '<invalid URL>'
+  }
+}
+
+/**
  * `--test-config` beyond the schema: the files the configuration names (TLS certificates and
  * keys, password and ACL files) can be read and make sense. Every problem, one a line.
  */
@@ -152,6 +231,7 @@ function checkFiles(config: CulexConfig): string[] {
   }
   config.listeners.forEach((listener, i) => attempt(() => planListener(listener, `listeners[${i}]`)))
   attempt(() => loadAuth(config))
+  config.bridges?.forEach((bridge, i) => attempt(() => planBridge(bridge, `bridges[${i}]`)))
   return problems
 }
 
@@ -203,10 +283,11 @@ async function start(config: CulexConfig): Promise<void> {
   // The files first: nothing is opened when one is missing.
   const plans: ListenerPlan[] = planListeners(config)
   const auth = loadAuth(config)
+  const bridgePlans = planBridges(config)
   // Without a handler SIGHUP would end the process.
   process.on('SIGHUP', () => {
     if (auth === undefined) {
-      say.info('SIGHUP received: no auth files to reload')
+      say.info('SIGHUP received: no auth files to reload (bridges are not reloaded)')
       return
     }
     auth.reload().then(
@@ -219,7 +300,7 @@ async function start(config: CulexConfig): Promise<void> {
   }
 
   const common: BrokerOptions = {
-    ...auth?.hooks,
+    ...hooksWithBridges(auth),
     limits: config.limits,
     capabilities: { ...config.capabilities, maximumQoS: config.capabilities.maximumQoS as 0 | 1 | 2 },
     sys: { interval: config.sys.interval },
@@ -260,16 +341,40 @@ async function start(config: CulexConfig): Promise<void> {
     process.exit(1)
   }
 
-  if (config.http?.port !== undefined) {
+  const http = config.http
+  if (http?.port !== undefined) {
+    const admins = http.admins === undefined ? undefined : new Set(http.admins)
+    let board: DashboardHandler | undefined
+    if (http.dashboard) {
+      // With admins, the dashboard asks for HTTP Basic credentials, checked against the password file first.
+      board = dashboard(broker, admins === undefined ? {} : { authorizeAdmin: ({ username, authenticated }) => authenticated && admins.has(username) })
+    }
     try {
       // The dashboard takes every path the operations endpoints do not, from '/'.
-      const board = dashboard(broker)
-      operations = await startOperationsServer(broker, { port: config.http.port, host: config.http.host, fallback: (req, res) => board(req, res) })
+      const open = board
+      const fallback =
+        open === undefined
+          ? undefined
+          : (req: IncomingMessage, res: ServerResponse): void => {
+              // Without credentials (loopback only), a web page could still reach the dashboard through
+              // DNS rebinding: its requests then name the attacker's host. Only loopback names pass.
+              if (admins === undefined && !LOOPBACK_HOST.test(req.headers.host ?? '')) {
+                res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8' }).end('the dashboard without credentials answers loopback host names only\n')
+                return
+              }
+              open(req, res)
+            }
+      operations = await startOperationsServer(broker, { port: http.port, host: http.host, fallback })
     } catch (error) {
-      await failed(`http: cannot listen on ${config.http.host}:${config.http.port}: ${firstLine(error)}`)
+      await failed(`http: cannot listen on ${http.host}:${http.port}: ${firstLine(error)}`)
     }
     if (stopping) return
-    say.info(`dashboard, metrics and health on ${httpUrl((operations as OperationsServer).address())} (/, /metrics, /healthz, /readyz)`)
+    const where = httpUrl((operations as OperationsServer).address())
+    if (board === undefined) say.info(`metrics and health on ${where} (/metrics, /healthz, /readyz; no dashboard)`)
+    else {
+      const posture = admins === undefined ? 'dashboard without credentials' : `dashboard for ${oneOf([...admins])} (password file); metrics and health without credentials`
+      say.info(`dashboard, metrics and health on ${where} (/, /metrics, /healthz, /readyz; ${posture})`)
+    }
   }
 
   for (const plan of plans) {
@@ -285,6 +390,21 @@ async function start(config: CulexConfig): Promise<void> {
       return failed(`${where}${firstLine(error)}`)
     }
     say.info(`listening on ${describeListener(plan.config, address, config.auth)}`)
+  }
+
+  if (bridgePlans.length > 0) {
+    broker.on('bridgeUp', (name) => say.info(`bridge ${name} up`))
+    broker.on('bridgeDown', (name, error) => say.warn(`bridge ${name} down${error === undefined ? '' : `: ${firstLine(error)}`}`))
+  }
+  for (const plan of bridgePlans) {
+    try {
+      await broker.bridge(plan.options)
+    } catch (error) {
+      if (stopping) return
+      // The mqtt package is missing, or the broker refused the bridge's local client.
+      return failed(`${plan.name} (${plan.options.name}): ${firstLine(error)}`)
+    }
+    say.info(`bridge ${plan.options.name} to ${safeUrl(plan.options.url)}`)
   }
 }
 

@@ -2,6 +2,7 @@
 // accept real clients, --test-config and --print-config, precedence, TLS, auth files and SIGHUP,
 // the HTTP operations server, JSON logs, SIGTERM.
 import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
 import { pbkdf2Sync, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
@@ -303,7 +304,7 @@ test('--password-file and --allow-anonymous as flags', async (t) => {
 test('--http-port serves the dashboard at /, /healthz, /readyz and /metrics; the banner says where', async (t) => {
   const run = startCli(['--port', '0', '--host', '127.0.0.1', '--http-port', '0'])
   t.after(() => run.kill())
-  const [, base] = await run.waitFor(/^culex: dashboard, metrics and health on (http:\/\/127\.0\.0\.1:\d+) \(\/, \/metrics, \/healthz, \/readyz\)$/m)
+  const [, base] = await run.waitFor(/^culex: dashboard, metrics and health on (http:\/\/127\.0\.0\.1:\d+) \(\/, \/metrics, \/healthz, \/readyz; dashboard without credentials\)$/m)
   await run.port()
   for (const endpoint of ['/healthz', '/readyz', '/metrics', '/', '/api/v1/stats']) {
     const response = await within(fetch(`${base}${endpoint}`), endpoint, run)
@@ -313,6 +314,19 @@ test('--http-port serves the dashboard at /, /healthz, /readyz and /metrics; the
   const missing = await within(fetch(`${base}/no-such-page`), '/no-such-page', run)
   assert.equal(missing.status, 404)
   await missing.text()
+  // DNS rebinding: a page on another host name reaching the loopback port gets nothing.
+  const statusFor = (host: string, path: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const request = httpRequest(`${base}${path}`, { headers: { Host: host } }, (response) => {
+        response.resume()
+        resolve(response.statusCode ?? 0)
+      })
+      request.on('error', reject)
+      request.end()
+    })
+  assert.equal(await within(statusFor('evil.example:80', '/api/v1/clients'), 'rebinding', run), 403)
+  assert.equal(await within(statusFor('evil.example', '/metrics'), 'metrics', run), 200, 'metrics and health are not the dashboard')
+  assert.equal(await within(statusFor('localhost:1234', '/api/v1/stats'), 'localhost', run), 200)
   await stopCleanly(run)
 })
 

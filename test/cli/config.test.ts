@@ -87,7 +87,7 @@ protection:
   connectRatePerIp: 2.5
   bans: [{ clientId: bad, until: 2030-01-01T00:00:00Z, reason: abuse }, { address: 10.0.0.0/8 }]
   flapping: true
-http: { port: 9100, host: 0.0.0.0 }
+http: { port: 9100, host: 0.0.0.0, dashboard: false }
 log: { level: debug, format: json }
 drain: { timeoutMs: 20000, spreadMs: 5000 }
 `)
@@ -111,7 +111,7 @@ drain: { timeoutMs: 20000, spreadMs: 5000 }
     bans: [{ clientId: 'bad', until: '2030-01-01T00:00:00Z', reason: 'abuse' }, { address: '10.0.0.0/8' }],
     flapping: true,
   })
-  assert.deepEqual(c.http, { port: 9100, host: '0.0.0.0' })
+  assert.deepEqual(c.http, { port: 9100, host: '0.0.0.0', dashboard: false })
   assert.deepEqual(c.log, { level: 'debug', format: 'json' })
   assert.deepEqual(c.drain, { timeoutMs: 20_000, spreadMs: 5000 })
 })
@@ -416,7 +416,7 @@ test('culex.schema.json is what the zod schema generates (npm run config-schema)
   assert.equal(readFileSync(SCHEMA_FILE, 'utf8'), configJsonSchemaText())
   const schema = JSON.parse(configJsonSchemaText()) as { properties: Record<string, unknown>; additionalProperties: boolean }
   assert.equal(schema.additionalProperties, false)
-  assert.deepEqual(Object.keys(schema.properties), ['$schema', 'listeners', 'persistence', 'cluster', 'limits', 'capabilities', 'sys', 'auth', 'protection', 'http', 'log', 'drain'])
+  assert.deepEqual(Object.keys(schema.properties), ['$schema', 'listeners', 'persistence', 'cluster', 'limits', 'capabilities', 'sys', 'auth', 'protection', 'http', 'bridges', 'log', 'drain'])
   // Every key says what it is, for editors.
   const undocumented: string[] = []
   const walk = (node: unknown, at: string): void => {

@@ -1,6 +1,6 @@
 /**
  * `--print-config`: the configuration in effect as YAML, without its secrets: passwords in
- * Redis URLs, TLS passphrases and private keys given as PEM text.
+ * Redis and bridge URLs, bridge passwords, TLS passphrases and private keys given as PEM text.
  */
 import { stringify } from 'yaml'
 import { redactUrl } from '../persistence.js'
@@ -26,6 +26,12 @@ export function redactConfig(config: CulexConfig): CulexConfig {
     if (listener.type !== 'tls' && listener.type !== 'wss') continue
     if (listener.tls.passphrase !== undefined) listener.tls.passphrase = REDACTED
     if (isPem(listener.tls.key)) listener.tls.key = REDACTED
+  }
+  for (const bridge of out.bridges ?? []) {
+    bridge.url = safeUrl(bridge.url)
+    if (bridge.password !== undefined) bridge.password = REDACTED
+    if (bridge.tls?.passphrase !== undefined) bridge.tls.passphrase = REDACTED
+    if (bridge.tls?.keyFile !== undefined && isPem(bridge.tls.keyFile)) bridge.tls.keyFile = REDACTED
   }
   return out
 }

@@ -79,6 +79,15 @@ function normalize(config: CulexConfig, merged: Merged, cwd: string): CulexConfi
       else if (Array.isArray(tls.ca)) tls.ca = tls.ca.map((ca, j) => absolute(ca, ['listeners', i, 'tls', 'ca', j]))
     }
   })
+  out.bridges?.forEach((bridge, i) => {
+    const tls = bridge.tls
+    if (tls === undefined) return
+    const at = (...keys: Array<string | number>): Path => ['bridges', i, 'tls', ...keys]
+    if (tls.certFile !== undefined) tls.certFile = absolute(tls.certFile, at('certFile'))
+    if (tls.keyFile !== undefined) tls.keyFile = absolute(tls.keyFile, at('keyFile'))
+    if (typeof tls.caFile === 'string') tls.caFile = absolute(tls.caFile, at('caFile'))
+    else if (Array.isArray(tls.caFile)) tls.caFile = tls.caFile.map((ca, j) => absolute(ca, at('caFile', j)))
+  })
   if (out.persistence === undefined && out.cluster === undefined) out.persistence = { type: 'memory' }
   if (out.persistence?.type === 'sqlite') out.persistence.path = absolute(out.persistence.path, ['persistence', 'path'])
   if (out.auth !== undefined) {

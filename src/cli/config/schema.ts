@@ -5,6 +5,7 @@
  */
 import net from 'node:net'
 import * as z from 'zod'
+import { checkTopic, type BridgeTopic } from '../../bridge/options.js'
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, type Limits } from '../../options.js'
 import { LIMIT_HELP } from '../limits.js'
 
@@ -40,9 +41,13 @@ export function show(value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'a mapping'
-  const text = typeof value === 'string' ? JSON.stringify(value) : String(value)
+  // A password in a URL (mqtt://user:secret@host) is not echoed.
+  const text = (typeof value === 'string' ? JSON.stringify(value) : String(value)).replace(/(\/\/[^/:@\s]*:)[^@/\s]*@/g, '$1***@')
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }
+
+/** A secret: its errors say what was expected, never what was there. */
+const secret = (): z.ZodString => z.string({ error: 'expected a string (not echoed: a secret)' }).min(1, { error: 'expected a non-empty string' })
 
 /** An error message: what was expected, and what was there ("missing" for an absent required key). */
 function expected(what: string): (issue: { input?: unknown }) => string {
@@ -128,7 +133,7 @@ const tlsSchema = z
       .union([text(), z.array(text())], { error: expected('a file name or a list of them') })
       .optional()
       .describe('certificate authorities (PEM) that client certificates must chain to: a file or a list of files'),
-    passphrase: text().optional().describe('the passphrase of an encrypted key'),
+    passphrase: secret().optional().describe('the passphrase of an encrypted key'),
     requestCert: bool().default(false).describe('ask clients for a certificate'),
     rejectUnauthorized: bool()
       .default(true)
@@ -321,10 +326,134 @@ const protectionSchema = z
 
 const httpSchema = z
   .strictObject({
-    port: int(0, 65535).optional().describe('port of the operations server (/metrics, /healthz, /readyz); off unless given'),
-    host: text().default('127.0.0.1').describe('address it binds'),
+    port: int(0, 65535).optional().describe('port of the operations server (/, /metrics, /healthz, /readyz); off unless given'),
+    host: text().default('127.0.0.1').describe('address it binds; other than 127.0.0.1, ::1 or localhost, the dashboard needs admins (or dashboard: false)'),
+    dashboard: bool().default(true).describe('serve the dashboard at / (false: metrics and health only)'),
+    admins: z
+      .array(text(), { error: expected('a list of user names') })
+      .min(1, { error: 'expected at least one user name' })
+      .optional()
+      .describe('users of auth.passwordFile allowed into the dashboard (HTTP Basic); without it the dashboard asks for no credentials. /metrics and the health probes never do'),
   })
-  .describe('the HTTP operations server: Prometheus metrics and health probes')
+  .describe('the HTTP operations server: the dashboard, Prometheus metrics and health probes')
+
+/** The `http.host` values that keep the dashboard on this machine. */
+export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
+
+// ---------------------------------------------------------------------------------------------
+// Bridges
+
+const BRIDGE_URL = /^(mqtts?|wss?):\/\//i
+
+/** Why `value` is not a bridge URL, or undefined. */
+export function bridgeUrlProblem(value: string): string | undefined {
+  if (!BRIDGE_URL.test(value)) return 'not an mqtt://, mqtts://, ws:// or wss:// URL'
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return 'not a valid URL'
+  }
+  if (url.hostname === '') return 'no host'
+  return undefined
+}
+
+/** Issues of `checkTopic` (`topics[0].localPrefix "a/#" may not ...`) as a path and a message. */
+function topicIssue(message: string): { path: string[]; message: string } {
+  const rest = message.replace(/^topics\[\d+\]/, '')
+  const key = /^\.(\w+) (.*)$/s.exec(rest)
+  if (key !== null) return { path: [key[1] as string], message: key[2] as string }
+  return { path: [], message: rest.replace(/^: /, '') }
+}
+
+const bridgeTopicSchema = z
+  .strictObject({
+    filter: z.string({ error: expected('a string') }).describe("the topic filter (wildcards allowed); '' with both prefixes maps one topic to another"),
+    direction: choice(['in', 'out', 'both']).optional().describe('out: from here to the remote (default); in: from the remote; both'),
+    qos: z.literal([0, 1, 2], { error: expected('0, 1 or 2') }).optional().describe('QoS of the subscriptions on both sides and the most a message crosses with (default 1)'),
+    localPrefix: z.string({ error: expected('a string') }).optional().describe('prepended to the filter here; no wildcards'),
+    remotePrefix: z.string({ error: expected('a string') }).optional().describe('prepended to the filter on the remote; no wildcards'),
+  })
+  .superRefine((topic, ctx) => {
+    try {
+      checkTopic(topic as BridgeTopic, 0)
+    } catch (error) {
+      const issue = topicIssue(error instanceof Error ? error.message : String(error))
+      ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message })
+    }
+  })
+  .describe("a bridged topic, as mosquitto.conf's topic <filter> [in|out|both] [qos] [local-prefix] [remote-prefix]")
+
+const bridgeTlsSchema = z
+  .strictObject({
+    caFile: z
+      .union([text(), z.array(text())], { error: expected('a file name or a list of them') })
+      .optional()
+      .describe("certificate authorities (PEM) the remote's certificate must chain to (default: Node's); read at start"),
+    certFile: text().optional().describe('a client certificate (PEM), for remotes that ask for one; read at start'),
+    keyFile: text().optional().describe('its private key (PEM); read at start'),
+    passphrase: secret().optional().describe('the passphrase of an encrypted key'),
+    rejectUnauthorized: bool().optional().describe("refuse a remote whose certificate is not valid for its host name (default true; false is not for production)"),
+    servername: text().optional().describe("the TLS server name (SNI), when it differs from the URL's host"),
+    alpn: z.array(text(), { error: expected('a list of protocol names') }).optional().describe("ALPN protocols to offer (x-amzn-mqtt-ca for AWS IoT on port 443)"),
+  })
+  .superRefine((tls, ctx) => {
+    if (tls.certFile !== undefined && tls.keyFile === undefined) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'missing: certFile needs its keyFile' })
+    if (tls.keyFile !== undefined && tls.certFile === undefined) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'missing: keyFile needs its certFile' })
+  })
+  .describe('TLS toward an mqtts:// or wss:// remote; the files are read at start')
+
+const bridgeSchema = z
+  .strictObject({
+    name: text()
+      .refine((name) => !/[/+#]/.test(name) && !name.includes('\u0000'), { error: expected("a name without '/', '+' or '#'") })
+      .describe('unique; names the state topic $SYS/broker/connection/<name>/state and the local session bridge:<name>'),
+    url: text()
+      .superRefine((value, ctx) => {
+        const why = bridgeUrlProblem(value)
+        if (why !== undefined) ctx.addIssue({ code: 'custom', message: `expected mqtt://HOST[:PORT], mqtts://, ws:// or wss://..., got ${show(value)} (${why})` })
+      })
+      .describe('the remote broker: mqtt://, mqtts://, ws:// or wss:// URL'),
+    topics: z
+      .array(bridgeTopicSchema, { error: expected('a list of topics') })
+      .min(1, { error: 'expected at least one topic' })
+      .describe('the topics bridged; a message crosses by the first entry of its direction that matches'),
+    clientId: text().optional().describe('the client identifier on the remote (default culex-bridge-<name>)'),
+    username: text().optional().describe('the user name on the remote'),
+    password: secret().optional().describe('the password on the remote'),
+    tls: bridgeTlsSchema.optional(),
+    protocolVersion: z
+      .literal([4, 5], { error: expected('4 (MQTT 3.1.1) or 5') })
+      .optional()
+      .describe('MQTT version spoken to the remote: 4 (3.1.1, default) or 5'),
+    tryPrivate: bool().optional().describe("3.1.1: connect with the bridge flag, as Mosquitto's try_private (default true)"),
+    forwardBridged: bool()
+      .optional()
+      .describe('false: messages that came from another broker do not go to this remote, and what it sends does not go on to incoming bridges; set it when the remote also bridges to Culex on overlapping topics (default true)'),
+    cleanSession: bool().optional().describe('start the remote session clean (default false)'),
+    keepAlive: int(0, 65_535).optional().describe('keep alive toward the remote, in seconds (default 60)'),
+    reconnectPeriod: int(0, MAX_TIMER_MS).optional().describe('first pause before reconnecting, in ms; doubles at each failure (default 1000)'),
+    maxReconnectPeriod: int(0, MAX_TIMER_MS).optional().describe('the longest pause between attempts, in ms (default 30000)'),
+    connectTimeout: int(1, MAX_TIMER_MS).optional().describe("how long to wait for the remote's CONNACK, in ms (default 30000)"),
+  })
+  .superRefine((bridge, ctx) => {
+    if (bridge.tls !== undefined && typeof bridge.url === 'string' && /^(mqtt|ws):/i.test(bridge.url)) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies to mqtts:// and wss:// URLs only' })
+    }
+  })
+  .describe('an outgoing bridge to another MQTT broker (needs the mqtt package)')
+
+const bridgesSchema = z
+  .array(bridgeSchema, { error: expected('a list of bridges') })
+  .superRefine((bridges, ctx) => {
+    const seen = new Map<string, number>()
+    bridges.forEach((bridge, i) => {
+      const first = seen.get(bridge.name)
+      if (first === undefined) seen.set(bridge.name, i)
+      else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `${show(bridge.name)} is also the name of bridges[${first}]` })
+    })
+  })
+  .describe('outgoing bridges to other MQTT brokers, started once the listeners are (see docs/bridges.md); not reloaded on SIGHUP')
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
 
@@ -365,6 +494,7 @@ const sections = {
   auth: authSchema.optional(),
   protection: protectionSchema.optional(),
   http: httpSchema.optional(),
+  bridges: bridgesSchema.optional(),
   log: logSchema.prefault({}),
   drain: drainSchema.prefault({}),
 }
@@ -395,6 +525,16 @@ export const configSchema = z
     })
     const http = config.http
     if (http !== undefined && typeof http.port === 'number' && http.port !== 0) claim(http.port, http.host, ['http', 'port'], `port ${http.port}`)
+    if (http !== undefined && Array.isArray(http.admins) && config.auth?.passwordFile === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['http', 'admins'], message: 'admins are checked against auth.passwordFile, and there is none' })
+    }
+    if (http !== undefined && http.port !== undefined && http.dashboard !== false && http.admins === undefined && typeof http.host === 'string' && !LOOPBACK_HOSTS.includes(http.host)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'host'],
+        message: `the dashboard would be open to anyone who reaches ${http.host}: set http.admins (users of auth.passwordFile) or http.dashboard: false`,
+      })
+    }
   })
 
 /** The configuration as written (every key optional). */
@@ -405,6 +545,8 @@ export type ListenerConfig = CulexConfig['listeners'][number]
 export type TlsConfig = z.output<typeof tlsSchema>
 export type PersistenceConfig = NonNullable<CulexConfig['persistence']>
 export type AuthConfig = NonNullable<CulexConfig['auth']>
+export type BridgeConfig = NonNullable<CulexConfig['bridges']>[number]
+export type HttpConfig = NonNullable<CulexConfig['http']>
 
 /** A path in the configuration: keys and list indexes. */
 export type Path = ReadonlyArray<string | number>
