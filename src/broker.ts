@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { log } from './logging.js'
 import type { BrokerStats } from './metrics/stats.js'
 import { SysTree } from './metrics/sys-tree.js'
-import { checkBridgeOptions, type BridgeHandle, type BridgeOptions, type BridgeSummary } from './bridge/options.js'
+import { checkBridgeOptions, maskUrlPassword, type BridgeHandle, type BridgeOptions, type BridgeSummary } from './bridge/options.js'
 import { BrokerLog } from './broker-log.js'
 import type { Ban, BrokerOptions, Limits } from './options.js'
 import type { Properties, QoS, Subscription } from './protocol/packets.js'
@@ -68,18 +68,6 @@ export interface DrainOptions {
   serverReference?: string
   /** With `serverReference`: 0x9C (use another server, temporarily) rather than 0x9D (server moved). Default true. */
   temporary?: boolean
-}
-
-/** `url` with its password, if any, as `***`: for lists and logs. */
-function withoutPassword(url: string): string {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password === '') return url
-    parsed.password = '***'
-    return parsed.toString()
-  } catch {
-    return url
-  }
 }
 
 /** An open listener, as `broker.listeners` lists it. */
@@ -302,7 +290,7 @@ export class Broker {
    * $SYS, `/metrics` and the dashboard all read it. Cheap to take; call it when you need it.
    */
   stats(): BrokerStats {
-    return this.core.stats(this.health(), this.bridges)
+    return this.core.stats(this.health(), this.bridgeStates())
   }
 
   /** Every session, connected or not (persistent sessions outlive their connection), as snapshots. */
@@ -358,30 +346,46 @@ export class Broker {
     const running: BridgeSummary[] = []
     for (const bridge of this.bridgesRunning.values()) {
       if (bridge instanceof Promise) continue
-      running.push({ name: bridge.name, url: withoutPassword(bridge.url), connected: bridge.connected, localClientId: bridge.localClientId })
+      running.push({ name: bridge.name, url: maskUrlPassword(bridge.url), connected: bridge.connected, localClientId: bridge.localClientId })
     }
     return running.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  }
+
+  /** Each running bridge's name and state, for `stats()` (no URL work: it runs at every scrape). */
+  private bridgeStates(): Array<{ name: string; connected: boolean }> {
+    const states: Array<{ name: string; connected: boolean }> = []
+    for (const bridge of this.bridgesRunning.values()) if (!(bridge instanceof Promise)) states.push({ name: bridge.name, connected: bridge.connected })
+    return states.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
 
   /**
    * The retained messages whose topics match a filter (`'#'`: all but `$SYS`, as for a
    * subscription [MQTT-4.7.2-1]; `'$SYS/#'` the broker's own), in no particular order. Expired
-   * ones are left out. Delete one by publishing an empty retained message to its topic.
+   * ones are left out (and leave storage, as for a subscription); properties are as published
+   * (a Message Expiry Interval is not counted down). Throws a TypeError for an invalid or shared
+   * (`$share/...`) filter. Delete one by publishing an empty retained message to its topic.
    */
   getRetained(topicFilter = '#'): Message[] {
     if (!isValidTopicFilter(topicFilter)) throw new TypeError(`invalid topic filter ${JSON.stringify(topicFilter)}`)
-    return this.core.retained.match(topicFilter).map((m) => (m.properties === undefined ? { topic: m.topic, payload: m.payload, qos: m.qos, retain: true } : { topic: m.topic, payload: m.payload, qos: m.qos, retain: true, properties: m.properties }))
+    if (parseSharedFilter(topicFilter) !== null) throw new TypeError(`${JSON.stringify(topicFilter)} is a shared subscription: give its topic filter`)
+    // The payload is shared (read it, do not write to it, as every Message's); the properties are copies.
+    return this.core.retained
+      .match(topicFilter)
+      .map((m) => (m.properties === undefined ? { topic: m.topic, payload: m.payload, qos: m.qos, retain: true } : { topic: m.topic, payload: m.payload, qos: m.qos, retain: true, properties: structuredClone(m.properties) }))
   }
 
   /**
    * Asks the broker's `authenticate` hook about a user name and password presented outside MQTT
    * (the dashboard's HTTP Basic credentials), as for a client connecting over `transport`
-   * (default 'http') from the request's address, with no `request`: the hook must judge the user
+   * (default 'http'; 'bridge' is refused with a TypeError: it is the broker's own bridges') from
+   * the request's address, with no `request`: the hook must judge the user
    * name and password alone. Resolves true when the hook accepts them, false when it refuses them
    * or throws (reported on `hostError`) or the user name or address is banned, and undefined when
    * the broker has no `authenticate` hook (nobody can vouch for them).
    */
   async checkCredentials(credentials: CredentialsCheck): Promise<boolean | undefined> {
+    // 'bridge' is the broker's own bridges' transport, which hooks may trust without a password.
+    if (credentials.transport === 'bridge') throw new TypeError("transport 'bridge' is reserved for the broker's own bridges")
     const hook = this.core.authenticate
     if (hook === undefined) return undefined
     const socket = credentials.request?.socket
@@ -569,6 +573,7 @@ export class Broker {
           publishSys: (topic, payload) => this.core.publishSys(topic, payload),
           fire: (event, args) => this.fire(event, args),
           refuseBridged: (clientId, refuse) => this.core.refuseBridged(clientId, refuse),
+          subscriptions: (clientId) => (this.getSubscriptions(clientId) ?? []).map((s) => s.topicFilter),
         },
         checked,
       )

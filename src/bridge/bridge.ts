@@ -23,7 +23,7 @@ import type { ConnectionInfo } from '../hooks/types.js'
 import createDebug from 'debug'
 import type { QoS } from '../protocol/packets.js'
 import { mapIn, mapOut } from './mapping.js'
-import type { BridgeHandle, CheckedBridgeOptions } from './options.js'
+import { maskUrlPassword, type BridgeHandle, type CheckedBridgeOptions } from './options.js'
 import { duplexPair } from './pair.js'
 
 /** `DEBUG=culex:bridge`: bridges connecting, disconnecting, failing. */
@@ -43,6 +43,8 @@ export interface BridgeHost {
    * connects, so it holds from the first message.
    */
   refuseBridged(clientId: string, refuse: boolean): void
+  /** The topic filters the session of `clientId` subscribes to now (its subscriptions outlive a bridge). */
+  subscriptions(clientId: string): string[]
 }
 
 /** The MQTT 5 properties carried across the bridge (not aliases nor subscription identifiers, which belong to one connection). */
@@ -165,6 +167,14 @@ class Bridge implements BridgeHandle {
     local.on('connect', () => {
       if (subscribed) return
       subscribed = true
+      // Filters an earlier configuration of this bridge left in its session: they would keep
+      // queueing messages the bridge can only drop.
+      const wanted = new Set(outRoutes.map((r) => r.localFilter))
+      const stale = this.host.subscriptions(this.localClientId).filter((f) => !wanted.has(f))
+      if (stale.length > 0) {
+        debug('bridge %s: unsubscribing %s, no longer bridged', this.name, stale.join(', '))
+        local.unsubscribe(stale)
+      }
       if (outRoutes.length === 0) {
         this.localSubscribed()
         return
@@ -303,10 +313,10 @@ class Bridge implements BridgeHandle {
     this.host.publishSys(this.stateTopic, up ? '1' : '0')
     if (up) {
       this.lastError = undefined
-      debug('Bridge %s connected to %s', this.name, this.options.url)
+      debug('Bridge %s connected to %s', this.name, maskUrlPassword(this.options.url))
       this.host.fire('bridgeUp', [this.name])
     } else {
-      debug('Bridge %s disconnected from %s', this.name, this.options.url)
+      debug('Bridge %s disconnected from %s', this.name, maskUrlPassword(this.options.url))
       this.host.fire('bridgeDown', [this.name, this.lastError])
     }
   }

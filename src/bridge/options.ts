@@ -72,8 +72,11 @@ export interface BridgeOptions {
    *   to Culex may be one of them).
    *
    * Set false when the remote also runs a bridge to Culex on overlapping topics (or for any
-   * topology with two paths between brokers): a message then cannot loop. Messages published on
-   * Culex by its own clients (and by the host) are forwarded either way.
+   * topology with two paths between brokers): a message then cannot loop, provided the remote's
+   * bridge identifies itself with the bridge flag (MQTT 3.1.1 with Mosquitto's `try_private true`,
+   * the default, or a Culex bridge with `protocolVersion: 4` and `tryPrivate`). An MQTT 5 bridge
+   * cannot say it is one: its messages look like any client's. Messages published on Culex by its
+   * own clients (and by the host) are forwarded either way.
    */
   forwardBridged?: boolean
   /** Start the remote session clean. Default false: the remote keeps the bridge's subscriptions and queued messages. */
@@ -88,11 +91,27 @@ export interface BridgeOptions {
   connectTimeout?: number
 }
 
+/**
+ * `url` with the password of its user info as `***`, for lists and logs. Fails closed: a URL that
+ * `new URL` cannot parse (MQTT.js's parser is more lenient) has all of its user info masked.
+ */
+export function maskUrlPassword(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password === '') return url
+    parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    // Everything between the scheme and the last '@' before the path may be user info.
+    return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?]*@/i, '$1***@')
+  }
+}
+
 /** A running bridge as `broker.bridges` lists it. */
 export interface BridgeSummary {
   /** The bridge's name. */
   readonly name: string
-  /** The remote broker's URL, as given. */
+  /** The remote broker's URL, with a password in it shown as `***`. */
   readonly url: string
   /** Whether the remote broker is connected now. */
   readonly connected: boolean

@@ -25,9 +25,12 @@ export interface ListenerPlan {
   transport: Transport
 }
 
-/** Node's TLS options from the configuration, the files read now; a file that cannot be read, or keys that do not fit, throw naming them. */
-export function readTls(config: TlsConfig, name: string): nodeTls.TlsOptions {
-  const load = (value: string, key: string): Buffer => {
+/**
+ * A reader of the TLS files of `<name>.tls`: a path is read now, PEM text is taken as it is; a
+ * file that cannot be read throws a StartupError naming the key.
+ */
+export function tlsFileLoader(name: string): (value: string, key: string) => Buffer {
+  return (value, key) => {
     if (isPem(value)) return Buffer.from(value)
     try {
       return readFileSync(value)
@@ -37,6 +40,11 @@ export function readTls(config: TlsConfig, name: string): nodeTls.TlsOptions {
       throw new StartupError(`${name}.tls.${key}: cannot read ${value}: ${why}`)
     }
   }
+}
+
+/** Node's TLS options from the configuration, the files read now; a file that cannot be read, or keys that do not fit, throw naming them. */
+export function readTls(config: TlsConfig, name: string): nodeTls.TlsOptions {
+  const load = tlsFileLoader(name)
   const options: nodeTls.TlsOptions = {
     cert: load(config.cert, 'cert'),
     key: load(config.key, 'key'),

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import nodeTls from 'node:tls'
@@ -12,11 +11,11 @@ import { startOperationsServer, type OperationsServer } from '../http/server.js'
 import type { BrokerOptions, Limits, ProtectionOptions } from '../options.js'
 import { parseCliArgs, USAGE, type CliOptions } from './args.js'
 import { printConfig } from './config/print.js'
-import { isPem, resolveConfig, type ResolvedConfig } from './config/resolve.js'
+import { resolveConfig, type ResolvedConfig } from './config/resolve.js'
 import { oneOf, type BridgeConfig, type CulexConfig } from './config/schema.js'
 import { ConfigError, firstLine, StartupError, UsageError } from './errors.js'
 import { renameLimitsInMessage } from './limits.js'
-import { describeListener, planListener, planListeners, type ListenerPlan } from './listeners.js'
+import { describeListener, planListener, planListeners, tlsFileLoader, type ListenerPlan } from './listeners.js'
 import { createLogger, formatEntry, type LogLevel } from './logger.js'
 import { createPersistence, redactUrl, requireIoredis, type PersistenceSpec } from './persistence.js'
 
@@ -168,16 +167,7 @@ interface BridgePlan {
 
 /** A bridge's `tls` as Node's TLS options, the files read now; a file that cannot be read, or keys that do not fit, throw naming them. */
 function readBridgeTls(config: NonNullable<BridgeConfig['tls']>, name: string): BridgeTlsOptions {
-  const load = (value: string, key: string): Buffer => {
-    if (isPem(value)) return Buffer.from(value)
-    try {
-      return readFileSync(value)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (error as Error).message
-      throw new StartupError(`${name}.tls.${key}: cannot read ${value}: ${why}`)
-    }
-  }
+  const load = tlsFileLoader(name)
   const options: BridgeTlsOptions = {}
   if (config.caFile !== undefined) options.ca = Array.isArray(config.caFile) ? config.caFile.map((ca, i) => load(ca, `caFile[${i}]`)) : load(config.caFile, 'caFile')
   if (config.certFile !== undefined) options.cert = load(config.certFile, 'certFile')

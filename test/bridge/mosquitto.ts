@@ -18,49 +18,8 @@ export interface Mosquitto {
 }
 
 /** Starts Mosquitto on 127.0.0.1:`port` with persistence in `dir`, and waits until it listens. */
-export async function startMosquitto(program: string, dir: string, port: number): Promise<Mosquitto> {
-  const conf = join(dir, 'mosquitto.conf')
-  writeFileSync(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
-      'log_type all',
-      'persistence true',
-      `persistence_location ${dir}/`,
-      // Run as root, Mosquitto would switch to the user 'mosquitto', who cannot write to `dir`.
-      `user ${userInfo().username}`,
-      '',
-    ].join('\n'),
-  )
-  const child: ChildProcess = spawn(program, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const lines: string[] = []
-  const waiters = new Waiters()
-  let partial = ''
-  const take = (d: Buffer): void => {
-    const parts = (partial + d.toString()).split('\n')
-    partial = parts.pop() ?? ''
-    lines.push(...parts)
-    waiters.notify()
-  }
-  child.stdout?.on('data', take)
-  child.stderr?.on('data', take)
-  child.once('error', () => {})
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const waitFor = (predicate: (line: string) => boolean, what: string, ms = 10_000): Promise<void> =>
-    waiters.until(() => lines.some(predicate), ms, () => `${what}; mosquitto output:\n${lines.join('\n')}`, () => child.exitCode !== null)
-  await waitFor((l) => / running$/.test(l), 'mosquitto running')
-  return {
-    lines,
-    waitFor,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      child.kill('SIGTERM')
-      const kill = setTimeout(() => child.kill('SIGKILL'), 3_000)
-      await exited
-      clearTimeout(kill)
-    },
-  }
+export function startMosquitto(program: string, dir: string, port: number): Promise<Mosquitto> {
+  return startMosquittoWith(program, dir, port, [])
 }
 
 /**
@@ -77,6 +36,7 @@ export async function startMosquittoWith(program: string, dir: string, port: num
       'log_type all',
       'persistence true',
       `persistence_location ${dir}/`,
+      // Run as root, Mosquitto would switch to the user 'mosquitto', who cannot write to `dir`.
       `user ${userInfo().username}`,
       ...extra,
       '',

@@ -71,6 +71,18 @@ async function openEvents(url: string, headers: Record<string, string> = {}): Pr
   }
 }
 
+/** The broker as a dashboard source whose `stats()` calls are counted. */
+function countingStats(broker: Broker): { source: Broker; snapshots: () => number } {
+  let count = 0
+  const source = Object.assign(Object.create(broker) as Broker, {
+    stats: () => {
+      count++
+      return broker.stats()
+    },
+  })
+  return { source, snapshots: () => count }
+}
+
 const KICK = { method: 'POST', headers: { 'X-Culex-Request': '1' } }
 
 describe('the JSON API', () => {
@@ -146,13 +158,7 @@ describe('the JSON API', () => {
   test('GET api/v1/events streams text/event-stream with a stats snapshot per event, and stops when the client goes away', async () => {
     await withBroker({}, async (b) => {
       // The broker, its stats() counted.
-      let snapshots = 0
-      const source = Object.assign(Object.create(b.broker) as Broker, {
-        stats: () => {
-          snapshots++
-          return b.broker.stats()
-        },
-      })
+      const { source, snapshots } = countingStats(b.broker)
       const { base, server } = await listen(dashboard(source, { eventIntervalMs: 50 }))
       let sockets = 0
       server.on('connection', (socket) => {
@@ -172,9 +178,9 @@ describe('the JSON API', () => {
         // timer takes a snapshot; the first stream's timer, were it still running, would add one.
         const second = await openEvents(`${base}/api/v1/events`)
         await second.next()
-        const before = snapshots
+        const before = snapshots()
         await second.next()
-        assert.equal(snapshots - before, 1, 'the first stream’s timer stopped')
+        assert.equal(snapshots() - before, 1, 'the first stream’s timer stopped')
         second.close()
       } finally {
         await stop(server)
@@ -254,6 +260,7 @@ describe('subscriptions, retained messages, listeners and bridges', () => {
         assert.equal(big?.payload, 'a' + 'é'.repeat(511), 'the 1,024th byte is half an é: the preview stops before it')
         assert.equal((await json<DashboardRetained>(`${base}/api/v1/retained`)).body.total, 4, 'default filter #')
         assert.equal((await json(`${base}/api/v1/retained?filter=a/%23/b`)).status, 400, 'an invalid filter')
+        assert.equal((await json(`${base}/api/v1/retained?filter=%24share/g/site/%23`)).status, 400, 'a shared subscription is not a filter of retained messages')
         assert.deepEqual((await json<DashboardRetained>(`${base}/api/v1/retained?filter=site/+/temp`)).body.messages.map((m) => m.topic), ['site/a/temp', 'site/b/temp'], 'a + in the query is the wildcard')
         await b.broker.publish({ topic: 'bin/big', payload: Buffer.alloc(2000, 0xff), retain: true })
         await b.broker.publish({ topic: 'bom', payload: Buffer.from('\ufeffhi'), retain: true })
@@ -389,6 +396,7 @@ describe('access through the broker', () => {
           assert.equal((await fetch(`${base}/api/v1/stats`, { headers: basic('admin', 'pw-admin') })).status, 401)
           assert.equal(hookSaw.length, 3)
           b.broker.unban({ username: 'admin' })
+          await assert.rejects(b.broker.checkCredentials({ username: 'admin', password: 'x', transport: 'bridge' }), /reserved/, "the broker's bridges' transport cannot be claimed")
           // MQTT clients are unaffected: the same hook still decides their CONNECTs.
           await b.connect({ clientId: 'device', username: 'viewer', password: 'pw-viewer' })
         } finally {
@@ -449,13 +457,7 @@ describe('access through the broker', () => {
 
   test('an event stream whose client left while its credentials were checked starts no timer', async () => {
     await withBroker({}, async (b) => {
-      let snapshots = 0
-      const source = Object.assign(Object.create(b.broker) as Broker, {
-        stats: () => {
-          snapshots++
-          return b.broker.stats()
-        },
-      })
+      const { source, snapshots } = countingStats(b.broker)
       let release: () => void = () => {}
       let asked: () => void = () => {}
       const wasAsked = new Promise<void>((resolve) => (asked = resolve))
@@ -484,9 +486,9 @@ describe('access through the broker', () => {
         // takes a snapshot; a timer left running for the first would take another.
         const second = await openEvents(`${base}/api/v1/events`, headers)
         await second.next()
-        const before = snapshots
+        const before = snapshots()
         await second.next()
-        assert.equal(snapshots - before, 1, 'no timer for the stream that left')
+        assert.equal(snapshots() - before, 1, 'no timer for the stream that left')
         second.close()
       } finally {
         await stop(server)
