@@ -23,7 +23,7 @@ import type { ConnectionInfo } from '../hooks/types.js'
 import createDebug from 'debug'
 import type { QoS } from '../protocol/packets.js'
 import { mapIn, mapOut } from './mapping.js'
-import { maskUrlPassword, type BridgeHandle, type CheckedBridgeOptions } from './options.js'
+import { maskUrlPassword, reconnectDelay, type BridgeHandle, type CheckedBridgeOptions } from './options.js'
 import { duplexPair } from './pair.js'
 
 /** `DEBUG=culex:bridge`: bridges connecting, disconnecting, failing. */
@@ -284,11 +284,9 @@ class Bridge implements BridgeHandle {
     return remote
   }
 
-  /** The pause before the next attempt: doubling from reconnectPeriod up to maxReconnectPeriod, then 50–100 % of it. */
+  /** The pause before the next attempt. */
   private backoff(): number {
-    const { reconnectPeriod, maxReconnectPeriod } = this.options
-    const full = Math.min(maxReconnectPeriod, reconnectPeriod * 2 ** Math.min(this.attempts, 30))
-    return Math.max(1, Math.round(full * (0.5 + Math.random() * 0.5)))
+    return reconnectDelay(this.attempts, this.options.reconnectPeriod, this.options.maxReconnectPeriod)
   }
 
   /**

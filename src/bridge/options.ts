@@ -92,6 +92,16 @@ export interface BridgeOptions {
 }
 
 /**
+ * The pause before reconnection attempt `attempts + 1`, in ms: `period` doubled at each failed
+ * attempt up to `max`, then drawn between 50 % and 100 % of that (jitter), so that many sites cut
+ * off together do not come back in step. `random` returns a number in [0, 1).
+ */
+export function reconnectDelay(attempts: number, period: number, max: number, random: () => number = Math.random): number {
+  const full = Math.min(max, period * 2 ** Math.min(attempts, 30))
+  return Math.max(1, Math.round(full * (0.5 + random() * 0.5)))
+}
+
+/**
  * `url` with the password of its user info as `***`, for lists and logs. Fails closed: a URL that
  * `new URL` cannot parse (MQTT.js's parser is more lenient) has all of its user info masked.
  */

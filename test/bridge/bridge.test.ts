@@ -13,7 +13,7 @@ import { describe, test } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import { Broker, tcp, type BridgeOptions } from '../../src/index.js'
 import { mapIn, mapOut } from '../../src/bridge/mapping.js'
-import { checkTopic } from '../../src/bridge/options.js'
+import { checkTopic, reconnectDelay } from '../../src/bridge/options.js'
 import { SqlitePersistence } from '../../src/persistence/sqlite.js'
 import { Inbox, startBroker, until, Waiters } from '../helpers/index.js'
 import { findMosquitto, freePort } from '../helpers/index.js'
@@ -38,6 +38,14 @@ describe('bridge topic mapping (as Mosquitto)', () => {
     assert.deepEqual(mapIn(routes, 'b/other'), { topic: 'a/exact', qos: 1 })
     assert.equal(routes[0]?.localFilter, 'site/sensors/#')
     assert.equal(routes[1]?.remoteFilter, 'site1/commands/#')
+  })
+
+  test('reconnection backoff: doubling from reconnectPeriod up to maxReconnectPeriod, each pause 50–100 % of that', () => {
+    const full = [0, 1, 2, 3, 4, 5, 40].map((attempts) => reconnectDelay(attempts, 1000, 30_000, () => 0.999999))
+    assert.deepEqual(full, [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000])
+    const least = [0, 3, 40].map((attempts) => reconnectDelay(attempts, 1000, 30_000, () => 0))
+    assert.deepEqual(least, [500, 4000, 15_000], 'jitter takes up to half off')
+    assert.equal(reconnectDelay(0, 1, 1, () => 0), 1, 'never 0')
   })
 
   test('invalid entries are refused as Mosquitto refuses them', () => {
