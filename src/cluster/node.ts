@@ -554,25 +554,20 @@ export class ClusterNode implements CommitRouting, ClusterClaims {
   private async join(): Promise<void> {
     const redis = this.redis
     this.incarnation = await redis.incr(`${this.P}:incarnation`)
-    const key = `${this.P}:lease:${this.nodeId}`
     const deadline = Date.now() + this.leaseMs + 1000
-    let lastTtl = Number.POSITIVE_INFINITY
-    let lastHolder: string | null = null
+    let last: LeaseSeen | undefined
     for (;;) {
       const sent = Date.now()
-      const joined = await redis.eval(JOIN, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs))
-      if (Number(joined) === 1) {
+      const joined = (await redis.eval(JOIN, 0, this.P, this.nodeId, String(this.incarnation), String(this.leaseMs))) as number | [string | null, number]
+      if (typeof joined === 'number') {
         this.lastRenewed = sent
         return
       }
-      const [holder, ttl] = await Promise.all([redis.get(key), redis.pttl(key)])
-      // A lease that was renewed (its time to live went up) or passed to another holder is a live node's.
-      if ((lastHolder !== null && holder !== lastHolder) || ttl > lastTtl + 50 || Date.now() > deadline) {
-        throw new Error(`cluster: node id ${JSON.stringify(this.nodeId)} is held by a live node; give each node its own --node-id`)
-      }
-      lastHolder = holder
-      lastTtl = ttl
-      await new Promise((resolve) => setTimeout(resolve, Math.min(200, Math.max(20, ttl))))
+      const seen: LeaseSeen = { holder: joined[0], ttl: joined[1] }
+      const verdict = leaseVerdict(last, seen, Date.now() > deadline)
+      if (verdict === 'live') throw new Error(`cluster: node id ${JSON.stringify(this.nodeId)} is held by a live node; give each node its own --node-id`)
+      last = seen
+      if (verdict === 'wait') await new Promise((resolve) => setTimeout(resolve, Math.min(200, Math.max(20, seen.ttl))))
     }
   }
 
@@ -823,4 +818,25 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
       },
     )
   })
+}
+
+/** A lease as a failed join saw it: its holder (incarnation) and ms left (PTTL: -2 gone, -1 no expiry). */
+export interface LeaseSeen {
+  readonly holder: string | null
+  readonly ttl: number
+}
+
+/**
+ * What a node joining with its id does about a lease held by an earlier incarnation, from two
+ * successive looks: `retry` at once when it is gone, `wait` while it runs down (a dead holder's),
+ * `live` when it was renewed (its time to live went up), passed to another holder, or outlived
+ * the deadline.
+ */
+export function leaseVerdict(last: LeaseSeen | undefined, seen: LeaseSeen, pastDeadline: boolean): 'retry' | 'wait' | 'live' {
+  // Expired since the attempt: nothing holds it now.
+  if (seen.holder === null || seen.ttl === -2) return 'retry'
+  if (pastDeadline) return 'live'
+  if (last === undefined || last.holder === null) return 'wait'
+  if (seen.holder !== last.holder || seen.ttl > last.ttl + 50) return 'live'
+  return 'wait'
 }

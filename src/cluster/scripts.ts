@@ -34,11 +34,13 @@ end`
 
 /**
  * Takes the node id for an incarnation. ARGV: P, node, incarnation, lease ms.
- * Returns 1, or 0 when a live incarnation holds it.
+ * Returns 1, or, when an incarnation holds it, `{holder, ms left}` read in the same step (read
+ * after a failed SET in a second round trip, the lease could have expired in between).
  */
 export const JOIN = `
 local P, node, inc, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if redis.call('SET', P .. ':lease:' .. node, inc, 'NX', 'PX', ms) == false then return 0 end
+local key = P .. ':lease:' .. node
+if redis.call('SET', key, inc, 'NX', 'PX', ms) == false then return {redis.call('GET', key), redis.call('PTTL', key)} end
 redis.call('SADD', P .. ':nodes', node)
 return 1
 `
