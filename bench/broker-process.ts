@@ -1,17 +1,17 @@
 // One broker under test, alone in its own process so that its CPU and memory can be read
 // without the load generator's mixed in.
 //
-//   node --expose-gc --import tsx bench/broker-process.ts <culex|aedes|mosquitto>
+//   node --expose-gc --import tsx bench/broker-process.ts <culex|aedes|mosquitto|flashmq> [binary]
 //   node --import tsx bench/broker-process.ts aedes-redis redis://127.0.0.1:PORT   (bench/durable.ts)
 //
 // Started by bench/run.ts over fork() (IPC). Listens on an ephemeral port on 127.0.0.1, prints
 // `PORT <n>` on stdout and sends `{ type: 'ready', port, pid }`. Answers `stats` (cumulative
 // CPU time, RSS, heap) and `close`; exits on SIGTERM/SIGINT or when the parent goes away.
-// For mosquitto this process is only a wrapper: it spawns `mosquitto` and reads that
-// process's CPU and RSS from /proc, so every broker is driven through the same interface.
+// For mosquitto and flashmq this process is only a wrapper: it spawns the native broker and reads
+// that process's CPU and RSS from /proc, so every broker is driven through the same interface.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -20,7 +20,7 @@ import { notify, serveIpc } from './ipc.js'
 import { withTimeout } from './mqtt-wire.js'
 import { procCpuUs, procRss } from './proc.js'
 
-export type BrokerKind = 'culex' | 'aedes' | 'aedes-redis' | 'mosquitto'
+export type BrokerKind = 'culex' | 'aedes' | 'aedes-redis' | 'mosquitto' | 'flashmq'
 
 export interface BrokerStats {
   /** performance.now() in this process, ms: CPU% is taken over this process's own clock. */
@@ -101,10 +101,12 @@ function freePort(): Promise<number> {
   return listenServer(probe).then((port) => new Promise((resolve) => probe.close(() => resolve(port))))
 }
 
-async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+async function waitForPort(name: string, port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited with code ${child.exitCode}`)
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${name} exited with ${child.exitCode !== null ? `code ${child.exitCode}` : child.signalCode}`)
+    }
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect({ port, host: HOST })
       s.once('connect', () => { s.destroy(); resolve(true) })
@@ -113,39 +115,43 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
     if (ok) return
     await new Promise((r) => setTimeout(r, 50))
   }
-  throw new Error(`mosquitto did not accept connections on ${port} within ${timeoutMs} ms`)
+  throw new Error(`${name} did not accept connections on ${port} within ${timeoutMs} ms`)
 }
 
-function procStats(pid: number): BrokerStats {
+function procStats(name: string, pid: number): BrokerStats {
   const cpuUs = procCpuUs(pid)
   const rss = procRss(pid)
-  if (cpuUs === null || rss === null) throw new Error(`cannot read /proc/${pid} (mosquitto needs Linux /proc for its stats)`)
+  if (cpuUs === null || rss === null) throw new Error(`cannot read /proc/${pid} (${name} needs Linux /proc for its stats)`)
   return { t: performance.now(), cpuUs, rss, heapUsed: null }
 }
 
-async function startMosquitto(binary: string): Promise<RunningBroker> {
+/**
+ * A native broker in a child process: writes its config (for the given port) to a temporary
+ * directory, starts `binary -c <conf>`, waits until it accepts connections and reads its CPU and
+ * RSS from /proc. Its stderr goes to this process's stderr, and so do the lines of its stdout
+ * (FlashMQ logs there) that `keepLine` keeps.
+ */
+async function startNative(
+  name: string, binary: string, config: (port: number) => string[], keepLine: (line: string) => boolean = () => true,
+): Promise<RunningBroker> {
   const port = await freePort()
-  const dir = mkdtempSync(path.join(tmpdir(), 'culex-bench-mosquitto-'))
-  const conf = path.join(dir, 'mosquitto.conf')
-  // Stock limits on purpose (queues, inflight): the comparison is against an out-of-the-box broker.
-  writeFileSync(conf, [
-    `listener ${port} ${HOST}`,
-    'allow_anonymous true',
-    'persistence false',
-    'max_connections -1',
-    'log_dest stderr',
-    'log_type error',
-    'log_type warning',
-    '',
-  ].join('\n'))
-  const child = spawn(binary, ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const dir = mkdtempSync(path.join(tmpdir(), `culex-bench-${name}-`))
+  const conf = path.join(dir, `${name}.conf`)
+  writeFileSync(conf, [...config(port), ''].join('\n'))
+  const child = spawn(binary, ['-c', conf], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let partial = ''
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) if (keepLine(line)) process.stderr.write(`${line}\n`)
+  })
   const cleanup = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   }
   process.on('exit', cleanup)
   try {
-    await waitForPort(port, child, 5000)
+    await waitForPort(name, port, child, 5000)
   } catch (err) {
     cleanup()
     throw err
@@ -153,18 +159,61 @@ async function startMosquitto(binary: string): Promise<RunningBroker> {
   // Read once at start-up; removing it now leaves nothing behind even if this wrapper is killed.
   rmSync(dir, { recursive: true, force: true })
   const pid = child.pid
-  if (pid === undefined) throw new Error('mosquitto has no pid')
+  if (pid === undefined) throw new Error(`${name} has no pid`)
   return {
     port,
     pid,
-    stats: () => procStats(pid),
+    stats: () => procStats(name, pid),
     close: async () => {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
       child.kill('SIGTERM')
-      await withTimeout(exited, 2000, 'mosquitto exit').catch(() => child.kill('SIGKILL'))
+      await withTimeout(exited, 2000, `${name} exit`).catch(() => child.kill('SIGKILL'))
       cleanup()
     },
   }
+}
+
+function startMosquitto(binary: string): Promise<RunningBroker> {
+  // Stock limits on purpose (queues, inflight): the comparison is against an out-of-the-box broker.
+  return startNative('mosquitto', binary, (port) => [
+    `listener ${port} ${HOST}`,
+    'allow_anonymous true',
+    'persistence false',
+    'max_connections -1',
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+  ])
+}
+
+/**
+ * FlashMQ with one worker thread (the comparison is per core) and QoS queues deep enough that
+ * the bench's windows never make it drop (its defaults are 512 messages / 64 KiB per client);
+ * everything else as shipped, e.g. client_max_write_buffer_size 1 MiB. No storage_dir: no
+ * persistence, like the other brokers here.
+ */
+function startFlashmq(binary: string): Promise<RunningBroker> {
+  // FlashMQ raises its open-files limit to 1,000,000 by default and logs an error when it may
+  // not; ask for what this process may have (plenty for the bench's 2,000 idle clients).
+  let hardNofile: string | undefined
+  try {
+    hardNofile = /^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]
+  } catch { /* no /proc: leave FlashMQ's default */ }
+  return startNative('flashmq', binary, (port) => [
+    'thread_count 1',
+    ...(hardNofile ? [`rlimit_nofile ${hardNofile}`] : []),
+    'allow_anonymous true',
+    'max_qos_msg_pending_per_client 65535',
+    'max_qos_bytes_pending_per_client 67108864',
+    'log_level warning',
+    'listen {',
+    '  protocol mqtt',
+    '  inet_protocol ip4',
+    `  inet4_bind_address ${HOST}`,
+    `  port ${port}`,
+    '}',
+  // log_level applies once the config is read: drop the INFO/NOTICE lines printed before that.
+  ], (line) => !/\] \[(INFO|NOTICE)\] /.test(line))
 }
 
 async function main(): Promise<void> {
@@ -174,7 +223,8 @@ async function main(): Promise<void> {
   else if (kind === 'aedes') broker = await startAedes()
   else if (kind === 'aedes-redis') broker = await startAedes(process.argv[3] ?? 'redis://127.0.0.1:6379')
   else if (kind === 'mosquitto') broker = await startMosquitto(process.argv[3] ?? 'mosquitto')
-  else throw new Error(`usage: broker-process.ts <culex|aedes|aedes-redis|mosquitto> [mosquitto binary | redis URL], got ${kind}`)
+  else if (kind === 'flashmq') broker = await startFlashmq(process.argv[3] ?? 'flashmq')
+  else throw new Error(`usage: broker-process.ts <culex|aedes|aedes-redis|mosquitto|flashmq> [mosquitto/flashmq binary | redis URL], got ${kind}`)
 
   let closing = false
   const shutdown = async (): Promise<void> => {

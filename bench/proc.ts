@@ -2,7 +2,9 @@
 // asked, and for every broker's CPU during a window: reading from outside does not depend on a
 // saturated broker's event loop getting round to answering.
 
-import { accessSync, constants, readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 // USER_HZ, the unit of utime/stime in /proc/PID/stat; 100 on every mainstream Linux build.
@@ -78,6 +80,62 @@ export function findMosquitto(): string | null {
     } catch { /* keep looking */ }
   }
   return null
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir !== '' && isExecutable(path.join(dir, command)))
+}
+
+/** Where the FlashMQ binary is, or the build script that can make it, or why neither is possible. */
+export type FlashmqLocation = { binary: string } | { buildScript: string } | { reason: string }
+
+/**
+ * The FlashMQ binary: `$CULEX_FLASHMQ`, else what `build-flashmq.sh` leaves in
+ * `~/.cache/culex-anchors/flashmq/build/flashmq`, else the script (beside the project, in
+ * `../shared/anchors/`) when cmake, make and g++ are there to run it. Never builds by itself.
+ */
+export function locateFlashmq(root: string): FlashmqLocation {
+  const env = process.env.CULEX_FLASHMQ
+  if (env) return isExecutable(env) ? { binary: env } : { reason: `CULEX_FLASHMQ=${env} is not an executable file` }
+  const cached = path.join(os.homedir(), '.cache', 'culex-anchors', 'flashmq', 'build', 'flashmq')
+  if (isExecutable(cached)) return { binary: cached }
+  const script = path.resolve(root, '..', 'shared', 'anchors', 'build-flashmq.sh')
+  if (!existsSync(script)) return { reason: 'flashmq not built (set CULEX_FLASHMQ to its binary)' }
+  const missing = ['cmake', 'make', 'g++'].filter((t) => !onPath(t))
+  if (missing.length) return { reason: `flashmq not built and ${missing.join(', ')} missing to build it (apt-get install cmake g++ libssl-dev)` }
+  return { buildScript: script }
+}
+
+/**
+ * Runs build-flashmq.sh (a few minutes on 2 cores; it caches its result) and resolves with the
+ * binary's path, the last line it prints; rejects with the script's complaint or on timeout.
+ */
+export function buildFlashmq(script: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.once('error', (e) => { clearTimeout(timer); reject(e) })
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      const binary = out.trim().split('\n').pop() ?? ''
+      if (code === 0 && binary && isExecutable(binary)) return resolve(binary)
+      const why = err.trim().split('\n').pop() || (signal ? `killed (${signal}) after ${timeoutMs / 1000} s` : `exit code ${code}`)
+      reject(new Error(`build-flashmq.sh failed: ${why}`))
+    })
+  })
 }
 
 /**

@@ -3,7 +3,7 @@
 
 import type { LoadSpec } from './load-types.js'
 
-export const BROKERS = ['culex', 'aedes', 'mosquitto'] as const
+export const BROKERS = ['culex', 'aedes', 'mosquitto', 'flashmq'] as const
 export type BrokerName = (typeof BROKERS)[number]
 
 export interface MetricDef {
@@ -149,20 +149,21 @@ export function table(header: string[], rows: string[][], rightAlignFrom = 1): s
   return [line(header), sep, ...rows.map(line)].join('\n')
 }
 
+/** The brokers Culex is compared with, in column order, and their names in the ratio headers. */
+const RATIO_COLUMNS: Array<[BrokerName, string]> = [['aedes', 'Culex/Aedes'], ['mosquitto', 'Culex/Mosquitto'], ['flashmq', 'Culex/FlashMQ']]
+
 export function resultsTable(defs: ScenarioDef[], results: Results, brokers: BrokerName[]): string {
-  const hasCulex = brokers.includes('culex')
-  const header = ['scenario', 'unit', 'better', ...brokers]
-  if (hasCulex && brokers.includes('aedes')) header.push('Culex/Aedes')
-  if (hasCulex && brokers.includes('mosquitto')) header.push('Culex/Mosquitto')
+  const others = brokers.includes('culex') ? RATIO_COLUMNS.filter(([b]) => brokers.includes(b)) : []
+  const header = ['scenario', 'unit', 'better', ...brokers, ...others.map(([, label]) => label)]
   const rows: string[][] = []
   for (const def of defs) {
     const r = results[def.id] ?? {}
     for (const m of def.metrics) {
-      const row = [m.label, m.unit, m.better, ...brokers.map((b) => cellText(r[b], m))]
       const culex = r.culex?.median[m.key]
-      if (hasCulex && brokers.includes('aedes')) row.push(ratio(culex, r.aedes?.median[m.key]))
-      if (hasCulex && brokers.includes('mosquitto')) row.push(ratio(culex, r.mosquitto?.median[m.key]))
-      rows.push(row)
+      rows.push([
+        m.label, m.unit, m.better, ...brokers.map((b) => cellText(r[b], m)),
+        ...others.map(([b]) => ratio(culex, r[b]?.median[m.key])),
+      ])
     }
   }
   return table(header, rows, 3)

@@ -1,4 +1,4 @@
-// Culex benchmark: the same scenarios against Culex, Aedes and (when installed) Mosquitto.
+// Culex benchmark: the same scenarios against Culex, Aedes and (when installed) Mosquitto and FlashMQ.
 //
 //   npm run bench                          full run: 3 repetitions × 3 s windows, ~5 minutes
 //   npm run bench -- --quick               smoke test: 1 repetition × 1 s windows
@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util'
 import type { BrokerStats } from './broker-process.js'
 import { IpcClient } from './ipc.js'
 import type { Mark, StartArgs } from './load-types.js'
-import { findMosquitto, machineBusyUs, procCpuUs } from './proc.js'
+import { buildFlashmq, findMosquitto, locateFlashmq, machineBusyUs, procCpuUs } from './proc.js'
 import { checkWire } from './wire-check.js'
 import {
   BROKERS, cpuTable, formatNumber, resultsTable, rotate, scenarios, summarize,
@@ -66,7 +66,7 @@ const { values: flags } = parseArgs({
 })
 
 if (flags.help) {
-  process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto] [--scenarios ids]
+  process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto,flashmq] [--scenarios ids]
                         [--reps N] [--duration MS] [--json FILE]
        npm run bench -- --durable --help     the durable-persistence scenarios
        npm run bench -- --cluster --help     the cluster scenarios
@@ -156,9 +156,14 @@ async function endChild(ipc: IpcClient, graceful: string | null): Promise<void> 
 interface BrokerHandle { name: BrokerName; ipc: IpcClient; port: number; pid: number }
 
 const mosquittoPath = findMosquitto()
+/** Set in main(), once found (or built); null while it is not. */
+let flashmqPath: string | null = null
+/** Longest a FlashMQ build by bench/run.ts may take (once: the script caches it); under RUN_DEADLINE_MS. */
+const FLASHMQ_BUILD_MS = 12 * 60_000
 
 async function startBroker(name: BrokerName): Promise<BrokerHandle> {
-  const args = name === 'mosquitto' && mosquittoPath ? [name, mosquittoPath] : [name]
+  const binary = name === 'mosquitto' ? mosquittoPath : name === 'flashmq' ? flashmqPath : null
+  const args = binary ? [name, binary] : [name]
   const ipc = new IpcClient(forkChild('broker-process.ts', args, ['--expose-gc']), `${name} broker`)
   try {
     const n = await ipc.notice(['ready', 'failed'], 30_000)
@@ -293,7 +298,22 @@ async function main(): Promise<void> {
   checkWire()
   const brokers: BrokerName[] = []
   const notes: Partial<Record<BrokerName, string>> = {}
+  if (wanted.includes('flashmq')) {
+    const where = locateFlashmq(root)
+    if ('binary' in where) flashmqPath = where.binary
+    else if ('buildScript' in where) {
+      process.stdout.write(`Building FlashMQ once with ${where.buildScript} (a few minutes; cached in ~/.cache/culex-anchors)...\n`)
+      try {
+        flashmqPath = await buildFlashmq(where.buildScript, FLASHMQ_BUILD_MS)
+      } catch (err) {
+        notes.flashmq = `skipped: ${errorText(err)}`
+      }
+      // The build is not part of the run's time budget.
+      deadline.refresh()
+    } else notes.flashmq = `skipped: ${where.reason}`
+  }
   for (const name of wanted) {
+    if (notes[name]) continue
     if (name === 'mosquitto' && !mosquittoPath) notes[name] = 'skipped: mosquitto not on PATH'
     else if (name === 'culex' && !existsSync(path.join(root, 'src', 'index.ts'))) notes[name] = 'skipped: src/index.ts does not exist yet'
     else brokers.push(name)
