@@ -164,7 +164,9 @@ const FLASHMQ_BUILD_MS = 12 * 60_000
 async function startBroker(name: BrokerName): Promise<BrokerHandle> {
   const binary = name === 'mosquitto' ? mosquittoPath : name === 'flashmq' ? flashmqPath : null
   const args = binary ? [name, binary] : [name]
-  const ipc = new IpcClient(forkChild('broker-process.ts', args, ['--expose-gc']), `${name} broker`)
+  // CULEX_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the Culex broker (bench/README.md).
+  const nodeArgs = name === 'culex' || name === 'aedes' ? (process.env.CULEX_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) : []
+  const ipc = new IpcClient(forkChild('broker-process.ts', args, ['--expose-gc', ...nodeArgs]), `${name} broker`)
   try {
     const n = await ipc.notice(['ready', 'failed'], 30_000)
     if (n.type === 'failed') throw new Error(String(n.message).split('\n')[0])
