@@ -164,7 +164,7 @@ const FLASHMQ_BUILD_MS = 12 * 60_000
 async function startBroker(name: BrokerName): Promise<BrokerHandle> {
   const binary = name === 'mosquitto' ? mosquittoPath : name === 'flashmq' ? flashmqPath : null
   const args = binary ? [name, binary] : [name]
-  // CULEX_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the Culex broker (bench/README.md).
+  // CULEX_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the Node brokers (Culex, Aedes).
   const nodeArgs = name === 'culex' || name === 'aedes' ? (process.env.CULEX_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) : []
   const ipc = new IpcClient(forkChild('broker-process.ts', args, ['--expose-gc', ...nodeArgs]), `${name} broker`)
   try {
