@@ -8,7 +8,7 @@ import { DecodeError, PacketDecoder } from '../protocol/decoder.js'
 import { encodePacket, publishPacketIdOffset, setPacketId } from '../protocol/encoder.js'
 import type { ConnectPacket, Packet, Properties, ProtocolVersion, QoS, WillMessage } from '../protocol/packets.js'
 import { ConnackReturnCode, ReasonCode } from '../protocol/reason-codes.js'
-import type { RoutedMessage, TopicAliasUse } from '../session/routed-message.js'
+import { COPIED_PACKET_MAX, type RoutedMessage, type TopicAliasUse } from '../session/routed-message.js'
 import type { Session, SessionLink } from '../session/session.js'
 import type { BrokerContext } from './context.js'
 
@@ -16,6 +16,7 @@ export type { ConnectionInfo }
 import { dispatch } from './dispatch.js'
 import { InboundFlow } from './inbound-flow.js'
 import { KeepAlive } from './keep-alive.js'
+import { OutputBuffer } from './output-buffer.js'
 import { RateBucket } from './rate-bucket.js'
 
 
@@ -51,7 +52,7 @@ const PACKET_TYPE_NUMBERS: Record<Packet['type'], number> = {
 
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
-function uncork(connection: Connection): void {
+function flushTurn(connection: Connection): void {
   connection.flush()
 }
 
@@ -102,6 +103,10 @@ export class Connection implements Client, SessionLink {
   private readonly decoder: PacketDecoder
   private readonly keepAliveTimer: KeepAlive
   private connectTimer: NodeJS.Timeout | undefined
+  /** What this turn sends, in one write. */
+  private readonly output: OutputBuffer
+  private flushScheduled = false
+  /** Whether the stream is corked (a large packet was written this turn). */
   private corked = false
   /** Acknowledgements waiting for a commit. */
   private acksWaiting = 0
@@ -118,6 +123,7 @@ export class Connection implements Client, SessionLink {
     this.certificate = info.certificate
     this.transport = info.transport ?? 'stream'
     this.request = info.request
+    this.output = new OutputBuffer(stream)
     this.flow = new InboundFlow(
       stream,
       (packet) => dispatch(this, packet),
@@ -313,26 +319,57 @@ export class Connection implements Client, SessionLink {
   }
 
   /**
-   * Writes bytes. The stream is corked until the current callback's work is done (process.nextTick),
-   * so the packets one read or one timer produces leave in one writev.
+   * Writes bytes. Small packets are copied into the output buffer, larger ones written to the
+   * corked stream; both leave when the current callback's work is done (process.nextTick), so the
+   * packets one read or one timer produces leave in one write.
    */
   write(bytes: Buffer): void {
-    if (this.stream.writableEnded || this.stream.destroyed) return
+    if (!this.writable()) return
+    const over = this.stream.writableLength + this.output.pending + bytes.length > this.broker.limits.maxWriteBuffer
+    if (bytes.length <= COPIED_PACKET_MAX) {
+      this.output.append(bytes)
+      if (over) this.overLimit()
+      return
+    }
     if (!this.corked) {
       this.corked = true
       this.stream.cork()
-      process.nextTick(uncork, this)
     }
-    if (this.stream.writableLength + bytes.length <= this.broker.limits.maxWriteBuffer) {
-      this.stream.write(bytes)
-      return
-    }
-    // Over the limit: stop reading this client until what is buffered has left. 'drain' is no
-    // signal (a stream emits it only past its own high-water mark, which the limit may be
-    // under), so every write made over the limit tells when it is flushed; when the last one
-    // is, the buffer holds at most what was written under the limit since.
+    this.output.flush()
+    if (!over) return void this.stream.write(bytes)
     this.stream.write(bytes, this.flushedOverLimit)
     this.flow.writeBufferFull()
+  }
+
+  /** Whether the stream takes writes; schedules the flush of this turn's packets. */
+  private writable(): boolean {
+    if (this.stream.writableEnded || this.stream.destroyed) return false
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      process.nextTick(flushTurn, this)
+    }
+    return true
+  }
+
+  /**
+   * Over the write buffer limit: stop reading this client until what is buffered has left.
+   * 'drain' is no signal (a stream emits it only past its own high-water mark, which the limit
+   * may be under), so every write made over the limit tells when it is flushed; when the last
+   * one is, the buffer holds at most what was written under the limit since.
+   */
+  private overLimit(): void {
+    this.output.flush(this.flushedOverLimit)
+    this.flow.writeBufferFull()
+  }
+
+  /** Sends a PUBACK, PUBREC, PUBREL or PUBCOMP that carries no reason code (3.1.1, or MQTT 5 success). */
+  sendAck(type: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', packetId: number): void {
+    if (!this.writable()) return
+    const number = PACKET_TYPE_NUMBERS[type]
+    this.broker.counters.sent(number, 4)
+    // [MQTT-3.6.1-1] PUBREL's fixed header flags are 0010
+    this.output.appendAck(type === 'pubrel' ? 0x62 : number << 4, packetId)
+    if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
   }
 
   private readonly flushedOverLimit = (): void => {
@@ -342,12 +379,18 @@ export class Connection implements Client, SessionLink {
   }
 
   flush(): void {
+    this.flushScheduled = false
+    this.output.flush()
     if (!this.corked) return
     this.corked = false
     this.stream.uncork()
   }
 
   send(packet: Packet): void {
+    const type = packet.type
+    if ((type === 'puback' || type === 'pubrec' || type === 'pubrel' || type === 'pubcomp') && !packet.reasonCode && packet.properties === undefined) {
+      return this.sendAck(type, packet.packetId)
+    }
     const bytes = encodePacket(packet, this.protocolVersion)
     this.broker.counters.sent(PACKET_TYPE_NUMBERS[packet.type], bytes.length)
     this.write(bytes)
@@ -375,6 +418,12 @@ export class Connection implements Client, SessionLink {
     // Only the packet identifier differs between subscribers. A small packet is copied whole and
     // patched; a large one gets its own header and shares the payload bytes (one writev, corked).
     const idOffset = publishPacketIdOffset(template)
+    if (template.length <= COPIED_PACKET_MAX) {
+      if (!this.writable()) return true
+      this.output.appendPublish(template, idOffset, packetId, dup)
+      if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
+      return true
+    }
     const idEnd = idOffset + 2
     if (template.length - idEnd > SHARED_PAYLOAD_MIN) {
       const head = Buffer.allocUnsafe(idEnd)
@@ -408,11 +457,11 @@ export class Connection implements Client, SessionLink {
   }
 
   sendPubrel(packetId: number): void {
-    this.send({ type: 'pubrel', packetId })
+    this.sendAck('pubrel', packetId)
   }
 
   isCongested(): boolean {
-    return this.stream.writableLength > this.broker.limits.maxWriteBuffer
+    return this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer
   }
 
   /** The host's `client.close()`: see `Client.close`. */

@@ -72,14 +72,22 @@ const PACKET_NAMES = [
  */
 const NOT_MINIMAL = 'variable byte integer not in the minimum number of bytes'
 
+const EMPTY = Buffer.alloc(0)
+
+/** Topic names up to this length are remembered for the next PUBLISH of the same connection. */
+const MAX_REMEMBERED_TOPIC = 256
+
 /** A bounds-checked cursor over one packet's variable header and payload. */
 class Cursor {
-  buf: Buffer = Buffer.alloc(0)
+  buf: Buffer = EMPTY
+  /** Where the variable header begins. */
+  start = 0
   pos = 0
   end = 0
 
   reset(buf: Buffer, start: number, end: number): void {
     this.buf = buf
+    this.start = start
     this.pos = start
     this.end = end
   }
@@ -176,6 +184,8 @@ export class PacketDecoder {
   private held: Buffer[] = []
   private halted = false
   private readonly cursor = new Cursor()
+  /** The last ASCII topic name a PUBLISH carried ('' at first). */
+  private lastTopic = ''
 
   /** Packets and bytes decoded, by packet type number (shared with the broker's counters when given). */
   private readonly packetCounts: Float64Array
@@ -310,14 +320,14 @@ export class PacketDecoder {
     this.packetCounts[type] = (this.packetCounts[type] as number) + 1
     this.byteCounts[type] = (this.byteCounts[type] as number) + total
     this.cursor.reset(buf, pos, pos + value)
-    if (this.onPacket(this.decodeBody(buf[offset] as number)) === false) this.halted = true
+    if (this.onPacket(this.decodeBody(buf[offset] as number, pos - offset)) === false) this.halted = true
     return total
   }
 
-  private decodeBody(first: number): Packet {
+  private decodeBody(first: number, headerLength: number): Packet {
     // The first byte was checked by checkFirstByte when the header arrived.
     const type = first >> 4
-    if (type === 3) return this.decodePublish(first & 0x0f)
+    if (type === 3) return this.decodePublish(first & 0x0f, headerLength)
     const c = this.cursor
     const name = PACKET_NAMES[type]
     const v5 = this.protocolVersion === 5
@@ -416,12 +426,12 @@ export class PacketDecoder {
     return id
   }
 
-  private decodePublish(flags: number): PublishPacket {
+  private decodePublish(flags: number, headerLength: number): PublishPacket {
     const c = this.cursor
     // QoS 3 [MQTT-3.3.1-4] and DUP at QoS 0 [MQTT-3.3.1-2] were refused by checkFirstByte.
     const qos = (flags >> 1) & 3
     const dup = (flags & 8) !== 0
-    const topic = c.string()
+    const topic = this.publishTopic()
     const packetId = qos > 0 ? this.packetId() : 0
     const packet: PublishPacket = {
       type: 'publish',
@@ -431,12 +441,50 @@ export class PacketDecoder {
       retain: (flags & 1) !== 0,
       dup,
       packetId,
+      bytesBeforePayload: 0,
     }
     if (this.protocolVersion === 5) {
       packet.properties = this.properties('publish')
       packet.payload = c.buf.subarray(c.pos, c.end)
+    } else {
+      // A 3.1/3.1.1 PUBLISH is sent on as it came when the QoS and RETAIN flag stay the same.
+      packet.bytesBeforePayload = headerLength + c.pos - c.start
     }
     return packet
+  }
+
+  /**
+   * A PUBLISH's topic name. Publishers mostly repeat their last topic: an ASCII topic is kept and
+   * compared byte for byte, so a repeat costs neither UTF-8 checks nor a new string (which the
+   * topic index would hash again). Other topics go through `Cursor.string`'s checks.
+   */
+  private publishTopic(): string {
+    const c = this.cursor
+    const buf = c.buf
+    const start = c.pos + 2
+    if (start > c.end) return c.string()
+    const len = ((buf[c.pos] as number) << 8) | (buf[c.pos + 1] as number)
+    const end = start + len
+    if (end > c.end) return c.string()
+    const last = this.lastTopic
+    if (last.length === len && len > 0) {
+      let i = 0
+      while (i < len && (buf[start + i] as number) === last.charCodeAt(i)) i++
+      if (i === len) {
+        c.pos = end
+        return last
+      }
+    }
+    for (let i = start; i < end; i++) {
+      const b = buf[i] as number
+      // Not ASCII, or U+0000: the full checks decide (and refuse U+0000).
+      if (b === 0 || b > 0x7f) return c.string()
+    }
+    c.pos = end
+    // ASCII, so latin1 decodes it exactly and cheaper than utf8.
+    const topic = buf.toString('latin1', start, end)
+    if (len <= MAX_REMEMBERED_TOPIC) this.lastTopic = topic
+    return topic
   }
 
   private decodeConnect(): ConnectPacket {

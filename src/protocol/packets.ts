@@ -83,6 +83,11 @@ export interface PublishPacket {
   /** 0 for QoS 0. */
   packetId: number
   properties?: Properties
+  /**
+   * Set by the decoder on a 3.1/3.1.1 PUBLISH: how many bytes of the packet precede `payload` in
+   * the buffer `payload` views, so the packet as received can be forwarded without encoding it.
+   */
+  bytesBeforePayload?: number
 }
 
 export interface AckPacket {

@@ -3,6 +3,12 @@ import { encodePublish } from '../protocol/encoder.js'
 import type { Properties, PublishPacket, QoS } from '../protocol/packets.js'
 import type { StoredMessage } from '../persistence/adapter.js'
 
+/**
+ * Packets up to this size are copied into a connection's output buffer, not kept by the socket
+ * (see `OutputBuffer`): a view of a read buffer that small may be written without pinning it.
+ */
+export const COPIED_PACKET_MAX = 2048
+
 /** An outbound topic alias: the alias to send, and whether the topic goes with it (first use). */
 export interface TopicAliasUse {
   alias: number
@@ -21,9 +27,14 @@ export function isExpired(message: StoredMessage, now: number): boolean {
  */
 export class RoutedMessage implements Message, StoredMessage {
   properties?: Properties
-  /** Encodings for MQTT 3.1/3.1.1, indexed by qos * 2 + retain. */
-  private readonly encodedV4: Array<Buffer | undefined> = [undefined, undefined, undefined, undefined, undefined, undefined]
+  /** Encodings for MQTT 3.1/3.1.1, indexed by qos * 2 + retain (made at the first). */
+  private encodedV4: Array<Buffer | undefined> | undefined
   private owned = false
+  /**
+   * Non-zero when `payload` is a view of a 3.1/3.1.1 PUBLISH as received: how many bytes of the
+   * packet precede it. That packet is sent on as it is where QoS and RETAIN stay the same.
+   */
+  bytesBeforePayload = 0
   /** The identifier it is stored under once a persistent session queued it (0: not stored). */
   storeId = 0
   /** The persistence batch that last stored it (0: none, or committed before this run). */
@@ -57,15 +68,31 @@ export class RoutedMessage implements Message, StoredMessage {
    */
   encodeV4(qos: QoS, retain: boolean): Buffer {
     const key = qos * 2 + (retain ? 1 : 0)
-    let bytes = this.encodedV4[key]
+    const encoded = (this.encodedV4 ??= [undefined, undefined, undefined, undefined, undefined, undefined])
+    let bytes = encoded[key]
     if (bytes === undefined) {
-      bytes = encodePublish(
+      bytes = this.asReceived(qos, retain) ?? encodePublish(
         { type: 'publish', topic: this.topic, payload: this.payload, qos, retain, dup: false, packetId: qos > 0 ? 1 : 0 },
         4,
       )
-      this.encodedV4[key] = bytes
+      encoded[key] = bytes
     }
     return bytes
+  }
+
+  /**
+   * The 3.1/3.1.1 PUBLISH as the publisher sent it, when it fits `qos` and `retain` (its DUP flag
+   * and packet identifier are the publisher's: QoS 1/2 copies set their own). It is a view of the
+   * read buffer, so it is used only where it cannot pin much more memory than its own size: a
+   * small packet (writers copy those) or one filling most of its buffer.
+   */
+  private asReceived(qos: QoS, retain: boolean): Buffer | undefined {
+    const before = this.bytesBeforePayload
+    if (before === 0 || qos !== this.qos || retain !== this.retain) return undefined
+    const p = this.payload
+    const length = before + p.length
+    if (length > COPIED_PACKET_MAX && p.buffer.byteLength > 2 * length + 8192) return undefined
+    return Buffer.from(p.buffer, p.byteOffset - before, length)
   }
 
   /**
@@ -146,7 +173,12 @@ export class RoutedMessage implements Message, StoredMessage {
     if (this.owned) return
     this.owned = true
     const p = this.payload
-    if (p.buffer.byteLength > 2 * p.length + 8192) this.payload = Buffer.from(p)
+    if (p.buffer.byteLength > 2 * p.length + 8192) {
+      this.payload = Buffer.from(p)
+      // Cached views of the packet as received would pin the buffer all the same.
+      this.bytesBeforePayload = 0
+      this.encodedV4 = undefined
+    }
   }
 
   /** Plain data for a persistence adapter. */

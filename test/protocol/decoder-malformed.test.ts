@@ -589,7 +589,30 @@ test('several packets in one chunk all come out, in order', () => {
     { type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'x/+', qos: 1 }] },
     { type: 'disconnect' },
   ]
-  assert.deepEqual(decode(Buffer.concat(packets.map((p) => encodePacket(p, 4)))), packets)
+  // A 3.1.1 PUBLISH also says where it began: the bytes before its payload.
+  const expected = packets.map((p) => (p.type === 'publish' ? { ...p, bytesBeforePayload: p.qos === 0 ? 5 : 7 } : p))
+  assert.deepEqual(decode(Buffer.concat(packets.map((p) => encodePacket(p, 4)))), expected)
+})
+
+test('a 3.1.1 PUBLISH is found whole before its payload, as received; an MQTT 5 one is not marked', () => {
+  const sent: PublishPacket = { type: 'publish', topic: 'sensors/été/1', payload: Buffer.from('21.5'), qos: 1, retain: true, dup: true, packetId: 300 }
+  const bytes = encodePacket(sent, 4)
+  const chunk = cat([0xc0, 0x00], bytes)
+  const p = decode(chunk)[1] as PublishPacket
+  const before = p.bytesBeforePayload as number
+  assert.deepEqual(Buffer.from(p.payload.buffer, p.payload.byteOffset - before, before + p.payload.length), bytes)
+  const v5 = decode(encodePacket(sent, 5), 5)[0] as PublishPacket
+  assert.equal(v5.bytesBeforePayload, 0)
+})
+
+test('a repeated topic name decodes as itself; one differing only in its last byte, or carrying U+0000, does not pass for it', () => {
+  const publish = (topic: Buffer): Buffer => cat([0x30, 2 + topic.length + 1, topic.length >> 8, topic.length & 0xff], topic, [0x31])
+  const topics = (...names: Buffer[]): string[] => decode(Buffer.concat(names.map(publish))).map((p) => (p as PublishPacket).topic)
+  assert.deepEqual(topics(Buffer.from('a/b'), Buffer.from('a/b'), Buffer.from('a/c'), Buffer.from('a/c')), ['a/b', 'a/b', 'a/c', 'a/c'])
+  assert.deepEqual(topics(Buffer.from('é/1'), Buffer.from('é/1'), Buffer.from('e/1')), ['é/1', 'é/1', 'e/1'])
+  assert.throws(() => topics(Buffer.from('a/b'), Buffer.from('a/\0')), /U\+0000/)
+  // Latin-1 bytes that are not UTF-8 are refused even after an ASCII topic of the same length.
+  assert.throws(() => topics(Buffer.from('a/b'), Buffer.from([0x61, 0x2f, 0xe9])), /UTF-8/)
 })
 
 test('a packet split over many chunks comes out once, whole', () => {

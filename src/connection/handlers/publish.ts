@@ -37,6 +37,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain)
   if (packet.properties !== undefined) message.properties = packet.properties
+  else if (packet.bytesBeforePayload !== undefined) message.bytesBeforePayload = packet.bytesBeforePayload
   // $SYS/ topics carry what the broker says about itself: only the host may publish there.
   if (isSysTopic(packet.topic) && !isOwnBridgeState(packet.topic, connection.id)) return finish(connection, packet, message, false)
   const authorize = connection.broker.authorizePublish
@@ -192,6 +193,7 @@ function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: 
 }
 
 function sendAck(connection: Connection, type: 'puback' | 'pubrec', packetId: number, code: number | undefined): void {
+  if (!code) return connection.sendAck(type, packetId)
   const properties = code === undefined ? undefined : problemProperties(connection.requestProblemInformation, [code])
   connection.send(code ? { type, packetId, reasonCode: code, properties } : { type, packetId })
 }
