@@ -678,7 +678,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   async settled(connection: Connection, deadline: number): Promise<void> {
     const open = (): boolean => {
       const session = connection.session
-      return connection.connected && session !== null && (session.inflightCount > 0 || session.incomingQos2.size > 0)
+      return connection.connected && session !== null && (session.inflightCount > 0 || session.incomingQos2Count > 0)
     }
     while (open() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))).unref())
   }

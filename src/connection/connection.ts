@@ -52,6 +52,10 @@ const PACKET_TYPE_NUMBERS: Record<Packet['type'], number> = {
 
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
+/** The stream's own connection, for the listeners every connection shares. */
+const CONNECTION = Symbol('culex.connection')
+type OwnedStream = Duplex & { [CONNECTION]: Connection }
+
 function flushTurn(connection: Connection): void {
   connection.flush()
 }
@@ -86,8 +90,11 @@ export class Connection implements Client, SessionLink {
   sessionExpiryInterval = 0
   /** An MQTT 5 enhanced authentication exchange, from CONNECT on (kept for re-authentication). */
   auth: { method: string; state: unknown; connect: ConnectPacket; reauthenticating?: boolean; finalData?: Buffer } | undefined
-  /** Counts PUBLISHes against limits.maxPublishRate (only used when that limit is set). */
-  readonly publishRate = new RateBucket()
+  private rateBucket: RateBucket | undefined
+  /** Counts PUBLISHes against limits.maxPublishRate (made when that limit is first used). */
+  get publishRate(): RateBucket {
+    return (this.rateBucket ??= new RateBucket())
+  }
   /** Topic aliases the client set on its PUBLISHes (inbound). */
   inboundAliases: Map<number, string> | undefined
   /** How many topic aliases the client accepts from us (its Topic Alias Maximum). */
@@ -124,22 +131,15 @@ export class Connection implements Client, SessionLink {
     this.transport = info.transport ?? 'stream'
     this.request = info.request
     this.output = new OutputBuffer(stream)
-    this.flow = new InboundFlow(
-      stream,
-      (packet) => dispatch(this, packet),
-      () => this.decode(null),
-      (error) => this.fail(error),
-      () => this.keepAliveTimer.touch(),
-    )
+    this.flow = new InboundFlow(stream, this)
     this.decoder = new PacketDecoder((packet) => this.flow.accept(packet), broker.limits.maxPacketSize, broker.counters)
-    this.keepAliveTimer = new KeepAlive(
-      () => this.end('keep-alive-timeout', ReasonCode.KeepAliveTimeout),
-      () => this.flow.reading,
-    )
-    stream.on('data', (chunk: Buffer) => this.onData(chunk))
-    stream.on('error', (error: Error) => this.onStreamError(error))
-    stream.on('end', () => this.end('socket-closed'))
-    stream.on('close', () => this.end('socket-closed'))
+    this.keepAliveTimer = new KeepAlive(this)
+    // Shared listeners that find the connection on the stream: no closures per connection.
+    ;(stream as OwnedStream)[CONNECTION] = this
+    stream.on('data', Connection.onStreamData)
+    stream.on('error', Connection.onStreamError)
+    stream.on('end', Connection.onStreamEnd)
+    stream.on('close', Connection.onStreamEnd)
     // Section 3.1: a server should close a connection that sends no CONNECT within a reasonable time.
     this.connectTimer = setTimeout(() => {
       const why = `no CONNECT within ${broker.limits.connectTimeoutMs} ms`
@@ -226,10 +226,49 @@ export class Connection implements Client, SessionLink {
     this.keepAliveTimer.start(keepAlive)
   }
 
-  private onData(chunk: Buffer): void {
-    if (this.state === 'closed') return
+  private static onStreamData(this: Duplex, chunk: Buffer): void {
+    const connection = (this as OwnedStream)[CONNECTION]
+    if (connection.state === 'closed') return
+    connection.keepAliveTimer.touch()
+    connection.decode(chunk)
+  }
+
+  private static onStreamEnd(this: Duplex): void {
+    ;(this as OwnedStream)[CONNECTION].end('socket-closed')
+  }
+
+  private static onStreamError(this: Duplex, error: Error): void {
+    ;(this as OwnedStream)[CONNECTION].onStreamError(error)
+  }
+
+  /** @internal InboundFlow's owner: see FlowOwner. */
+  handlePacket(packet: Packet): void | Promise<void> {
+    return dispatch(this, packet)
+  }
+
+  /** @internal */
+  decodeHeld(): void {
+    this.decode(null)
+  }
+
+  /** @internal */
+  handlingFailed(error: unknown): void {
+    this.fail(error)
+  }
+
+  /** @internal */
+  readingResumed(): void {
     this.keepAliveTimer.touch()
-    this.decode(chunk)
+  }
+
+  /** @internal KeepAlive's owner: see KeepAliveOwner. */
+  keepAliveExpired(): void {
+    this.end('keep-alive-timeout', ReasonCode.KeepAliveTimeout)
+  }
+
+  /** @internal */
+  get readingPackets(): boolean {
+    return this.flow.reading
   }
 
   /** Decodes a new chunk, or (null) what the decoder held while handling was paused. */
@@ -337,7 +376,7 @@ export class Connection implements Client, SessionLink {
     }
     this.output.flush()
     if (!over) return void this.stream.write(bytes)
-    this.stream.write(bytes, this.flushedOverLimit)
+    this.stream.write(bytes, this.flushedOverLimit())
     this.flow.writeBufferFull()
   }
 
@@ -358,7 +397,7 @@ export class Connection implements Client, SessionLink {
    * one is, the buffer holds at most what was written under the limit since.
    */
   private overLimit(): void {
-    this.output.flush(this.flushedOverLimit)
+    this.output.flush(this.flushedOverLimit())
     this.flow.writeBufferFull()
   }
 
@@ -372,10 +411,14 @@ export class Connection implements Client, SessionLink {
     if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
   }
 
-  private readonly flushedOverLimit = (): void => {
-    if (this.stream.writableLength > this.broker.limits.maxWriteBuffer) return
-    this.flow.writeBufferDrained()
-    this.session?.writable()
+  private overLimitFlushed: (() => void) | undefined
+  /** The callback of writes made over the limit (made at the first: most connections never need it). */
+  private flushedOverLimit(): () => void {
+    return (this.overLimitFlushed ??= () => {
+      if (this.stream.writableLength > this.broker.limits.maxWriteBuffer) return
+      this.flow.writeBufferDrained()
+      this.session?.writable()
+    })
   }
 
   flush(): void {

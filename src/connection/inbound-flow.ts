@@ -15,6 +15,21 @@ function endYield(flow: InboundFlow): void {
 }
 
 /**
+ * What InboundFlow calls back into: the connection. One object rather than four callbacks, so an
+ * idle connection keeps no closures for them.
+ */
+export interface FlowOwner {
+  /** Handles a packet; a returned promise holds what follows until it settles. */
+  handlePacket(packet: Packet): void | Promise<void>
+  /** Decodes what the decoder held while handling was paused. */
+  decodeHeld(): void
+  /** Handling threw or a hook's promise rejected. */
+  handlingFailed(error: unknown): void
+  /** Reading starts again after a pause (the keep-alive clock restarts). */
+  readingResumed(): void
+}
+
+/**
  * Decides when a connection's packets are handled, keeping their order. Handling stops, and the
  * socket pauses, while a hook's promise is pending, while the connection's work budget for this
  * turn is spent, and while its write buffer is over the limit (a client that does not read must
@@ -30,11 +45,7 @@ export class InboundFlow {
 
   constructor(
     private readonly stream: Duplex,
-    private readonly handle: (packet: Packet) => void | Promise<void>,
-    private readonly decodeHeld: () => void,
-    private readonly fail: (error: unknown) => void,
-    /** Called when reading starts again after a pause (the keep-alive clock restarts). */
-    private readonly resumed: () => void,
+    private readonly owner: FlowOwner,
   ) {}
 
   private get blocked(): boolean {
@@ -52,9 +63,9 @@ export class InboundFlow {
     this.work++
     let pending: void | Promise<void>
     try {
-      pending = this.handle(packet)
+      pending = this.owner.handlePacket(packet)
     } catch (error) {
-      this.fail(error)
+      this.owner.handlingFailed(error)
       return false
     }
     if (pending !== undefined) {
@@ -65,7 +76,7 @@ export class InboundFlow {
           this.awaitingHook = false
           this.unblocked()
         },
-        (error: unknown) => this.fail(error),
+        (error: unknown) => this.owner.handlingFailed(error),
       )
     }
     if (this.work >= WORK_BUDGET && !this.yielding) {
@@ -108,8 +119,8 @@ export class InboundFlow {
 
   private unblocked(): void {
     if (this.blocked) return
-    this.resumed()
-    this.decodeHeld()
+    this.owner.readingResumed()
+    this.owner.decodeHeld()
     if (!this.blocked) this.stream.resume()
   }
 }

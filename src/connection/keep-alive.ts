@@ -5,15 +5,24 @@
  * While the broker is not reading the connection (`isReading` false), the client's packets wait
  * unread, so its silence does not count: the clock starts again.
  */
+function check(keepAlive: KeepAlive): void {
+  keepAlive.check()
+}
+
+/** What a KeepAlive watches: the connection. */
+export interface KeepAliveOwner {
+  /** The keep alive ran out: close the connection. */
+  keepAliveExpired(): void
+  /** Whether the broker is reading the connection's packets now. */
+  readonly readingPackets: boolean
+}
+
 export class KeepAlive {
   private timer: NodeJS.Timeout | undefined
   private limitMs = 0
   private lastActivity = 0
 
-  constructor(
-    private readonly onTimeout: () => void,
-    private readonly isReading: () => boolean,
-  ) {}
+  constructor(private readonly owner: KeepAliveOwner) {}
 
   /** Starts watching; a keep alive of 0 disables the check. */
   start(keepAliveSeconds: number): void {
@@ -34,16 +43,18 @@ export class KeepAlive {
   }
 
   private arm(ms: number): void {
-    this.timer = setTimeout(() => this.check(), ms)
+    // A shared function and an argument: no closure per connection.
+    this.timer = setTimeout(check, ms, this)
     this.timer.unref?.()
   }
 
-  private check(): void {
-    if (!this.isReading()) this.touch()
+  /** @internal the timer's callback */
+  check(): void {
+    if (!this.owner.readingPackets) this.touch()
     const idle = Date.now() - this.lastActivity
     if (idle >= this.limitMs) {
       this.timer = undefined
-      this.onTimeout()
+      this.owner.keepAliveExpired()
     } else {
       this.arm(this.limitMs - idle)
     }

@@ -204,12 +204,15 @@ export class PacketDecoder {
   push(chunk: Buffer): void {
     if (this.halted) this.held.push(chunk)
     else this.consume(chunk)
+    // The cursor let go of the chunk: an idle connection must not keep its last read alive.
+    this.cursor.buf = EMPTY
   }
 
   /** Decodes what arrived while halted, until done or halted again. */
   resume(): void {
     this.halted = false
     while (!this.halted && this.held.length > 0) this.consume(this.held.shift() as Buffer)
+    this.cursor.buf = EMPTY
   }
 
   private consume(chunk: Buffer): void {

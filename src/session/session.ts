@@ -119,8 +119,16 @@ function queuedSize(message: RoutedMessage): number {
 export class Session {
   link: SessionLink | null = null
   readonly subscriptions = new Map<string, Subscription>()
+  private incomingQos2Set: Set<number> | undefined
   /** Incoming QoS 2 packet identifiers delivered and awaiting PUBREL (exactly-once, [MQTT-4.3.3-2]). */
-  readonly incomingQos2 = new Set<number>()
+  get incomingQos2(): Set<number> {
+    return (this.incomingQos2Set ??= new Set())
+  }
+
+  /** How many incoming QoS 2 messages await their PUBREL. */
+  get incomingQos2Count(): number {
+    return this.incomingQos2Set?.size ?? 0
+  }
   /** The user name of the client's last connection (in memory only: undefined for a session restored from the store until it connects). */
   username: string | undefined
   /**
@@ -182,13 +190,22 @@ export class Session {
   /** Unacknowledged messages allowed towards the client: maxInflight, or less if its Receive Maximum says so. */
   inflightLimit: number
 
-  private readonly inflight = new Map<number, Inflight>()
+  // The collections below are made when first used: an idle session with QoS 0 traffic never
+  // needs them, and each empty Map or Set costs about 150-180 bytes.
+  private inflightMap: Map<number, Inflight> | undefined
+  private get inflight(): Map<number, Inflight> {
+    return (this.inflightMap ??= new Map())
+  }
+
+  private unsentSet: Set<number> | undefined
   /**
    * In-flight messages of an earlier connection not re-sent yet, because the client's new
    * Receive Maximum is lower than what was in flight [MQTT-3.3.4-9]; sent with DUP, in order,
    * as the window frees.
    */
-  private readonly unsent = new Set<number>()
+  private get unsent(): Set<number> {
+    return (this.unsentSet ??= new Set())
+  }
   private queue: QueueEntry[] = []
   private queueHead = 0
   /** No queued message expires before this time (ms; Infinity: none has an expiry). */
@@ -211,7 +228,7 @@ export class Session {
   }
 
   get inflightCount(): number {
-    return this.inflight.size
+    return this.inflightMap?.size ?? 0
   }
 
   /** Whether a connection is attached (for shared subscriptions, which prefer online members). */
@@ -221,7 +238,7 @@ export class Session {
 
   /** Whether a new QoS 1/2 PUBLISH may be sent now: nothing waits to be re-sent and the in-flight window has room. */
   private get windowOpen(): boolean {
-    return this.unsent.size === 0 && this.inflight.size < this.inflightLimit
+    return (this.unsentSet?.size ?? 0) === 0 && this.inflightCount < this.inflightLimit
   }
 
   /** Delivers a message at `qos` (already the minimum of the message's and the subscription's). */
@@ -286,7 +303,7 @@ export class Session {
     if (entry === undefined) return false
     if (kind === 'puback' ? entry.qos !== 1 : entry.state !== 'pubrel') return false
     this.inflight.delete(packetId)
-    if (this.unsent.size > 0) this.unsent.delete(packetId)
+    if (this.unsentSet !== undefined && this.unsentSet.size > 0) this.unsentSet.delete(packetId)
     this.log?.removed(this, entry.seq)
     this.drain()
     return true
@@ -320,11 +337,12 @@ export class Session {
    */
   attach(link: SessionLink): void {
     this.link = link
-    this.unsent.clear()
+    this.unsentSet?.clear()
     // A message awaiting PUBCOMP still holds its place in the window; PUBREL is re-sent for it.
     let open = 0
-    for (const entry of this.inflight.values()) if (entry.state === 'pubrel') open++
-    for (const [packetId, entry] of this.inflight) {
+    const inflight = this.inflightMap
+    if (inflight !== undefined) for (const entry of inflight.values()) if (entry.state === 'pubrel') open++
+    if (inflight !== undefined) for (const [packetId, entry] of inflight) {
       if (entry.state === 'pubrel') link.sendPubrel(packetId)
       else if (open < this.inflightLimit) {
         open++
@@ -369,7 +387,7 @@ export class Session {
   detach(): void {
     this.link = null
     this.will = undefined
-    this.unsent.clear()
+    this.unsentSet?.clear()
     // Retained messages are sent for a subscription on the connection that made it; a client
     // gone in the middle of them does not get the rest later.
     this.queue = this.queue.filter((entry, i) => i >= this.queueHead && !isBatch(entry))
@@ -381,7 +399,7 @@ export class Session {
    * queued, in order: what a checkpoint of the session writes.
    */
   *deliveries(): Generator<{ entry: Queued; packetId: number | undefined; state: 'queued' | 'sent' | 'received' }> {
-    for (const [packetId, entry] of this.inflight) yield { entry, packetId, state: entry.state === 'pubrel' ? 'received' : 'sent' }
+    if (this.inflightMap !== undefined) for (const [packetId, entry] of this.inflightMap) yield { entry, packetId, state: entry.state === 'pubrel' ? 'received' : 'sent' }
     for (let i = this.queueHead; i < this.queue.length; i++) {
       const entry = this.queue[i] as QueueEntry
       if (!isBatch(entry) && entry.qos > 0) yield { entry, packetId: undefined, state: 'queued' }
@@ -394,7 +412,7 @@ export class Session {
    */
   takeShared(): Array<{ message: RoutedMessage; group: SharedOrigin }> {
     const taken: Array<{ message: RoutedMessage; group: SharedOrigin }> = []
-    for (const [packetId, e] of this.inflight) {
+    if (this.inflightMap !== undefined) for (const [packetId, e] of this.inflightMap) {
       if (e.group === undefined || e.state !== 'publish') continue
       taken.push({ message: e.message, group: e.group })
       this.inflight.delete(packetId)
@@ -408,13 +426,13 @@ export class Session {
 
   /** Forgets in-flight and queued messages (a clean session ending, or a clean start). */
   clear(): void {
-    this.inflight.clear()
-    this.unsent.clear()
+    this.inflightMap?.clear()
+    this.unsentSet?.clear()
     this.queue = []
     this.queueHead = 0
     this.queuedBytes = 0
     this.queueExpiresAt = Infinity
-    this.incomingQos2.clear()
+    this.incomingQos2Set?.clear()
     this.subscriptions.clear()
   }
 
@@ -448,7 +466,7 @@ export class Session {
     const link = this.link
     if (link === null) return 0
     let sent = 0
-    if (this.unsent.size > 0) for (const packetId of this.unsent) {
+    if (this.unsentSet !== undefined && this.unsentSet.size > 0) for (const packetId of this.unsentSet) {
       if (this.inflight.size - this.unsent.size >= this.inflightLimit) return sent
       this.unsent.delete(packetId)
       this.resend(link, packetId, this.inflight.get(packetId) as Inflight)
