@@ -36,6 +36,23 @@ export interface RouteOptions {
 }
 
 /**
+ * Topics whose matches the router remembers, at most. Past this the memory is cleared and filled
+ * again: a workload of ever-new topics pays one Map insert per message, not unbounded growth.
+ */
+const ROUTE_CACHE_MAX = 4096
+
+/**
+ * What a topic matched: per subscriber, the highest QoS, the subscription identifiers and Retain
+ * As Published of its matching subscriptions (before the message's own QoS and RETAIN apply).
+ */
+interface CachedRoute<M> {
+  subscribers: Array<Subscriber<M>>
+  qos: QoS[]
+  ids: Array<number[] | undefined>
+  retainAsPublished: boolean[]
+}
+
+/**
  * Routes a message to every subscriber with a matching subscription, once per subscriber at the
  * highest QoS among its matching subscriptions (capped by the message's own QoS), with the
  * identifiers of all of them [MQTT-3.3.4-3].
@@ -48,9 +65,20 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
   private readonly targetQos: QoS[] = []
   private readonly targetIds: Array<number[] | undefined> = []
   private readonly targetRetain: boolean[] = []
+  /**
+   * What each recent topic matched, so a topic published again skips the trie walk (publishers
+   * mostly repeat their topics). Cleared by every subscribe and unsubscribe. Only routes that do
+   * not depend on the publisher are kept: none of a No Local subscription, none from a bridge.
+   */
+  private readonly cache = new Map<string, CachedRoute<M>>()
+  /** Set by collect when a No Local subscription matched: the route depends on the publisher. */
+  private publisherDependent = false
   // Bound once: match() takes a visitor, and a closure per publish would be garbage per message.
   private readonly collect = (subscriber: Subscriber<M>, options: O): void => {
-    if (options.noLocal === true && subscriber === this.publisher) return
+    if (options.noLocal === true) {
+      this.publisherDependent = true
+      if (subscriber === this.publisher) return
+    }
     const id = options.subscriptionIdentifier
     if (subscriber.matchGen !== this.generation) {
       subscriber.matchGen = this.generation
@@ -72,10 +100,12 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
   }
 
   subscribe(filter: string, subscriber: Subscriber<M>, options: O): boolean {
+    this.cache.clear()
     return this.trie.add(filter, subscriber, options)
   }
 
   unsubscribe(filter: string, subscriber: Subscriber<M>): boolean {
+    this.cache.clear()
     return this.trie.remove(filter, subscriber)
   }
 
@@ -86,14 +116,20 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
    * and so are incoming bridges when the publisher is itself a session that refuses them.
    */
   route(message: M, publisher: Subscriber<M> | null = null, bridged = false): number {
+    if (!bridged) {
+      const cached = this.cache.get(message.topic)
+      if (cached !== undefined) return this.deliverCached(cached, message)
+    }
     this.generation++
     // Delivery may re-enter route() (an in-process subscriber publishing), so this call works
     // on its own slice of the shared arrays and reads the marks before delivering.
     const start = this.targets.length
     this.publisher = publisher
+    this.publisherDependent = false
     this.trie.match(message.topic, bridged ? this.collectBridged : this.collect)
     this.publisher = null
     const end = this.targets.length
+    if (!bridged && !this.publisherDependent) return this.deliverCached(this.remember(message.topic, start, end), message)
     for (let i = start; i < end; i++) {
       const s = this.targets[i] as Subscriber<M>
       this.targetQos[i] = s.matchQos < message.qos ? s.matchQos : message.qos
@@ -107,5 +143,36 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
     this.targets.length = start
     this.targetIds.length = start
     return end - start
+  }
+
+  /** Keeps what `topic` matched (the targets from `start` to `end`), and gives back the shared arrays' slice. */
+  private remember(topic: string, start: number, end: number): CachedRoute<M> {
+    const n = end - start
+    const route: CachedRoute<M> = { subscribers: new Array(n), qos: new Array(n), ids: new Array(n), retainAsPublished: new Array(n) }
+    for (let i = 0; i < n; i++) {
+      const s = this.targets[start + i] as Subscriber<M>
+      route.subscribers[i] = s
+      route.qos[i] = s.matchQos
+      route.ids[i] = s.matchIds
+      route.retainAsPublished[i] = s.matchRetainAsPublished
+    }
+    this.targets.length = start
+    if (this.cache.size >= ROUTE_CACHE_MAX) this.cache.clear()
+    this.cache.set(topic, route)
+    return route
+  }
+
+  private deliverCached(route: CachedRoute<M>, message: M): number {
+    // The route's arrays are never changed once made (a subscribe or unsubscribe during delivery
+    // replaces the cache, not them), so a re-entrant route() cannot disturb this loop.
+    const { subscribers, qos, ids, retainAsPublished } = route
+    const n = subscribers.length
+    const messageQos = message.qos
+    for (let i = 0; i < n; i++) {
+      const q = qos[i] as QoS
+      // [MQTT-3.3.1-9] RETAIN is cleared when forwarding, unless Retain As Published [MQTT-3.3.1-12]
+      ;(subscribers[i] as Subscriber<M>).deliver(message, q < messageQos ? q : messageQos, (retainAsPublished[i] as boolean) && message.retain, ids[i])
+    }
+    return n
   }
 }
