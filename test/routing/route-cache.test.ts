@@ -52,9 +52,9 @@ describe('route memory', () => {
   it('does not remember a route that left out its publisher for No Local [MQTT-3.8.3-3]', async () => {
     const b = await startBroker({}, 5)
     try {
-      const { raw: own } = await b.rawConnect({ clientId: 'nl-own', cleanStart: true, keepAlive: 0 })
+      const { raw: own } = await b.rawConnect({ clientId: 'nl-own', cleanSession: true, keepAlive: 0 })
       await own.subscribe([{ topicFilter: 'n/t', qos: 0, noLocal: true }, { topicFilter: 'n/fence', qos: 0 }])
-      const { raw: other } = await b.rawConnect({ clientId: 'nl-other', cleanStart: true, keepAlive: 0 })
+      const { raw: other } = await b.rawConnect({ clientId: 'nl-other', cleanSession: true, keepAlive: 0 })
       await other.subscribe('n/t', 0)
 
       // Alternating publishers on one topic: a route made for one must not serve the other.
@@ -77,9 +77,9 @@ describe('route memory', () => {
   it('applies Retain As Published per message on a remembered route [MQTT-3.3.1-12]', async () => {
     const b = await startBroker({}, 5)
     try {
-      const { raw: sub } = await b.rawConnect({ clientId: 'rap-sub', cleanStart: true, keepAlive: 0 })
+      const { raw: sub } = await b.rawConnect({ clientId: 'rap-sub', cleanSession: true, keepAlive: 0 })
       await sub.subscribe([{ topicFilter: 'rap/t', qos: 0, retainAsPublished: true }])
-      const { raw: pub } = await b.rawConnect({ clientId: 'rap-pub', cleanStart: true, keepAlive: 0 })
+      const { raw: pub } = await b.rawConnect({ clientId: 'rap-pub', cleanSession: true, keepAlive: 0 })
       pub.publish('rap/t', 'plain', 0)
       pub.publish('rap/t', 'kept', 0, { retain: true })
       pub.publish('rap/t', 'plain2', 0)

@@ -169,17 +169,16 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
 function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: number, mark = connection.broker.journal.recorded, unmatchedTopic?: string): void {
   if (packet.qos === 0) return
   const v5 = connection.protocolVersion === 5
-  const cluster = connection.broker.cluster
-  const final = (): number => (unmatchedTopic !== undefined && cluster?.reaches(unmatchedTopic) === true ? ReasonCode.Success : reasonCode)
   const session = connection.session
   const type = packet.qos === 1 ? 'puback' : 'pubrec'
   // A refused QoS 2 message (reason code 0x80 or more) ends here: no PUBREL follows, so its identifier is not held
   const holds = packet.qos === 2 && session !== null && (!v5 || reasonCode < 0x80)
   if (holds) connection.broker.qos2Received(session, packet.packetId)
-  if (connection.mayAckNow(mark)) return sendAck(connection, type, packet.packetId, v5 ? final() : undefined)
+  // No closure on the usual path (an acknowledgement sent at once): it would be made per message.
+  if (connection.mayAckNow(mark)) return sendAck(connection, type, packet.packetId, v5 ? finalCode(connection, reasonCode, unmatchedTopic) : undefined)
   connection.afterCommit(
     mark,
-    () => sendAck(connection, type, packet.packetId, v5 ? final() : undefined),
+    () => sendAck(connection, type, packet.packetId, v5 ? finalCode(connection, reasonCode, unmatchedTopic) : undefined),
     () => {
       // The broker keeps the message in memory and stores it once the store is back, so it may
       // still be delivered: 0x80 says it was not promised. A QoS 2 message must not be taken
@@ -190,6 +189,11 @@ function acknowledge(connection: Connection, packet: PublishPacket, reasonCode: 
       sendAck(connection, type, packet.packetId, ReasonCode.UnspecifiedError)
     },
   )
+}
+
+/** The reason code when the acknowledgement leaves: in a cluster, a topic no local subscriber had may reach another node's. */
+function finalCode(connection: Connection, reasonCode: number, unmatchedTopic: string | undefined): number {
+  return unmatchedTopic !== undefined && connection.broker.cluster?.reaches(unmatchedTopic) === true ? ReasonCode.Success : reasonCode
 }
 
 function sendAck(connection: Connection, type: 'puback' | 'pubrec', packetId: number, code: number | undefined): void {
