@@ -1,6 +1,8 @@
-// Connection churn (connections per second) and idle connections (memory per connection).
+// Connection churn (connections per second) and idle connections (memory per connection; with
+// a subscription each, or by the 100,000 from several loopback source addresses).
 
 import type { Running, StartArgs } from './load-types.js'
+import { freshLoopbacks } from './dial.js'
 import { openMany, WireClient, withTimeout } from './mqtt-wire.js'
 
 export async function startConnect(args: StartArgs): Promise<Running> {
@@ -40,11 +42,15 @@ export async function startConnect(args: StartArgs): Promise<Running> {
 }
 
 export async function startIdle(args: StartArgs): Promise<Running> {
-  const { port, spec, tag } = args
+  const { port, spec, tag, dial } = args
   if (spec.kind !== 'idle') throw new Error(`not an idle load: ${spec.kind}`)
+  // Fresh source addresses, `perAddress` connections each, when one address's ports do not suffice.
+  const sources = spec.perAddress === undefined ? [] : freshLoopbacks(Math.ceil(spec.clients / spec.perAddress))
   // keepalive 60 s like a typical device; nothing else is sent during the measurement.
   const clients = await openMany(spec.clients, spec.concurrency, (i) => ({
-    port, clientId: `${tag}-idle-${i}`, keepalive: 60, timeoutMs: 10_000,
+    port, dial, clientId: `${tag}-idle-${i}`, keepalive: 60, timeoutMs: 10_000,
+    ...(spec.subscribe ? { subscribe: { topic: `bench/${tag}/idle/${i}`, qos: 0 as const } } : {}),
+    ...(spec.perAddress === undefined ? {} : { localAddress: sources[Math.floor(i / spec.perAddress)] }),
   }))
   return {
     counters: () => ({

@@ -3,15 +3,22 @@
 // told apart, and run.ts reports this process's CPU next to the broker's: a generator near
 // 100% of a core means the number measures the generator, not the broker.
 //
-// Requests: start {port, spec, payloadBytes, tag} → set up clients and start traffic;
-//           mark {phase: 'begin'|'end'} → {t, cpuUs, counters, metrics};
+// Requests: start {port, spec, payloadBytes, tag, dial} → set up clients and start traffic;
+//             answers the load's setup results (e.g. how long a phase took) or null;
+//           mark {phase: 'begin'|'end'} → {t, cpuUs, counters, metrics, problem?};
+//           finish → run the second phase of a two-phase load, answer its results;
 //           stop → tear every socket down.
 
 import { performance } from 'node:perf_hooks'
 import { serveIpc } from './ipc.js'
 import { startConnect, startIdle } from './load-connections.js'
 import { startLatency } from './load-latency.js'
+import { startMqtt5 } from './load-mqtt5.js'
+import { startPersistent } from './load-persistent.js'
+import { startRetained } from './load-retained.js'
+import { startSubscriptions } from './load-subscriptions.js'
 import { startThroughput } from './load-throughput.js'
+import { startWildcard } from './load-wildcard.js'
 import type { Mark, Running, StartArgs } from './load-types.js'
 import { withTimeout } from './mqtt-wire.js'
 
@@ -35,6 +42,16 @@ function start(args: StartArgs): Promise<Running> {
       return startConnect(args)
     case 'idle':
       return startIdle(args)
+    case 'wildcard':
+      return startWildcard(args)
+    case 'pairs5':
+      return startMqtt5(args)
+    case 'persistent':
+      return startPersistent(args)
+    case 'retained':
+      return startRetained(args)
+    case 'subscriptions':
+      return startSubscriptions(args)
   }
 }
 
@@ -43,14 +60,19 @@ function mark(phase: 'begin' | 'end'): Mark {
   if (phase === 'begin') current.beginWindow?.()
   const metrics = phase === 'end' ? current.endWindow?.() ?? {} : {}
   const cpu = process.cpuUsage()
-  return { t: performance.now(), cpuUs: cpu.user + cpu.system, counters: current.counters(), metrics }
+  const problem = current.problem?.() ?? null
+  return { t: performance.now(), cpuUs: cpu.user + cpu.system, counters: current.counters(), metrics, ...(problem === null ? {} : { problem }) }
 }
 
 serveIpc({
   start: async (args) => {
     await stopCurrent()
     current = await start(args as StartArgs)
-    return null
+    return current.setup ?? null
+  },
+  finish: async () => {
+    if (!current?.finish) throw new Error('the running load has no second phase')
+    return current.finish()
   },
   mark: (args) => mark((args as { phase: 'begin' | 'end' }).phase),
   stop: async () => {

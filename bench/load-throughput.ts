@@ -7,15 +7,17 @@
 
 import type { Running, StartArgs } from './load-types.js'
 import {
-  ackingSubscriber, encodePublish, openMany, PacketType, repeatPacket, type WireClient,
+  ackingSubscriber, encodePublish, openMany, PacketType, repeatPacket, type PublishTemplate, type WireClient,
 } from './mqtt-wire.js'
 
-const OPEN_CONCURRENCY = 25
+export const OPEN_CONCURRENCY = 25
 // A flow whose window has been full this long with nothing new delivered is taken to have
 // lost its tail (QoS 0 may be dropped by design) and gets its window back. Far longer than
 // any healthy broker's delivery delay, so it only ever unsticks a flow.
 const STALL_MS = 2000
 export const STALL_CHECK_MS = 50
+// Generous: with 10,000 subscribers opening, a broker may be slow to answer some handshakes.
+const OPEN_TIMEOUT_MS = 30_000
 
 export interface Counters {
   sent: number
@@ -23,6 +25,8 @@ export interface Counters {
   writtenOff: number
   /** PUBACKs the publishers got, where the caller counts them (the cluster scenarios). */
   acked?: number
+  /** Deliveries to a subscriber that should not have had them, where the load checks it. */
+  misrouted?: number
 }
 
 /**
@@ -40,51 +44,64 @@ export class Flow {
   sent = 0
   /** Per subscriber: highest sequence number seen + 1. */
   private readonly seen: Float64Array
-  /** min(seen): messages every subscriber has received or has lost for good. */
+  /** A lower bound of min(seen): messages every subscriber has received or has lost for good. */
   private settled = 0
   private lastProgress = performance.now()
   private waiter: (() => void) | null = null
-  private need = 0
+  /** While the publisher waits: what every subscriber's `seen` must reach, and how many have not. */
+  private threshold = 0
+  private behind = 0
 
   constructor(readonly window: number, subscribers: number) {
     this.seen = new Float64Array(subscribers)
   }
 
+  /** Deliveries that may be in flight at most (window × subscribers). */
+  get depth(): number {
+    return this.window * this.seen.length
+  }
+
   /** Whether `n` more fit in the window; if not, `resume` runs as soon as they do. */
   trySend(n: number, resume: () => void): boolean {
     if (this.sent - this.settled + n <= this.window) return true
-    // Deliveries seen while the publisher was not waiting have not been folded in yet.
-    this.settle()
-    if (this.sent - this.settled + n <= this.window) return true
+    // Deliveries seen while the publisher was not waiting have not been folded in yet. One pass
+    // here, then O(1) per delivery: with 10,000 subscribers a minimum per delivery would cost
+    // the generator more than the broker.
+    const threshold = this.sent + n - this.window
+    let behind = 0
+    let min = Infinity
+    for (const v of this.seen) {
+      if (v < threshold) behind++
+      if (v < min) min = v
+    }
+    if (min > this.settled) this.settled = min
+    if (behind === 0) return true
     this.waiter = resume
-    this.need = n
+    this.threshold = threshold
+    this.behind = behind
     // The stall clock counts from when the publisher blocked (or last saw progress).
     this.lastProgress = performance.now()
     return false
   }
 
   observe(subscriber: number, seq: number): void {
-    if (seq + 1 <= (this.seen[subscriber] as number)) return
+    const before = this.seen[subscriber] as number
+    if (seq + 1 <= before) return
     this.seen[subscriber] = seq + 1
-    // Only a blocked publisher needs the (O(subscribers)) minimum.
-    if (this.waiter === null) return
-    this.settle()
-    if (this.sent - this.settled + this.need <= this.window) this.wake()
-  }
-
-  private settle(): void {
-    let min = Infinity
-    for (const v of this.seen) if (v < min) min = v
-    if (min > this.settled) {
-      this.settled = min
-      this.lastProgress = performance.now()
-    }
+    if (this.waiter === null || before >= this.threshold || seq + 1 < this.threshold) return
+    // This subscriber just caught up with what the waiting publisher needs.
+    this.lastProgress = performance.now()
+    if (--this.behind > 0) return
+    this.settled = this.threshold
+    this.wake()
   }
 
   /** Returns how many messages were written off as lost. */
   checkStall(now: number): number {
     if (this.waiter === null || now - this.lastProgress < STALL_MS) return 0
-    const lost = this.sent - this.settled
+    let min = Infinity
+    for (const v of this.seen) if (v < min) min = v
+    const lost = this.sent - min
     this.seen.fill(this.sent)
     this.settled = this.sent
     this.lastProgress = now
@@ -99,20 +116,36 @@ export class Flow {
   }
 }
 
-/** Counts PUBLISH packets and feeds the (publisher, sequence) in each payload to its flow. */
-export function countingSubscriber(client: WireClient, index: number, flows: Flow[], c: Counters): void {
+/** Where the payload of a received PUBLISH starts (MQTT 3.1.1; MQTT 5 has properties before it). */
+export type PayloadAt = (first: number, buf: Buffer, start: number) => number
+
+const payloadAt311: PayloadAt = (first, buf, start) => start + 2 + buf.readUInt16BE(start) + (((first >> 1) & 3) > 0 ? 2 : 0)
+
+/**
+ * Counts PUBLISH packets and feeds the (publisher, sequence) in each payload to its flow. With
+ * `onlyFrom`, a message of any other publisher is counted in `c.misrouted`.
+ */
+export function countingSubscriber(
+  client: WireClient, index: number, flows: Flow[], c: Counters, payloadAt: PayloadAt = payloadAt311, onlyFrom?: number,
+): void {
   client.framer.wantBody = (first) => first >> 4 === PacketType.PUBLISH
   client.framer.onPacket = (first, buf, start) => {
     if (first >> 4 !== PacketType.PUBLISH) return
     c.received++
-    const payload = start + 2 + buf.readUInt16BE(start) + (((first >> 1) & 3) > 0 ? 2 : 0)
-    flows[buf.readUInt32LE(payload)]?.observe(index, buf.readUInt32LE(payload + 4))
+    const payload = payloadAt(first, buf, start)
+    const publisher = buf.readUInt32LE(payload)
+    if (onlyFrom !== undefined && publisher !== onlyFrom) c.misrouted = (c.misrouted ?? 0) + 1
+    flows[publisher]?.observe(index, buf.readUInt32LE(payload + 4))
   }
 }
 
 /** Floods QoS 0 PUBLISH within the flow's window, honouring socket backpressure. */
 export function flood(client: WireClient, topic: string, payload: Buffer, publisher: number, flow: Flow, c: Counters): () => void {
-  const tpl = encodePublish(topic, payload, 0)
+  return floodTemplate(client, encodePublish(topic, payload, 0), publisher, flow, c)
+}
+
+/** flood() with a PUBLISH of the caller's (e.g. MQTT 5, with properties); its payload holds (publisher, sequence). */
+export function floodTemplate(client: WireClient, tpl: PublishTemplate, publisher: number, flow: Flow, c: Counters): () => void {
   const len = tpl.bytes.length
   // Several packets per write so syscalls are a small cost per message; a quarter of the
   // window so the window refills in steps rather than all at once.
@@ -168,7 +201,7 @@ export function windowedQos1(client: WireClient, topic: string, payload: Buffer,
 }
 
 export async function startThroughput(args: StartArgs): Promise<Running> {
-  const { port, spec, tag } = args
+  const { port, spec, tag, dial } = args
   if (args.payloadBytes < 8) throw new Error('throughput payload must hold publisher index and sequence number')
   const payload = Buffer.alloc(args.payloadBytes, 0x61)
   const c: Counters = { sent: 0, received: 0, writtenOff: 0 }
@@ -184,18 +217,18 @@ export async function startThroughput(args: StartArgs): Promise<Running> {
       const pubCount = spec.kind === 'fanin' ? spec.publishers : 1
       for (let i = 0; i < pubCount; i++) flows.push(new Flow(spec.window, subCount))
       const subs = await openMany(subCount, OPEN_CONCURRENCY, (i) => ({
-        port, clientId: `${tag}-s${i}`, subscribe: { topic, qos: 0 },
+        port, dial, clientId: `${tag}-s${i}`, subscribe: { topic, qos: 0 }, timeoutMs: OPEN_TIMEOUT_MS,
       }))
       all.push(...subs)
       subscribers.push(...subs)
       subs.forEach((s, i) => countingSubscriber(s, i, flows, c))
-      const pubs = await openMany(pubCount, OPEN_CONCURRENCY, (i) => ({ port, clientId: `${tag}-p${i}` }))
+      const pubs = await openMany(pubCount, OPEN_CONCURRENCY, (i) => ({ port, dial, clientId: `${tag}-p${i}` }))
       all.push(...pubs)
       pubs.forEach((p, i) => stops.push(flood(p, topic, payload, i, flows[i] as Flow, c)))
     } else if (spec.kind === 'pairs') {
       const topicOf = (i: number): string => `bench/${tag}/pair/${i}`
       const subs = await openMany(spec.pairs, OPEN_CONCURRENCY, (i) => ({
-        port, clientId: `${tag}-s${i}`, subscribe: { topic: topicOf(i), qos: spec.qos },
+        port, dial, clientId: `${tag}-s${i}`, subscribe: { topic: topicOf(i), qos: spec.qos },
       }))
       all.push(...subs)
       subscribers.push(...subs)
@@ -206,7 +239,7 @@ export async function startThroughput(args: StartArgs): Promise<Running> {
       } else {
         for (const s of subs) ackingSubscriber(s, () => c.received++)
       }
-      const pubs = await openMany(spec.pairs, OPEN_CONCURRENCY, (i) => ({ port, clientId: `${tag}-p${i}` }))
+      const pubs = await openMany(spec.pairs, OPEN_CONCURRENCY, (i) => ({ port, dial, clientId: `${tag}-p${i}` }))
       all.push(...pubs)
       pubs.forEach((p, i) => {
         stops.push(spec.qos === 1
@@ -221,6 +254,24 @@ export async function startThroughput(args: StartArgs): Promise<Running> {
     throw err
   }
 
+  return runningFlows({ all, subscribers, stops, flows, c })
+}
+
+/** The clients and flows of a flow-windowed load, as runningFlows() drives them. */
+export interface FlowLoad {
+  all: WireClient[]
+  subscribers: WireClient[]
+  stops: Array<() => void>
+  flows: Flow[]
+  c: Counters
+  /** More counters of the load's own (e.g. deliveries that failed a check). */
+  extra?: () => Record<string, number>
+  problem?: () => string | null
+}
+
+/** Writes off stalled flows every STALL_CHECK_MS; stop() lets in-flight traffic arrive, then closes every client. */
+export function runningFlows(l: FlowLoad): Running {
+  const { all, subscribers, stops, flows, c } = l
   const stallTimer = setInterval(() => {
     const now = performance.now()
     for (const f of flows) c.writtenOff += f.checkStall(now)
@@ -233,14 +284,19 @@ export async function startThroughput(args: StartArgs): Promise<Running> {
       writtenOff: c.writtenOff,
       subscriberReads: subscribers.reduce((n, cl) => n + cl.reads, 0),
       socketErrors: all.reduce((n, cl) => n + cl.errors, 0),
+      ...l.extra?.(),
     }),
+    ...(l.problem ? { problem: l.problem } : {}),
     stop: async () => {
       clearInterval(stallTimer)
       for (const s of stops) s()
       // Let what is in flight arrive before closing: dropping 100 sockets on a broker with
       // deep queues crashes some (Aedes overflows its stack), and leftover work would bleed
       // into the next repetition's numbers.
-      await drained(() => c.received, DRAIN_QUIET_MS, DRAIN_MAX_MS)
+      // Deep loads (`deep`, `fanout10k`) may hold hundreds of thousands of deliveries: more
+      // time for a slow broker to deliver them (a fast one is quiet, and done, sooner).
+      const depth = flows.reduce((n, f) => n + f.depth, 0)
+      await drained(() => c.received, DRAIN_QUIET_MS, Math.min(DRAIN_MAX_MS * 8, Math.max(DRAIN_MAX_MS, depth / DRAIN_ASSUMED_PER_MS)))
       for (const cl of all) cl.destroy()
     },
   }
@@ -248,9 +304,11 @@ export async function startThroughput(args: StartArgs): Promise<Running> {
 
 const DRAIN_QUIET_MS = 100
 const DRAIN_MAX_MS = 2000
+/** Deliveries per ms a slow broker is given credit for when its in-flight traffic drains. */
+const DRAIN_ASSUMED_PER_MS = 50
 
 /** Resolves once `count()` has not moved for `quietMs`, or after `maxMs` at most. */
-async function drained(count: () => number, quietMs: number, maxMs: number): Promise<void> {
+export async function drained(count: () => number, quietMs: number, maxMs: number): Promise<void> {
   const end = performance.now() + maxMs
   let last = count()
   let lastChange = performance.now()

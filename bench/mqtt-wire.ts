@@ -1,4 +1,4 @@
-// Just enough MQTT 3.1.1 for the load generator: encode a handful of packets once,
+// Just enough MQTT 3.1.1 for the load generator (MQTT 5 extras in bench/mqtt5-wire.ts): encode a handful of packets once,
 // frame the incoming byte stream by fixed header, and drive one TCP client.
 //
 // The generator must stay cheaper than any broker it measures, so it does not use the
@@ -8,6 +8,9 @@
 // The bytes produced here are cross-checked against `mqtt-packet` by bench/wire-check.ts.
 
 import net from 'node:net'
+import type { Duplex } from 'node:stream'
+import { dial, TCP, type Dial } from './dial.js'
+import { encodeConnect5, encodeSubscribe5 } from './mqtt5-wire.js'
 
 export const PacketType = {
   CONNACK: 2,
@@ -17,7 +20,7 @@ export const PacketType = {
   PINGRESP: 13,
 } as const
 
-function varint(n: number): number[] {
+export function varint(n: number): number[] {
   const out: number[] = []
   do {
     let byte = n % 128
@@ -28,7 +31,7 @@ function varint(n: number): number[] {
   return out
 }
 
-function str(s: string): Buffer {
+export function str(s: string): Buffer {
   const body = Buffer.from(s, 'utf8')
   const b = Buffer.allocUnsafe(2 + body.length)
   b.writeUInt16BE(body.length, 0)
@@ -36,7 +39,7 @@ function str(s: string): Buffer {
   return b
 }
 
-function packet(first: number, ...parts: Buffer[]): Buffer {
+export function packet(first: number, ...parts: Buffer[]): Buffer {
   const body = Buffer.concat(parts)
   return Buffer.concat([Buffer.from([first, ...varint(body.length)]), body])
 }
@@ -48,10 +51,12 @@ export function encodeConnect(clientId: string, keepaliveSeconds: number, clean 
   return packet(0x10, header, str(clientId))
 }
 
-export function encodeSubscribe(packetId: number, topic: string, qos: 0 | 1): Buffer {
+/** One SUBSCRIBE for one filter or several (all at the same QoS). */
+export function encodeSubscribe(packetId: number, topic: string | string[], qos: 0 | 1): Buffer {
   const id = Buffer.allocUnsafe(2)
   id.writeUInt16BE(packetId, 0)
-  return packet(0x82, id, str(topic), Buffer.from([qos]))
+  const topics = typeof topic === 'string' ? [topic] : topic
+  return packet(0x82, id, ...topics.flatMap((t) => [str(t), Buffer.from([qos])]))
 }
 
 export interface PublishTemplate {
@@ -173,10 +178,25 @@ export interface OpenOptions {
   port: number
   clientId: string
   keepalive?: number
-  subscribe?: { topic: string; qos: 0 | 1 }
+  /** One SUBSCRIBE right after CONNECT; with several filters every one must be granted. */
+  subscribe?: { topic: string | string[]; qos: 0 | 1 }
   timeoutMs?: number
   /** Clean session flag; default true. False: a persistent session. */
   clean?: boolean
+  /** TCP (default), TLS or WebSocket. */
+  dial?: Dial
+  /** Loopback source address (TCP only), for more connections than one address has ports. */
+  localAddress?: string
+  /**
+   * MQTT 5 instead of 3.1.1 (clean start, no session expiry): the CONNECT carries this Topic
+   * Alias Maximum and the SUBSCRIBE this Subscription Identifier.
+   */
+  v5?: { topicAliasMaximum: number; subscriptionId: number }
+  /**
+   * Called at CONNACK (or SUBACK) to install the client's own handlers before anything after it
+   * in the same read is framed: a persistent session's queue or retained messages come at once.
+   */
+  ready?: (client: WireClient) => void
 }
 
 /** One raw TCP MQTT client. After open() resolves, set `framer.onPacket` to take over. */
@@ -189,8 +209,9 @@ export class WireClient {
   /** 'data' events so far: messages per read tells how well a broker batches its writes. */
   reads = 0
 
-  private constructor(readonly socket: net.Socket) {
-    socket.setNoDelay(true)
+  private constructor(readonly socket: Duplex) {
+    // A WebSocket stream has no Nagle switch of its own (ws turns Nagle off on its socket).
+    if (socket instanceof net.Socket) socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => {
       this.reads++
       this.framer.push(chunk)
@@ -202,7 +223,7 @@ export class WireClient {
   }
 
   static async open(opts: OpenOptions): Promise<WireClient> {
-    const socket = net.connect({ port: opts.port, host: '127.0.0.1' })
+    const socket = dial(opts.port, opts.dial ?? TCP, opts.localAddress)
     const client = new WireClient(socket)
     const handshake = new Promise<void>((resolve, reject) => {
       let connacked = false
@@ -210,13 +231,18 @@ export class WireClient {
         socket.off('close', onClose)
         socket.off('error', onError)
         client.framer.onPacket = () => {}
-        if (err) reject(err)
-        else resolve()
+        client.framer.wantBody = () => false
+        if (err) return reject(err)
+        // Before the rest of this chunk is framed: it may already hold messages for the client.
+        opts.ready?.(client)
+        resolve()
       }
       const onClose = (): void => done(new Error(`${opts.clientId}: closed during handshake`))
       const onError = (err: Error): void => done(err)
       socket.once('close', onClose)
       socket.once('error', onError)
+      // A SUBACK for many filters may straddle reads (TLS and WebSocket cut smaller ones too).
+      client.framer.wantBody = () => true
       client.framer.onPacket = (first, buf, start, len) => {
         const type = first >> 4
         if (type === PacketType.CONNACK) {
@@ -225,15 +251,41 @@ export class WireClient {
           connacked = true
           if (opts.subscribe === undefined) done()
         } else if (type === PacketType.SUBACK && connacked) {
-          const granted = len >= 3 ? buf[start + 2] : 0x80
-          if (granted === 0x80) return done(new Error(`${opts.clientId}: SUBSCRIBE refused`))
+          // After the packet id (and, in MQTT 5, the properties): one return code per filter,
+          // 0x80 and above a refusal.
+          let at = start + 2
+          if (opts.v5 !== undefined) {
+            let propLen = 0
+            let mult = 1
+            for (;;) {
+              const b = buf[at++] as number
+              propLen += (b & 0x7f) * mult
+              mult *= 128
+              if ((b & 0x80) === 0) break
+            }
+            at += propLen
+          }
+          const want = typeof opts.subscribe?.topic === 'string' ? 1 : opts.subscribe?.topic.length ?? 1
+          if (start + len - at !== want) return done(new Error(`${opts.clientId}: SUBACK has ${start + len - at} return codes for ${want} filters`))
+          for (let i = at; i < start + len; i++) {
+            if ((buf[i] as number) >= 0x80) return done(new Error(`${opts.clientId}: SUBSCRIBE refused (0x${(buf[i] as number).toString(16)}) for filter ${i - at + 1} of ${want}`))
+          }
           done()
         }
       }
     })
+    const keepalive = opts.keepalive ?? 60
     socket.cork()
-    socket.write(encodeConnect(opts.clientId, opts.keepalive ?? 60, opts.clean ?? true))
-    if (opts.subscribe) socket.write(encodeSubscribe(1, opts.subscribe.topic, opts.subscribe.qos))
+    if (opts.v5 !== undefined) {
+      socket.write(encodeConnect5(opts.clientId, keepalive, opts.v5.topicAliasMaximum))
+      if (opts.subscribe) {
+        const topics = typeof opts.subscribe.topic === 'string' ? [opts.subscribe.topic] : opts.subscribe.topic
+        socket.write(encodeSubscribe5(1, topics, opts.subscribe.qos, opts.v5.subscriptionId))
+      }
+    } else {
+      socket.write(encodeConnect(opts.clientId, keepalive, opts.clean ?? true))
+      if (opts.subscribe) socket.write(encodeSubscribe(1, opts.subscribe.topic, opts.subscribe.qos))
+    }
     socket.uncork()
     try {
       await withTimeout(handshake, opts.timeoutMs ?? 5000, `handshake of ${opts.clientId}`)

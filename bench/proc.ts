@@ -163,3 +163,14 @@ export async function waitQuiet(say: (s: string) => void, quietPct: number, maxM
     waited = true
   }
 }
+
+/** The hard limit on open files of this process (what Node raises its own soft limit to); null where unknown. */
+export function openFilesLimit(): number | null {
+  try {
+    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+    if (!m || m[1] === undefined) return null
+    return m[1] === 'unlimited' ? Infinity : Number(m[1])
+  } catch {
+    return null
+  }
+}

@@ -12,20 +12,88 @@ export interface MetricDef {
   unit: string
   better: 'higher' | 'lower'
   digits: number
+  /**
+   * Where the value comes from (bench/run.ts): 'rate:<counter>', the counter's growth over the
+   * window per second; else a result of that name: the generator's window metrics (p50Us ...),
+   * a load's setup or finish results (queueRate, deliverMs ...), or the broker's memory
+   * (rssMiB, heapMiB; rssPerConn, heapPerConn for idle clients). Default 'rate:received'.
+   */
+  source?: string
+  /** Multiplies the value (e.g. 1/1000 for ms → s). */
+  scale?: number
 }
+
+export type Listener = 'tcp' | 'ws' | 'tls'
 
 export interface ScenarioDef {
   id: string
   title: string
-  /** 'window': steady traffic measured over a fixed window; 'memory': before/after snapshot. */
-  kind: 'window' | 'memory'
+  /**
+   * 'window': steady traffic measured over a fixed window; 'memory': idle clients, a
+   * before/after snapshot; 'oneshot': a two-phase load (the generator's start, then finish),
+   * each phase timed by the load itself.
+   */
+  kind: 'window' | 'memory' | 'oneshot'
   spec: LoadSpec
   metrics: MetricDef[]
+  /** How the brokers listen and the clients connect; default plain TCP. */
+  listener?: Listener
+  /** A fresh broker process for each repetition: memory is measured, or state would carry over. Always for 'memory'. */
+  fresh?: boolean
+  /** The broker's RSS and heap, after a forced GC, before the generator's start and after it (rssMiB, heapMiB). */
+  memory?: boolean
+  /** Run only when named in --scenarios (or with --scenarios all): too slow for a default run. */
+  optIn?: boolean
+  /** Brokers that cannot run it, and why (their column says skipped). */
+  unsupported?: Partial<Record<BrokerName, string>>
+  /** Connections the generator (and so the broker) holds at once, when in the thousands: checked against the open-files limit. */
+  connections?: number
+  /** Longest the generator's start (and finish) may take; default 60 s. */
+  setupTimeoutMs?: number
 }
 
-const rate = (key: string, label: string, unit: string): MetricDef => ({ key, label, unit, better: 'higher', digits: 0 })
+const rate = (key: string, label: string, unit: string, source?: string): MetricDef =>
+  ({ key, label, unit, better: 'higher', digits: 0, ...(source === undefined ? {} : { source }) })
+const micros = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: 'µs', better: 'lower', digits: 0, source })
+const mib = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: 'MiB', better: 'lower', digits: 1, source })
+const kib = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: 'KiB', better: 'lower', digits: 1, source })
 
-export function scenarios(): ScenarioDef[] {
+/** 1000 → '1k', 100000 → '100k', 1000000 → '1M'. */
+function short(n: number): string {
+  if (n >= 1_000_000 && n % 100_000 === 0) return `${n / 1_000_000}M`
+  if (n >= 1000 && n % 100 === 0) return `${n / 1000}k`
+  return String(n)
+}
+
+const MQTT5_ONLY = { aedes: 'Aedes does not support MQTT 5' }
+
+/** A fixed-rate latency scenario: p50, p99 and max; keys suffixed by the rate (p50_5k), except the original 2k one's (p50, p99, max). */
+function latencyAt(rate_: number, id: string): ScenarioDef {
+  const k = short(rate_)
+  const sfx = id === 'latency' ? '' : `_${k}`
+  return {
+    id, title: `latency at ${rate_.toLocaleString('en-US')} msg/s, 1 publisher → 1 subscriber, QoS 0`, kind: 'window',
+    spec: { kind: 'latency', rate: rate_ },
+    metrics: [
+      micros(`p50${sfx}`, `latency p50 @ ${k} msg/s`, 'p50Us'),
+      micros(`p99${sfx}`, `latency p99 @ ${k} msg/s`, 'p99Us'),
+      micros(`max${sfx}`, `latency max @ ${k} msg/s`, 'maxUs'),
+    ],
+  }
+}
+
+/**
+ * Every scenario. `scale` (0 < scale ≤ 1, --scale) shrinks the counts of the heavy ones (10k+
+ * connections, 100k retained messages, 1M subscriptions) for a quick check of the code; their
+ * titles show the counts actually used. Default sizes with scale 1.
+ */
+export function scenarios(scale = 1): ScenarioDef[] {
+  const n = (x: number, min = 1): number => Math.max(min, Math.round(x * scale))
+  const idle10k = n(10_000)
+  const idle100k = n(100_000)
+  const fan10k = n(10_000)
+  const retainedTopics = n(100_000)
+  const subClients = n(1000)
   return [
     {
       id: 'fanin', title: 'fan-in: 8 publishers → 1 subscriber, QoS 0', kind: 'window',
@@ -48,25 +116,105 @@ export function scenarios(): ScenarioDef[] {
       metrics: [rate('qos1', '50 pairs, QoS 1 (window 16)', 'deliveries/s')],
     },
     {
-      id: 'latency', title: 'latency at 2,000 msg/s, 1 publisher → 1 subscriber, QoS 0', kind: 'window',
-      spec: { kind: 'latency', rate: 2000 },
-      metrics: [
-        { key: 'p50', label: 'latency p50 @ 2k msg/s', unit: 'µs', better: 'lower', digits: 0 },
-        { key: 'p99', label: 'latency p99 @ 2k msg/s', unit: 'µs', better: 'lower', digits: 0 },
-      ],
+      id: 'wildcard', title: '50 pairs, QoS 0, each subscriber on bench/<tag>/w/<i>/+, 1,000 non-matching filters held by 4 idle clients', kind: 'window',
+      spec: { kind: 'wildcard', pairs: 50, window: 128, idleClients: 4, idleFilters: 1000 },
+      metrics: [rate('wildcard', '50 pairs via +, 1k idle filters', 'deliveries/s')],
+    },
+    {
+      id: 'deep', title: '50 pairs, QoS 0, 4,096 messages in flight per pair (deep outgoing queues)', kind: 'window',
+      spec: { kind: 'pairs', pairs: 50, qos: 0, window: 4096 },
+      metrics: [rate('deep', '50 pairs, QoS 0, window 4096', 'deliveries/s')],
+    },
+    latencyAt(2000, 'latency'),
+    latencyAt(1000, 'latency1k'),
+    latencyAt(5000, 'latency5k'),
+    latencyAt(20_000, 'latency20k'),
+    {
+      id: 'mqtt5', title: '50 pairs in MQTT 5, QoS 0: 2 user properties + message expiry per PUBLISH, subscription identifiers, topic alias maximum 10', kind: 'window',
+      spec: { kind: 'pairs5', pairs: 50, window: 128, topicAliasMaximum: 10 },
+      metrics: [rate('mqtt5', '50 pairs, MQTT 5 + properties', 'deliveries/s')],
+      unsupported: MQTT5_ONLY,
+    },
+    {
+      id: 'ws', title: '50 pairs over WebSocket (subprotocol mqtt), QoS 0', kind: 'window', listener: 'ws',
+      spec: { kind: 'pairs', pairs: 50, qos: 0, window: 128 },
+      metrics: [rate('ws', '50 pairs over WebSocket', 'deliveries/s')],
+    },
+    {
+      id: 'tls', title: '50 pairs over TLS (self-signed ECDSA P-256), QoS 0', kind: 'window', listener: 'tls',
+      spec: { kind: 'pairs', pairs: 50, qos: 0, window: 128 },
+      metrics: [rate('tls', '50 pairs over TLS', 'deliveries/s')],
+    },
+    {
+      id: 'fanout10k', title: `fan-out: 1 publisher → ${fan10k.toLocaleString('en-US')} subscribers, QoS 0`, kind: 'window',
+      // A shallow window: 64 messages ahead of the slowest of 10,000 subscribers is already
+      // 640,000 deliveries (~50 MB) queued in the broker.
+      spec: { kind: 'fanout', subscribers: fan10k, window: 64 },
+      metrics: [rate('fanout10k', `fan-out 1→${short(fan10k)}, QoS 0`, 'deliveries/s')],
+      connections: fan10k + 1,
+      setupTimeoutMs: 180_000,
     },
     {
       id: 'connect', title: 'connections per second: CONNECT → CONNACK → DISCONNECT, 8 parallel workers', kind: 'window',
       spec: { kind: 'connect', workers: 8, maxConnections: 50_000 },
-      metrics: [rate('connect', 'connections (8 workers)', 'conn/s')],
+      metrics: [rate('connect', 'connections (8 workers)', 'conn/s', 'rate:connections')],
+    },
+    {
+      id: 'persistent', title: '100 persistent sessions (clean session 0) offline, 500 QoS 1 messages queued for each, then they reconnect', kind: 'oneshot',
+      spec: { kind: 'persistent', subscribers: 100, messages: 500, window: 64 },
+      metrics: [
+        rate('persistQueue', 'QoS 1 into 100 offline queues', 'msg/s acked', 'queueRate'),
+        rate('persistDrain', 'queued QoS 1 delivered on reconnect', 'msg/s', 'drainRate'),
+      ],
+      fresh: true,
+    },
+    {
+      id: 'retained', title: `${retainedTopics.toLocaleString('en-US')} retained topics set, then one subscription to <prefix>/# receives them all`, kind: 'oneshot',
+      spec: { kind: 'retained', topics: retainedTopics },
+      metrics: [
+        { key: 'retainedDeliver', label: `${short(retainedTopics)} retained delivered on subscribe`, unit: 'ms', better: 'lower', digits: 0, source: 'deliverMs' },
+        mib('retainedRss', `RSS holding ${short(retainedTopics)} retained`, 'rssMiB'),
+        mib('retainedHeap', `heap holding ${short(retainedTopics)} retained`, 'heapMiB'),
+      ],
+      fresh: true, memory: true, setupTimeoutMs: 180_000,
     },
     {
       id: 'memory', title: 'memory per idle connection: RSS and heap delta after 2,000 connected clients', kind: 'memory',
       spec: { kind: 'idle', clients: 2000, concurrency: 50 },
       metrics: [
-        { key: 'rssPerConn', label: 'RSS per idle connection', unit: 'KiB', better: 'lower', digits: 1 },
-        { key: 'heapPerConn', label: 'heap per idle connection', unit: 'KiB', better: 'lower', digits: 1 },
+        kib('rssPerConn', 'RSS per idle connection', 'rssPerConn'),
+        kib('heapPerConn', 'heap per idle connection', 'heapPerConn'),
       ],
+    },
+    {
+      id: 'memory10k', title: `memory per idle connection: ${idle10k.toLocaleString('en-US')} clients, one subscription each`, kind: 'memory',
+      spec: { kind: 'idle', clients: idle10k, concurrency: 50, subscribe: true },
+      metrics: [
+        kib('rssPerConn10k', `RSS per idle subscriber (${short(idle10k)})`, 'rssPerConn'),
+        kib('heapPerConn10k', `heap per idle subscriber (${short(idle10k)})`, 'heapPerConn'),
+      ],
+      connections: idle10k,
+      setupTimeoutMs: 180_000,
+    },
+    {
+      id: 'idle100k', title: `memory per idle connection: ${idle100k.toLocaleString('en-US')} clients from several loopback addresses (opt-in)`, kind: 'memory',
+      spec: { kind: 'idle', clients: idle100k, concurrency: 100, perAddress: 10_000 },
+      metrics: [
+        kib('rssPerConn100k', `RSS per idle connection (${short(idle100k)})`, 'rssPerConn'),
+        kib('heapPerConn100k', `heap per idle connection (${short(idle100k)})`, 'heapPerConn'),
+      ],
+      connections: idle100k, optIn: true, setupTimeoutMs: 300_000,
+    },
+    {
+      id: 'subs1m', title: `${(subClients * 1000).toLocaleString('en-US')} subscriptions (${subClients.toLocaleString('en-US')} clients × 1,000 filters, 1/4 literal, 3/4 wildcard), then publishes matching one each (opt-in)`, kind: 'window',
+      spec: { kind: 'subscriptions', clients: subClients, filtersPerClient: 1000, window: 1024 },
+      metrics: [
+        rate('subs1m', `match among ${short(subClients * 1000)} subscriptions`, 'deliveries/s'),
+        { key: 'subs1mSubscribe', label: `${short(subClients * 1000)} subscriptions granted in`, unit: 's', better: 'lower', digits: 1, source: 'subscribeMs', scale: 1 / 1000 },
+        mib('subs1mRss', `RSS holding ${short(subClients * 1000)} subscriptions`, 'rssMiB'),
+        mib('subs1mHeap', `heap holding ${short(subClients * 1000)} subscriptions`, 'heapMiB'),
+      ],
+      connections: subClients + 1, fresh: true, memory: true, optIn: true, setupTimeoutMs: 300_000,
     },
   ]
 }

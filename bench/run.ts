@@ -4,6 +4,8 @@
 //   npm run bench -- --quick               smoke test: 1 repetition × 1 s windows
 //   npm run bench -- --only culex,aedes    choose brokers
 //   npm run bench -- --scenarios fanin,latency
+//   npm run bench -- --scenarios all       also the opt-in heavy ones (idle100k, subs1m)
+//   npm run bench -- --scale 0.1           shrink the heavy scenarios' counts, to check them quickly
 //   npm run bench -- --json results.json   also write every repetition as JSON
 //   npm run bench -- --durable             the durable-persistence scenarios instead (bench/durable.ts)
 //   npm run bench -- --cluster             the cluster scenarios instead (bench/cluster.ts)
@@ -22,9 +24,11 @@ import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import type { BrokerStats } from './broker-process.js'
+import type { Dial } from './dial.js'
 import { IpcClient } from './ipc.js'
 import type { Mark, StartArgs } from './load-types.js'
-import { buildFlashmq, findMosquitto, locateFlashmq, machineBusyUs, procCpuUs } from './proc.js'
+import { buildFlashmq, findMosquitto, locateFlashmq, machineBusyUs, openFilesLimit, procCpuUs } from './proc.js'
+import { makeCert, type BenchCert } from './tls-cert.js'
 import { checkWire } from './wire-check.js'
 import {
   BROKERS, cpuTable, formatNumber, resultsTable, rotate, scenarios, summarize,
@@ -34,8 +38,10 @@ import {
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
 const PAYLOAD_BYTES = 64
-/** Whatever happens, the whole run ends by then. */
-const RUN_DEADLINE_MS = 15 * 60_000
+/** Open files a process needs besides its connections (modules, pipes, listeners). */
+const FD_MARGIN = 200
+/** Where Culex, Aedes and FlashMQ serve MQTT over WebSocket (bench/broker-process.ts WS_PATH). */
+const WS_PATH = '/mqtt'
 
 // ---------------------------------------------------------------- options
 
@@ -60,17 +66,20 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     reps: { type: 'string' },
     duration: { type: 'string' },
+    scale: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   allowPositionals: false,
 })
 
 if (flags.help) {
-  process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto,flashmq] [--scenarios ids]
-                        [--reps N] [--duration MS] [--json FILE]
+  process.stdout.write(`usage: npm run bench -- [--quick] [--only culex,aedes,mosquitto,flashmq] [--scenarios ids|all]
+                        [--reps N] [--duration MS] [--scale F] [--json FILE]
        npm run bench -- --durable --help     the durable-persistence scenarios
        npm run bench -- --cluster --help     the cluster scenarios
-scenarios: ${scenarios().map((s) => s.id).join(', ')}
+scenarios: ${scenarios().filter((s) => !s.optIn).map((s) => s.id).join(', ')}
+opt-in (only when named, or with --scenarios all): ${scenarios().filter((s) => s.optIn).map((s) => s.id).join(', ')}
+--scale F (0 < F <= 1) shrinks the heavy scenarios' counts (10k+ clients, 100k retained, 1M subscriptions)
 `)
   process.exit(0)
 }
@@ -95,14 +104,27 @@ const wanted: BrokerName[] = flags.only
   })
   : [...BROKERS]
 
-const allDefs = scenarios()
-const defs: ScenarioDef[] = flags.scenarios
-  ? flags.scenarios.split(',').map((id) => {
-    const d = allDefs.find((s) => s.id === id.trim())
-    if (!d) throw new Error(`unknown scenario '${id}' (have: ${allDefs.map((s) => s.id).join(', ')})`)
-    return d
-  })
-  : allDefs
+const scale = flags.scale === undefined ? 1 : Number(flags.scale)
+if (!(scale > 0 && scale <= 1)) throw new Error(`--scale must be in (0, 1], got ${flags.scale}`)
+const allDefs = scenarios(scale)
+// The opt-in scenarios (hundreds of thousands of connections or subscriptions) only when named.
+const defs: ScenarioDef[] = flags.scenarios === undefined
+  ? allDefs.filter((d) => !d.optIn)
+  : flags.scenarios.trim() === 'all'
+    ? allDefs
+    : flags.scenarios.split(',').map((id) => {
+      const d = allDefs.find((s) => s.id === id.trim())
+      if (!d) throw new Error(`unknown scenario '${id}' (have: ${allDefs.map((s) => s.id).join(', ')}, or all)`)
+      return d
+    })
+
+/**
+ * Whatever happens, the whole run ends by then: a budget per selected scenario (plain ones
+ * take about a minute with 3 repetitions, those with 10k clients or two phases a few, the
+ * opt-in ones far more), for the repetitions asked for.
+ */
+const RUN_DEADLINE_MS = (5 + Math.max(1, reps / 3) *
+  defs.reduce((m, d) => m + (d.optIn ? 20 : d.connections !== undefined || d.kind === 'oneshot' ? 4 : 1.5), 0)) * 60_000
 
 // ---------------------------------------------------------------- child processes
 
@@ -155,20 +177,34 @@ async function endChild(ipc: IpcClient, graceful: string | null): Promise<void> 
 
 interface BrokerHandle { name: BrokerName; ipc: IpcClient; port: number; pid: number }
 
+/** A broker that cannot run a scenario (e.g. a Mosquitto built without websockets): skipped, not an error. */
+class Unsupported extends Error {}
+
 const mosquittoPath = findMosquitto()
 /** Set in main(), once found (or built); null while it is not. */
 let flashmqPath: string | null = null
 /** Longest a FlashMQ build by bench/run.ts may take (once: the script caches it); under RUN_DEADLINE_MS. */
 const FLASHMQ_BUILD_MS = 12 * 60_000
+/** The self-signed certificate of the `tls` scenario; made in main() when that scenario runs. */
+let cert: BenchCert | null = null
 
-async function startBroker(name: BrokerName): Promise<BrokerHandle> {
+async function startBroker(name: BrokerName, def: ScenarioDef): Promise<BrokerHandle> {
   const binary = name === 'mosquitto' ? mosquittoPath : name === 'flashmq' ? flashmqPath : null
   const args = binary ? [name, binary] : [name]
+  if (def.listener === 'ws') args.push('--listener', 'ws')
+  if (def.listener === 'tls') {
+    if (!cert) throw new Error('no certificate for the tls scenario')
+    args.push('--listener', 'tls', '--tls-dir', cert.dir)
+  }
+  // Culex refuses connections beyond 10,000 by default; the other brokers run here without a
+  // limit (Mosquitto with max_connections -1), so a scenario that holds more raises it.
+  if (def.connections !== undefined) args.push('--max-connections', String(def.connections + 1000))
   // CULEX_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the Node brokers (Culex, Aedes).
   const nodeArgs = name === 'culex' || name === 'aedes' ? (process.env.CULEX_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) : []
   const ipc = new IpcClient(forkChild('broker-process.ts', args, ['--expose-gc', ...nodeArgs]), `${name} broker`)
   try {
-    const n = await ipc.notice(['ready', 'failed'], 30_000)
+    const n = await ipc.notice(['ready', 'failed', 'unsupported'], 30_000)
+    if (n.type === 'unsupported') throw new Unsupported(String(n.reason))
     if (n.type === 'failed') throw new Error(String(n.message).split('\n')[0])
     const port = Number(n.port)
     const pid = Number(n.pid)
@@ -208,10 +244,68 @@ function timed<T extends object>(p: Promise<T>): Promise<T & { ms: number }> {
   return r
 }
 
+/** How the generator's clients reach the brokers in this scenario. */
+function dialFor(def: ScenarioDef): Dial | undefined {
+  if (def.listener === 'ws') return { kind: 'ws', path: WS_PATH }
+  if (def.listener === 'tls') {
+    if (!cert) throw new Error('no certificate for the tls scenario')
+    return { kind: 'tls', ca: cert.ca }
+  }
+  return undefined
+}
+
+function startArgs(def: ScenarioDef, b: BrokerHandle): StartArgs {
+  const dial = dialFor(def)
+  return { port: b.port, spec: def.spec, payloadBytes: PAYLOAD_BYTES, tag: newTag(), ...(dial ? { dial } : {}) }
+}
+
+const MIB = 1024 * 1024
+
+/** What holding the load's state cost the broker: RSS and heap growth, MiB (heap NaN for native brokers). */
+function memoryGrowth(before: BrokerStats, after: BrokerStats): Record<string, number> {
+  return {
+    rssMiB: (after.rss - before.rss) / MIB,
+    heapMiB: before.heapUsed === null || after.heapUsed === null ? NaN : (after.heapUsed - before.heapUsed) / MIB,
+  }
+}
+
+/**
+ * The scenario's numbers from what was measured (see MetricDef.source): `rate` turns a
+ * counter's growth over the window into a rate; any other source must be among `results`.
+ */
+function pickValues(def: ScenarioDef, results: Record<string, number>, rate: (counter: string) => number): Record<string, number> {
+  const values: Record<string, number> = {}
+  for (const m of def.metrics) {
+    const source = m.source ?? 'rate:received'
+    let v: number
+    if (source.startsWith('rate:')) v = rate(source.slice('rate:'.length))
+    else {
+      const r = results[source]
+      if (r === undefined) throw new Error(`the load reported no '${source}' for ${m.key}`)
+      v = r
+    }
+    values[m.key] = v * (m.scale ?? 1)
+  }
+  return values
+}
+
+/** A failed check in the generator (Mark.problem) is an error, never a number. */
+function checkMark(m: Mark): void {
+  if (m.problem !== undefined) throw new Error(`check failed: ${m.problem}`)
+}
+
 async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firstRep: boolean): Promise<RepResult> {
-  const startArgs: StartArgs = { port: b.port, spec: def.spec, payloadBytes: PAYLOAD_BYTES, tag: newTag() }
+  const setupMs = def.setupTimeoutMs ?? 60_000
   try {
-    await gen.request('start', startArgs, 60_000)
+    // Memory scenarios: the broker's growth from before the load's setup to after it.
+    let memory: Record<string, number> = {}
+    let before: BrokerStats | null = null
+    if (def.memory) {
+      await sleep(500)
+      before = await brokerStats(b, true)
+    }
+    const setup = await gen.request<Record<string, number> | null>('start', startArgs(def, b), setupMs)
+    if (before) memory = memoryGrowth(before, await brokerStats(b, true))
     // A fresh broker process is still compiling its hot path; give its first repetition longer.
     await sleep(firstRep ? 2 * warmupMs : warmupMs)
     // The window is timed by the generator's marks; the broker's CPU is read from /proc
@@ -228,18 +322,11 @@ async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firs
     const lag = await lagProbe.then((r) => r.ms, () => NaN)
     // Counters simply stop when a broker dies, which would read as a (low) result.
     if (!b.ipc.alive) throw new Error('broker process died during the measurement window')
+    checkMark(g1)
     const seconds = (g1.t - g0.t) / 1000
     const delta = (k: string): number => ((g1.counters[k] ?? 0) - (g0.counters[k] ?? 0))
-    const values: Record<string, number> = {}
-    if (def.spec.kind === 'latency') {
-      values.p50 = g1.metrics.p50Us ?? NaN
-      values.p99 = g1.metrics.p99Us ?? NaN
-    } else if (def.spec.kind === 'connect') {
-      values[def.id] = delta('connections') / seconds
-    } else {
-      values[def.id] = delta('received') / seconds
-    }
-    const info: Record<string, number> = { windowS: seconds, brokerIpcLagMs: lag, ...g1.metrics }
+    const values = pickValues(def, { ...setup, ...memory, ...g1.metrics }, (k) => delta(k) / seconds)
+    const info: Record<string, number> = { windowS: seconds, brokerIpcLagMs: lag, ...setup, ...memory, ...g1.metrics }
     for (const k of Object.keys(g1.counters)) info[`${k}PerS`] = delta(k) / seconds
     const brokerCpuPct = (100 * (c1.cpuUs - c0.cpuUs)) / ((c1.t - c0.t) * 1000)
     const genCpuPct = (100 * (g1.cpuUs - g0.cpuUs)) / ((g1.t - g0.t) * 1000)
@@ -255,29 +342,55 @@ async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firs
   }
 }
 
+/**
+ * A two-phase load (persistent sessions, retained messages): the generator's `start` runs the
+ * first phase, the broker's memory is read (scenarios with `memory`), `finish` runs the second;
+ * each phase times itself, and a failed check fails the repetition. No CPU columns: the phases
+ * are too short and uneven for a meaningful share of a core.
+ */
+async function runOneshot(def: ScenarioDef, b: BrokerHandle, gen: IpcClient): Promise<RepResult> {
+  const phaseMs = def.setupTimeoutMs ?? 60_000
+  await sleep(500)
+  const before = def.memory ? await brokerStats(b, true) : null
+  try {
+    const setup = await gen.request<Record<string, number> | null>('start', startArgs(def, b), phaseMs)
+    const memory = before ? memoryGrowth(before, await brokerStats(b, true)) : {}
+    const finish = await gen.request<Record<string, number>>('finish', null, phaseMs)
+    const m = await gen.request<Mark>('mark', { phase: 'end' }, 10_000)
+    if (!b.ipc.alive) throw new Error('broker process died during the scenario')
+    checkMark(m)
+    const results = { ...setup, ...memory, ...finish }
+    const values = pickValues(def, results, () => NaN)
+    return { values, brokerCpuPct: null, genCpuPct: null, otherCpuPct: null, info: { ...results, ...m.counters } }
+  } finally {
+    await gen.request('stop', null, 60_000).catch(() => {})
+  }
+}
+
 async function runMemory(def: ScenarioDef, b: BrokerHandle, gen: IpcClient): Promise<RepResult> {
   if (def.spec.kind !== 'idle') throw new Error('memory scenario needs an idle load')
   // Let start-up allocation and JIT settle before the baseline.
   await sleep(500)
   const before = await brokerStats(b, true)
   try {
-    await gen.request('start', { port: b.port, spec: def.spec, payloadBytes: PAYLOAD_BYTES, tag: newTag() }, 90_000)
+    await gen.request('start', startArgs(def, b), def.setupTimeoutMs ?? 90_000)
     await sleep(1000)
     const after = await brokerStats(b, true)
-    const m = await gen.request<Mark>('mark', { phase: 'end' }, 10_000)
+    const m = await gen.request<Mark>('mark', { phase: 'end' }, 30_000)
     const connected = m.counters.connected ?? 0
     if (connected < def.spec.clients) throw new Error(`only ${connected}/${def.spec.clients} clients still connected`)
     const perConn = (x: number | null, y: number | null): number =>
       x === null || y === null ? NaN : (y - x) / connected / 1024
+    const results = { rssPerConn: perConn(before.rss, after.rss), heapPerConn: perConn(before.heapUsed, after.heapUsed) }
     return {
-      values: { rssPerConn: perConn(before.rss, after.rss), heapPerConn: perConn(before.heapUsed, after.heapUsed) },
+      values: pickValues(def, results, () => NaN),
       brokerCpuPct: null,
       genCpuPct: null,
       otherCpuPct: null,
       info: { connected, rssBefore: before.rss, rssAfter: after.rss, heapBefore: before.heapUsed ?? NaN, heapAfter: after.heapUsed ?? NaN },
     }
   } finally {
-    await gen.request('stop', null, 20_000).catch(() => {})
+    await gen.request('stop', null, 60_000).catch(() => {})
   }
 }
 
@@ -327,31 +440,74 @@ async function main(): Promise<void> {
   const gen = new IpcClient(forkChild('load-generator.ts', [], []), 'load generator')
   await gen.notice(['ready'], 30_000)
 
+  // The `tls` scenario's certificate: made once, removed at exit. Without openssl it is skipped.
+  let certProblem: string | null = null
+  if (defs.some((d) => d.listener === 'tls')) {
+    try {
+      const made = makeCert()
+      cert = made
+      process.on('exit', () => made.remove())
+    } catch (err) {
+      certProblem = errorText(err)
+    }
+  }
+  const nofile = openFilesLimit()
+
+  /** Why `name` cannot run `def` on this machine, or null. */
+  const cannot = (def: ScenarioDef, name: BrokerName): string | null => {
+    const why = def.unsupported?.[name]
+    if (why !== undefined) return why
+    if (def.listener === 'tls' && certProblem !== null) return certProblem
+    // Node raises its soft limit to the hard one by itself, and so does every broker here
+    // (Mosquitto inherits it, FlashMQ is given it): only the hard limit counts.
+    if (def.connections !== undefined && nofile !== null && nofile < def.connections + FD_MARGIN) {
+      return `${def.connections.toLocaleString('en-US')} connections need ${(def.connections + FD_MARGIN).toLocaleString('en-US')} open files ` +
+        `per process; the hard limit here is ${nofile.toLocaleString('en-US')} (raise it: ulimit -Hn as root, LimitNOFILE=, docker --ulimit nofile=)`
+    }
+    return null
+  }
+
   const results: Results = {}
   for (const def of defs) {
     process.stdout.write(`\n${def.title}\n`)
     const reps_: Partial<Record<BrokerName, RepResult[]>> = {}
     const errors: Partial<Record<BrokerName, string>> = {}
+    const skipped: Partial<Record<BrokerName, string>> = {}
     const fail = (name: BrokerName, err: unknown): void => {
       errors[name] = errors[name] ? `${errors[name]}; ${errorText(err)}` : errorText(err)
       process.stdout.write(`  ${name.padEnd(9)} error: ${errorText(err)}\n`)
+    }
+    const skip = (name: BrokerName, why: string): void => {
+      skipped[name] = `skipped: ${why}`
+      process.stdout.write(`  ${name.padEnd(9)} skipped: ${why}\n`)
     }
     const record = (name: BrokerName, rep: number, r: RepResult): void => {
       ;(reps_[name] ??= []).push(r)
       process.stdout.write(`  ${name.padEnd(9)} rep ${rep + 1}/${reps}  ${describe(def, r)}\n`)
     }
+    const able: BrokerName[] = []
+    for (const name of brokers) {
+      const why = cannot(def, name)
+      if (why === null) able.push(name)
+      else skip(name, why)
+    }
+    const measure = (b: BrokerHandle, firstRep: boolean): Promise<RepResult> =>
+      def.kind === 'memory' ? runMemory(def, b, gen) : def.kind === 'oneshot' ? runOneshot(def, b, gen) : runWindow(def, b, gen, firstRep)
 
-    if (def.kind === 'memory') {
+    if (def.kind === 'memory' || def.fresh) {
       // A fresh broker per repetition: RSS never shrinks back, so a reused process would
-      // measure the previous repetition's leftovers.
+      // measure the previous repetition's leftovers (and retained messages, sessions and
+      // subscriptions would carry over).
       for (let rep = 0; rep < reps; rep++) {
-        for (const name of rotate(brokers, rep)) {
+        for (const name of rotate(able, rep)) {
+          if (skipped[name]) continue
           let b: BrokerHandle | null = null
           try {
-            b = await startBroker(name)
-            record(name, rep, await runMemory(def, b, gen))
+            b = await startBroker(name, def)
+            record(name, rep, await measure(b, true))
           } catch (err) {
-            fail(name, err)
+            if (err instanceof Unsupported) skip(name, err.message)
+            else fail(name, err)
           } finally {
             if (b) await stopBroker(b)
           }
@@ -372,25 +528,26 @@ async function main(): Promise<void> {
           await stopBroker(b)
         }
         try {
-          const fresh = await startBroker(name)
+          const fresh = await startBroker(name, def)
           handles.set(name, fresh)
           return fresh
         } catch (err) {
           unstartable.add(name)
-          fail(name, err)
+          if (err instanceof Unsupported) skip(name, err.message)
+          else fail(name, err)
           return null
         }
       }
-      await Promise.all(brokers.map(ensure))
+      await Promise.all(able.map(ensure))
       for (let rep = 0; rep < reps; rep++) {
-        for (const name of rotate(brokers, rep)) {
+        for (const name of rotate(able, rep)) {
           if (unstartable.has(name)) continue
           const b = await ensure(name)
           if (!b) continue
           const firstRep = !warmed.has(b)
           warmed.add(b)
           try {
-            record(name, rep, await runWindow(def, b, gen, firstRep))
+            record(name, rep, await measure(b, firstRep))
           } catch (err) {
             fail(name, err)
           }
@@ -402,8 +559,9 @@ async function main(): Promise<void> {
 
     const row: Partial<Record<BrokerName, Cell>> = {}
     for (const name of wanted) {
-      if (notes[name]) {
-        row[name] = { reps: [], median: {}, brokerCpuPct: null, genCpuPct: null, otherCpuPct: null, skipped: notes[name] }
+      const skippedWhy = notes[name] ?? skipped[name]
+      if (skippedWhy) {
+        row[name] = { reps: [], median: {}, brokerCpuPct: null, genCpuPct: null, otherCpuPct: null, skipped: skippedWhy }
         continue
       }
       const rs = reps_[name] ?? []
@@ -427,6 +585,10 @@ async function main(): Promise<void> {
     process.stdout.write(`\nWarning: in ${busyReps.length} repetition(s) other processes used more than ${BUSY_WARN_PCT}% ` +
       'of a core during the window; those numbers understate every broker. Run on an otherwise idle machine.\n')
   }
+  // Per-scenario skips (a broker without MQTT 5, the open-files limit ...); whole-run ones are listed at the top.
+  const skips = Object.entries(results).flatMap(([id, row]) =>
+    Object.entries(row).filter(([b, c]) => c?.skipped && !notes[b as BrokerName]).map(([b, c]) => `  ${id} / ${b}: ${c?.skipped}`))
+  if (skips.length) process.stdout.write(`\nSkipped:\n${skips.join('\n')}\n`)
   if (failed.length) process.stdout.write(`\nErrors:\n${failed.join('\n')}\n`)
   process.stdout.write(`\nTotal time ${((Date.now() - t0) / 1000).toFixed(0)} s\n`)
 
@@ -438,7 +600,7 @@ async function main(): Promise<void> {
         cores: cpu.length, model: cpu[0]?.model ?? 'unknown', memoryBytes: os.totalmem(),
         platform: `${os.platform()} ${os.release()}`, node: process.version,
       },
-      options: { reps, warmupMs, durationMs, payloadBytes: PAYLOAD_BYTES, brokers: wanted, notes },
+      options: { reps, warmupMs, durationMs, payloadBytes: PAYLOAD_BYTES, scale, brokers: wanted, notes },
       scenarios: defs.map((d) => ({ ...d, results: results[d.id] })),
     }
     writeFileSync(flags.json, JSON.stringify(doc, null, 2) + '\n')

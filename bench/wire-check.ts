@@ -8,9 +8,11 @@ import mqttPacket from 'mqtt-packet'
 import {
   encodeConnect, encodePuback, encodePublish, encodeSubscribe, DISCONNECT, Framer,
 } from './mqtt-wire.js'
+import { encodeConnect5, encodePublish5, encodeSubscribe5, payloadOffset5, readPublish5 } from './mqtt5-wire.js'
 
 export function checkWire(): void {
   const gen = (p: mqttPacket.Packet): Buffer => mqttPacket.generate(p)
+  const gen5 = (p: mqttPacket.Packet): Buffer => mqttPacket.generate(p, { protocolVersion: 5 })
 
   assert.deepEqual(encodeConnect('bench-client', 60), gen({
     cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: 'bench-client',
@@ -32,6 +34,40 @@ export function checkWire(): void {
     assert.equal(q1.bytes.readUInt16BE(q1.idOffset), 1)
     assert.equal(q1.payloadOffset, q1.bytes.length - size)
   }
+  assert.deepEqual(encodeSubscribe(1, ['a/+', 'b/#'], 0), gen({
+    cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/+', qos: 0 }, { topic: 'b/#', qos: 0 }],
+  }))
+
+  // MQTT 5 (the `mqtt5` scenario).
+  assert.deepEqual(encodeConnect5('bench-client', 60, 10), gen5({
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 60, clientId: 'bench-client',
+    properties: { topicAliasMaximum: 10 },
+  }))
+  assert.deepEqual(encodeSubscribe5(1, ['bench/x'], 0, 300), gen5({
+    cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bench/x', qos: 0, nl: false, rap: false, rh: 0 }],
+    properties: { subscriptionIdentifier: 300 },
+  }))
+  const p5 = Buffer.alloc(64, 0x61)
+  const pub5 = encodePublish5('bench/t', p5, { messageExpirySeconds: 300, userProperties: [['bench', 'culex'], ['pair', '7']] })
+  assert.deepEqual(pub5.bytes, gen5({
+    cmd: 'publish', topic: 'bench/t', payload: p5, qos: 0, dup: false, retain: false,
+    properties: { messageExpiryInterval: 300, userProperties: { bench: 'culex', pair: '7' } },
+  }))
+  assert.equal(pub5.payloadOffset, pub5.bytes.length - 64)
+  // What a broker sends back: an aliased delivery (empty topic) with a subscription identifier.
+  const back = gen5({
+    cmd: 'publish', topic: '', payload: p5, qos: 0, dup: false, retain: false,
+    properties: { messageExpiryInterval: 299, topicAlias: 3, subscriptionIdentifier: 300, userProperties: { bench: 'culex', pair: '7' } },
+  })
+  const bodyAt = 2 // after the first byte and a one-byte remaining length
+  const seen = readPublish5(back, bodyAt, 0)
+  assert.deepEqual(
+    { aliased: seen.aliased, topicAlias: seen.topicAlias, ids: seen.subscriptionIds, users: seen.userProperties, expiry: seen.messageExpiry },
+    { aliased: true, topicAlias: 3, ids: [300], users: 2, expiry: 299 },
+  )
+  assert.equal(seen.payload, back.length - 64)
+  assert.equal(payloadOffset5(back, bodyAt, 0), back.length - 64)
+
   const ack = Buffer.alloc(4)
   encodePuback(513, ack, 0)
   assert.deepEqual(ack, gen({ cmd: 'puback', messageId: 513 }))
