@@ -1,6 +1,64 @@
 import { isValidTopicFilter } from '../protocol/topics.js'
 
 /**
+ * The subscriptions of one filter. Most filters have a single subscriber (a device's own topic),
+ * kept in two fields: a Map, made from the second subscriber on, costs about 180 bytes even
+ * when it holds one entry.
+ */
+class Entries<S, O> {
+  private one: S | null
+  private oneOptions: O | undefined
+  private many: Map<S, O> | null = null
+
+  constructor(
+    /** The filter these subscriptions were made with (fixed per node, handed to visitors). */
+    readonly filter: string,
+    subscriber: S,
+    options: O,
+  ) {
+    this.one = subscriber
+    this.oneOptions = options
+  }
+
+  get size(): number {
+    return this.many !== null ? this.many.size : this.one !== null ? 1 : 0
+  }
+
+  /** Adds or replaces; returns whether the subscriber is new. */
+  set(subscriber: S, options: O): boolean {
+    const many = this.many
+    if (many !== null) {
+      const isNew = !many.has(subscriber)
+      many.set(subscriber, options)
+      return isNew
+    }
+    if (this.one === subscriber || this.one === null) {
+      const isNew = this.one === null
+      this.one = subscriber
+      this.oneOptions = options
+      return isNew
+    }
+    this.many = new Map([[this.one, this.oneOptions as O], [subscriber, options]])
+    this.one = null
+    this.oneOptions = undefined
+    return true
+  }
+
+  delete(subscriber: S): boolean {
+    if (this.many !== null) return this.many.delete(subscriber)
+    if (this.one !== subscriber) return false
+    this.one = null
+    this.oneOptions = undefined
+    return true
+  }
+
+  visit(visit: (subscriber: S, options: O, filter: string) => void): void {
+    if (this.many !== null) visitAll(this.many, this.filter, visit)
+    else if (this.one !== null) visit(this.one, this.oneOptions as O, this.filter)
+  }
+}
+
+/**
  * One topic level of the index. A node stands for a unique filter prefix, so the filter strings
  * its subscribers registered under are fixed per node and kept here: match() hands them to the
  * visitor without building a string per call.
@@ -15,11 +73,9 @@ class Node<S, O> {
   sole: Node<S, O> | null = null
   plus: Node<S, O> | null = null
   /** Subscriptions whose filter ends at this level. */
-  subs: Map<S, O> | null = null
+  subs: Entries<S, O> | null = null
   /** Subscriptions to this prefix followed by '/#' ('#' alone at the root). */
-  hashSubs: Map<S, O> | null = null
-  filter = ''
-  hashFilter = ''
+  hashSubs: Entries<S, O> | null = null
 
   syncSole(): void {
     this.soleKey = null
@@ -74,7 +130,6 @@ export class SubscriptionTrie<S extends object, O> {
     if (!isValidTopicFilter(filter)) throw new RangeError(`invalid topic filter: ${JSON.stringify(filter)}`)
     let node = this.root
     let start = 0
-    let subs: Map<S, O> | null
     for (;;) {
       let end = filter.indexOf('/', start)
       if (end === -1) end = filter.length
@@ -82,11 +137,11 @@ export class SubscriptionTrie<S extends object, O> {
       if (level === '#') {
         // isValidTopicFilter guarantees '#' is the last level.
         if (node.hashSubs === null) {
-          node.hashSubs = new Map()
-          node.hashFilter = filter
+          node.hashSubs = new Entries(filter, subscriber, options)
+          this.count++
+          return true
         }
-        subs = node.hashSubs
-        break
+        return this.counted(node.hashSubs.set(subscriber, options))
       }
       let next: Node<S, O> | undefined
       if (level === '+') {
@@ -103,16 +158,17 @@ export class SubscriptionTrie<S extends object, O> {
       node = next
       if (end === filter.length) {
         if (node.subs === null) {
-          node.subs = new Map()
-          node.filter = filter
+          node.subs = new Entries(filter, subscriber, options)
+          this.count++
+          return true
         }
-        subs = node.subs
-        break
+        return this.counted(node.subs.set(subscriber, options))
       }
       start = end + 1
     }
-    const isNew = !subs.has(subscriber)
-    subs.set(subscriber, options)
+  }
+
+  private counted(isNew: boolean): boolean {
     if (isNew) this.count++
     return isNew
   }
@@ -129,7 +185,7 @@ export class SubscriptionTrie<S extends object, O> {
     const keys: string[] = []
     let node = this.root
     let start = 0
-    let subs: Map<S, O> | null
+    let subs: Entries<S, O> | null
     let hash = false
     for (;;) {
       let end = filter.indexOf('/', start)
@@ -154,13 +210,8 @@ export class SubscriptionTrie<S extends object, O> {
     if (subs === null || !subs.delete(subscriber)) return false
     this.count--
     if (subs.size === 0) {
-      if (hash) {
-        node.hashSubs = null
-        node.hashFilter = ''
-      } else {
-        node.subs = null
-        node.filter = ''
-      }
+      if (hash) node.hashSubs = null
+      else node.subs = null
     }
     for (let i = path.length - 1; i >= 0 && node.isEmpty(); i--) {
       const parent = path[i] as Node<S, O>
@@ -196,7 +247,7 @@ export class SubscriptionTrie<S extends object, O> {
       // The root is unrolled so the '$' rule costs one comparison rather than a depth check
       // on every node.
       const dollar = topic.charCodeAt(0) === DOLLAR
-      if (!dollar && root.hashSubs !== null) visitAll(root.hashSubs, root.hashFilter, visit)
+      if (!dollar && root.hashSubs !== null) root.hashSubs.visit(visit)
       let end = topic.indexOf('/')
       if (end === -1) end = len
       if (root.children !== null) {
@@ -216,9 +267,9 @@ export class SubscriptionTrie<S extends object, O> {
         const start = starts[top] as number
         // 'a/#' also matches 'a' (section 4.7.1.2), so '#' subscribers count wherever the
         // walk arrives, whether or not levels remain.
-        if (node.hashSubs !== null) visitAll(node.hashSubs, node.hashFilter, visit)
+        if (node.hashSubs !== null) node.hashSubs.visit(visit)
         if (start > len) {
-          if (node.subs !== null) visitAll(node.subs, node.filter, visit)
+          if (node.subs !== null) node.subs.visit(visit)
           continue
         }
         const children = node.children
