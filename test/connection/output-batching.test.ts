@@ -83,6 +83,31 @@ describe('output batching', () => {
     }
   })
 
+  it('delivers a read of PUBLISHes fanned out to 10,000 subscribers in one write per subscriber, not one per message', async () => {
+    const b = await startBroker()
+    try {
+      // 9,999 in-process subscribers and one client: each message is 10,000 deliveries, as much
+      // as a connection's work budget per turn if a delivery counted as much as a packet.
+      let inProcess = 0
+      for (let i = 0; i < 9_999; i++) {
+        await b.broker.subscribe('b/t', () => {
+          inProcess++
+        })
+      }
+      const sub = await connected(b, 'wide-sub')
+      await sub.peer.subscribe('b/t', 0)
+      const pub = await connected(b, 'wide-pub')
+      const before = sub.writes.length
+      pub.peer.write(burst(8, 0))
+      await sub.peer.until(() => sub.peer.publishes().length === 8)
+      assert.equal(inProcess, 8 * 9_999)
+      const writes = sub.writes.length - before
+      assert.ok(writes <= 2, `${writes} writes for 8 PUBLISHes of one read`)
+    } finally {
+      await b.close()
+    }
+  })
+
   it('acknowledges a read of QoS 1 PUBLISHes in one write, and forwards each with the subscriber\'s packet identifier and DUP 0', async () => {
     const b = await startBroker()
     try {

@@ -143,7 +143,7 @@ function finish(connection: Connection, packet: PublishPacket, message: RoutedMe
   const allowed = answer === true || answer === 0
   if (allowed) {
     const reached = connection.broker.publish(message, connection, connection.session)
-    connection.flow.addWork(reached)
+    connection.flow.addDeliveries(reached)
     if (reached === 0) reasonCode = ReasonCode.NoMatchingSubscribers
   } else {
     connection.broker.counters.drop('not_authorized')
