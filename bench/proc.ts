@@ -34,6 +34,30 @@ export function procRss(pid: number): number | null {
   }
 }
 
+/**
+ * TCP connections a server listening on 127.0.0.1:`port` still holds open, from /proc/net/tcp:
+ * its side of each is ESTABLISHED, or CLOSE_WAIT until it notices the client's FIN and closes
+ * (after which its descriptor, buffers and session are gone). Read from outside, so the same
+ * for every broker (Mosquitto drops to its own user: its /proc/PID/fd is not ours to read).
+ * Null where /proc is unavailable.
+ */
+export function serverConnections(port: number): number | null {
+  let text: string
+  try {
+    text = readFileSync('/proc/net/tcp', 'utf8')
+  } catch {
+    return null
+  }
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  let n = 0
+  for (const line of text.split('\n')) {
+    // "  sl: local_address rem_address st ..."; 01 = ESTABLISHED, 08 = CLOSE_WAIT.
+    const f = line.trim().split(/\s+/)
+    if (f[1] === local && (f[3] === '01' || f[3] === '08')) n++
+  }
+  return n
+}
+
 /** Busy CPU time of the whole machine (all cores), µs; null where /proc/stat is unavailable. */
 export function machineBusyUs(): number | null {
   try {

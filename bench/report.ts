@@ -16,7 +16,9 @@ export interface MetricDef {
    * Where the value comes from (bench/run.ts): 'rate:<counter>', the counter's growth over the
    * window per second; else a result of that name: the generator's window metrics (p50Us ...),
    * a load's setup or finish results (queueRate, deliverMs ...), or the broker's memory
-   * (rssMiB, heapMiB; rssPerConn, heapPerConn for idle clients). Default 'rate:received'.
+   * (rssMiB, heapMiB; rssPerConn, heapPerConn for idle clients; heapAfterFloodPct,
+   * rssAfterFloodMiB with `afterFlood`; rss0, heap0, rss1 ... per phase of a 'floods' scenario).
+   * Default 'rate:received'.
    */
   source?: string
   /** Multiplies the value (e.g. 1/1000 for ms → s). */
@@ -31,10 +33,14 @@ export interface ScenarioDef {
   /**
    * 'window': steady traffic measured over a fixed window; 'memory': idle clients, a
    * before/after snapshot; 'oneshot': a two-phase load (the generator's start, then finish),
-   * each phase timed by the load itself.
+   * each phase timed by the load itself; 'floods': `phases` one after the other on one broker
+   * process, its memory at rest read before the first and after each.
    */
-  kind: 'window' | 'memory' | 'oneshot'
+  kind: 'window' | 'memory' | 'oneshot' | 'floods'
+  /** The load ('floods': its first phase, for what needs one spec). */
   spec: LoadSpec
+  /** 'floods' only: the loads, in order, each run for the window's duration and torn down. */
+  phases?: FloodPhase[]
   metrics: MetricDef[]
   /** How the brokers listen and the clients connect; default plain TCP. */
   listener?: Listener
@@ -42,6 +48,12 @@ export interface ScenarioDef {
   fresh?: boolean
   /** The broker's RSS and heap, after a forced GC, before the generator's start and after it (rssMiB, heapMiB). */
   memory?: boolean
+  /**
+   * The broker's memory at rest (no client connected, after a forced GC): once when its process
+   * is fresh, and again after each repetition's load is torn down; heapAfterFloodPct (after ÷
+   * idle) and rssAfterFloodMiB (after − idle). Does the memory a flood took come back?
+   */
+  afterFlood?: boolean
   /** Run only when named in --scenarios (or with --scenarios all): too slow for a default run. */
   optIn?: boolean
   /** Brokers that cannot run it, and why (their column says skipped). */
@@ -52,11 +64,40 @@ export interface ScenarioDef {
   setupTimeoutMs?: number
 }
 
+/** One phase of a 'floods' scenario: `name` goes into the labels of its rss<i>/heap<i> rows. */
+export interface FloodPhase { name: string; spec: LoadSpec }
+
 const rate = (key: string, label: string, unit: string, source?: string): MetricDef =>
   ({ key, label, unit, better: 'higher', digits: 0, ...(source === undefined ? {} : { source }) })
 const micros = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: 'µs', better: 'lower', digits: 0, source })
 const mib = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: 'MiB', better: 'lower', digits: 1, source })
 const kib = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: 'KiB', better: 'lower', digits: 1, source })
+const pct = (key: string, label: string, source: string): MetricDef => ({ key, label, unit: '% of idle', better: 'lower', digits: 0, source })
+
+/** The rows of an `afterFlood` scenario: heap at rest after its flood, % of idle (goal ≤ 120), and RSS growth. */
+const afterFloodMetrics = (id: string, what: string): MetricDef[] => [
+  pct(`${id}HeapAfter`, `heap at rest after ${what}`, 'heapAfterFloodPct'),
+  mib(`${id}RssAfter`, `RSS at rest after ${what}, − idle`, 'rssAfterFloodMiB'),
+]
+
+// The loads of the `floods` scenario: the bench's own fan-in, deep pairs and fan-out, then the
+// deep pairs again, so growth from the first deep phase to the second is a ratchet, not a
+// different load's needs.
+const FANIN: LoadSpec = { kind: 'fanin', publishers: 8, window: 1024 }
+const DEEP: LoadSpec = { kind: 'pairs', pairs: 50, qos: 0, window: 4096 }
+const FANOUT: LoadSpec = { kind: 'fanout', subscribers: 50, window: 2048 }
+const FLOOD_PHASES: FloodPhase[] = [
+  { name: 'fan-in', spec: FANIN }, { name: 'deep', spec: DEEP }, { name: 'fan-out', spec: FANOUT }, { name: 'deep again', spec: DEEP },
+]
+
+/** Per phase of `floods` (0 = idle, fresh process): RSS and heap at rest, MiB. */
+function floodsMetrics(): MetricDef[] {
+  const names = ['idle', ...FLOOD_PHASES.map((p) => `after ${p.name}`)]
+  return [
+    ...names.map((n, i) => mib(`floodsRss${i}`, `floods: RSS ${n}`, `rss${i}`)),
+    ...names.map((n, i) => mib(`floodsHeap${i}`, `floods: heap ${n}`, `heap${i}`)),
+  ]
+}
 
 /** 1000 → '1k', 100000 → '100k', 1000000 → '1M'. */
 function short(n: number): string {
@@ -97,12 +138,12 @@ export function scenarios(scale = 1): ScenarioDef[] {
   return [
     {
       id: 'fanin', title: 'fan-in: 8 publishers → 1 subscriber, QoS 0', kind: 'window',
-      spec: { kind: 'fanin', publishers: 8, window: 1024 },
+      spec: FANIN,
       metrics: [rate('fanin', 'fan-in 8→1, QoS 0', 'msg/s received')],
     },
     {
       id: 'fanout', title: 'fan-out: 1 publisher → 50 subscribers, QoS 0', kind: 'window',
-      spec: { kind: 'fanout', subscribers: 50, window: 2048 },
+      spec: FANOUT,
       metrics: [rate('fanout', 'fan-out 1→50, QoS 0', 'deliveries/s')],
     },
     {
@@ -122,8 +163,9 @@ export function scenarios(scale = 1): ScenarioDef[] {
     },
     {
       id: 'deep', title: '50 pairs, QoS 0, 4,096 messages in flight per pair (deep outgoing queues)', kind: 'window',
-      spec: { kind: 'pairs', pairs: 50, qos: 0, window: 4096 },
-      metrics: [rate('deep', '50 pairs, QoS 0, window 4096', 'deliveries/s')],
+      spec: DEEP,
+      metrics: [rate('deep', '50 pairs, QoS 0, window 4096', 'deliveries/s'), ...afterFloodMetrics('deep', 'deep')],
+      afterFlood: true,
     },
     latencyAt(2000, 'latency'),
     latencyAt(1000, 'latency1k'),
@@ -150,8 +192,9 @@ export function scenarios(scale = 1): ScenarioDef[] {
       // A shallow window: 64 messages ahead of the slowest of 10,000 subscribers is already
       // 640,000 deliveries (~50 MB) queued in the broker.
       spec: { kind: 'fanout', subscribers: fan10k, window: 64 },
-      metrics: [rate('fanout10k', `fan-out 1→${short(fan10k)}, QoS 0`, 'deliveries/s')],
+      metrics: [rate('fanout10k', `fan-out 1→${short(fan10k)}, QoS 0`, 'deliveries/s'), ...afterFloodMetrics('fanout10k', `fan-out 1→${short(fan10k)}`)],
       connections: fan10k + 1,
+      afterFlood: true,
       setupTimeoutMs: 180_000,
     },
     {
@@ -215,6 +258,12 @@ export function scenarios(scale = 1): ScenarioDef[] {
         mib('subs1mHeap', `heap holding ${short(subClients * 1000)} subscriptions`, 'heapMiB'),
       ],
       connections: subClients + 1, fresh: true, memory: true, optIn: true, setupTimeoutMs: 300_000,
+    },
+    {
+      id: 'floods', title: `memory at rest after floods, one broker process: ${FLOOD_PHASES.map((p) => p.name).join(' → ')} (opt-in)`, kind: 'floods',
+      spec: FANIN, phases: FLOOD_PHASES,
+      metrics: floodsMetrics(),
+      fresh: true, optIn: true,
     },
   ]
 }

@@ -4,7 +4,7 @@
 //   npm run bench -- --quick               smoke test: 1 repetition × 1 s windows
 //   npm run bench -- --only culex,aedes    choose brokers
 //   npm run bench -- --scenarios fanin,latency
-//   npm run bench -- --scenarios all       also the opt-in heavy ones (idle100k, subs1m)
+//   npm run bench -- --scenarios all       also the opt-in heavy ones (idle100k, subs1m, floods)
 //   npm run bench -- --scale 0.1           shrink the heavy scenarios' counts, to check them quickly
 //   npm run bench -- --json results.json   also write every repetition as JSON
 //   npm run bench -- --durable             the durable-persistence scenarios instead (bench/durable.ts)
@@ -27,7 +27,9 @@ import type { BrokerStats } from './broker-process.js'
 import type { Dial } from './dial.js'
 import { IpcClient } from './ipc.js'
 import type { Mark, StartArgs } from './load-types.js'
-import { buildFlashmq, findMosquitto, locateFlashmq, machineBusyUs, openFilesLimit, procCpuUs } from './proc.js'
+import {
+  buildFlashmq, findMosquitto, locateFlashmq, machineBusyUs, openFilesLimit, procCpuUs, serverConnections,
+} from './proc.js'
 import { makeCert, type BenchCert } from './tls-cert.js'
 import { checkWire } from './wire-check.js'
 import {
@@ -175,7 +177,14 @@ async function endChild(ipc: IpcClient, graceful: string | null): Promise<void> 
   clearTimeout(t)
 }
 
-interface BrokerHandle { name: BrokerName; ipc: IpcClient; port: number; pid: number }
+interface BrokerHandle {
+  name: BrokerName
+  ipc: IpcClient
+  port: number
+  pid: number
+  /** `afterFlood` scenarios: this process's memory at rest before its first repetition. */
+  idle?: Resting
+}
 
 /** A broker that cannot run a scenario (e.g. a Mosquitto built without websockets): skipped, not an error. */
 class Unsupported extends Error {}
@@ -254,9 +263,9 @@ function dialFor(def: ScenarioDef): Dial | undefined {
   return undefined
 }
 
-function startArgs(def: ScenarioDef, b: BrokerHandle): StartArgs {
+function startArgs(def: ScenarioDef, b: BrokerHandle, spec = def.spec): StartArgs {
   const dial = dialFor(def)
-  return { port: b.port, spec: def.spec, payloadBytes: PAYLOAD_BYTES, tag: newTag(), ...(dial ? { dial } : {}) }
+  return { port: b.port, spec, payloadBytes: PAYLOAD_BYTES, tag: newTag(), ...(dial ? { dial } : {}) }
 }
 
 const MIB = 1024 * 1024
@@ -266,6 +275,55 @@ function memoryGrowth(before: BrokerStats, after: BrokerStats): Record<string, n
   return {
     rssMiB: (after.rss - before.rss) / MIB,
     heapMiB: before.heapUsed === null || after.heapUsed === null ? NaN : (after.heapUsed - before.heapUsed) / MIB,
+  }
+}
+
+/** The broker with no client connected, after a forced GC. */
+interface Resting {
+  stats: BrokerStats
+  /** Connections the broker still held when it was read (0 unless it was slow to close them). */
+  connectionsLeft: number
+}
+
+/** Longest the broker may take to close its side of every connection once the generator closed its own. */
+const CLOSE_WAIT_MS = 5000
+
+/**
+ * The broker's memory at rest: once it holds no connection (its side of each closed, so what a
+ * session held can be freed), after a forced GC, and again after a pause, since memory that
+ * closing sockets lets go of (weak callbacks, finalizers) is only collectable on a later turn
+ * of its event loop. RSS only, for Mosquitto and FlashMQ.
+ */
+async function restingStats(b: BrokerHandle): Promise<Resting> {
+  const end = performance.now() + CLOSE_WAIT_MS
+  let left = serverConnections(b.port) ?? 0
+  while (left > 0 && performance.now() < end) {
+    await sleep(50)
+    left = serverConnections(b.port) ?? 0
+  }
+  await sleep(200)
+  await brokerStats(b, true)
+  await sleep(200)
+  return { stats: await brokerStats(b, true), connectionsLeft: left }
+}
+
+/**
+ * Whether a flood's memory came back: heap at rest after it as % of the idle heap (NaN for
+ * native brokers), RSS at rest after it − idle RSS (MiB), and the levels themselves (MiB).
+ */
+function afterFlood(idle: Resting, after: Resting): Record<string, number> {
+  const heap = (r: Resting): number => (r.stats.heapUsed === null ? NaN : r.stats.heapUsed / MIB)
+  const code = (r: Resting): number => (r.stats.heapCode === null ? NaN : r.stats.heapCode / MIB)
+  return {
+    heapAfterFloodPct: (100 * heap(after)) / heap(idle),
+    rssAfterFloodMiB: (after.stats.rss - idle.stats.rss) / MIB,
+    heapIdleMiB: heap(idle),
+    heapAfterMiB: heap(after),
+    heapCodeIdleMiB: code(idle),
+    heapCodeAfterMiB: code(after),
+    rssIdleMiB: idle.stats.rss / MIB,
+    rssAfterMiB: after.stats.rss / MIB,
+    connectionsLeft: after.connectionsLeft,
   }
 }
 
@@ -297,6 +355,11 @@ function checkMark(m: Mark): void {
 async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firstRep: boolean): Promise<RepResult> {
   const setupMs = def.setupTimeoutMs ?? 60_000
   try {
+    // Memory at rest of a fresh process, before any client connects (see afterFlood).
+    if (def.afterFlood && b.idle === undefined) {
+      await sleep(500)
+      b.idle = await restingStats(b)
+    }
     // Memory scenarios: the broker's growth from before the load's setup to after it.
     let memory: Record<string, number> = {}
     let before: BrokerStats | null = null
@@ -325,8 +388,9 @@ async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firs
     checkMark(g1)
     const seconds = (g1.t - g0.t) / 1000
     const delta = (k: string): number => ((g1.counters[k] ?? 0) - (g0.counters[k] ?? 0))
-    const values = pickValues(def, { ...setup, ...memory, ...g1.metrics }, (k) => delta(k) / seconds)
-    const info: Record<string, number> = { windowS: seconds, brokerIpcLagMs: lag, ...setup, ...memory, ...g1.metrics }
+    const rest = def.afterFlood ? await restAfterFlood(b, gen) : {}
+    const values = pickValues(def, { ...setup, ...memory, ...g1.metrics, ...rest }, (k) => delta(k) / seconds)
+    const info: Record<string, number> = { windowS: seconds, brokerIpcLagMs: lag, ...setup, ...memory, ...g1.metrics, ...rest }
     for (const k of Object.keys(g1.counters)) info[`${k}PerS`] = delta(k) / seconds
     const brokerCpuPct = (100 * (c1.cpuUs - c0.cpuUs)) / ((c1.t - c0.t) * 1000)
     const genCpuPct = (100 * (g1.cpuUs - g0.cpuUs)) / ((g1.t - g0.t) * 1000)
@@ -339,6 +403,24 @@ async function runWindow(def: ScenarioDef, b: BrokerHandle, gen: IpcClient, firs
   } finally {
     await gen.request('stop', null, 20_000).catch(() => {})
     await sleep(SETTLE_MS)
+  }
+}
+
+/**
+ * The load torn down (the generator lets in-flight traffic arrive, then closes every client),
+ * the broker's memory at rest compared with its idle level. A broker that dies meanwhile (Aedes
+ * overflows its stack with deep queues) keeps the window's numbers, with n/a here: its death is
+ * reported when its process is next used or at the end of the scenario, as before.
+ */
+async function restAfterFlood(b: BrokerHandle, gen: IpcClient): Promise<Record<string, number>> {
+  const idle = b.idle
+  try {
+    if (!idle) throw new Error('no idle memory level for this broker process')
+    await gen.request('stop', null, 60_000)
+    return afterFlood(idle, await restingStats(b))
+  } catch (err) {
+    if (b.ipc.alive) throw err
+    return { heapAfterFloodPct: NaN, rssAfterFloodMiB: NaN }
   }
 }
 
@@ -392,6 +474,50 @@ async function runMemory(def: ScenarioDef, b: BrokerHandle, gen: IpcClient): Pro
   } finally {
     await gen.request('stop', null, 60_000).catch(() => {})
   }
+}
+
+/**
+ * Several floods in a row on one broker process (`phases`), each for the window's duration and
+ * torn down; the broker's memory at rest is read when the process is fresh (rss0, heap0) and
+ * after each phase (rss1, heap1 ...), in MiB. Levels that keep rising from phase to phase, and
+ * from a deep phase to the same one later, are memory that floods leave behind.
+ */
+async function runFloods(def: ScenarioDef, b: BrokerHandle, gen: IpcClient): Promise<RepResult> {
+  const phases = def.phases ?? []
+  const results: Record<string, number> = {}
+  const note = (i: number, r: Resting): void => {
+    results[`rss${i}`] = r.stats.rss / MIB
+    results[`heap${i}`] = r.stats.heapUsed === null ? NaN : r.stats.heapUsed / MIB
+    results[`heapCode${i}`] = r.stats.heapCode === null ? NaN : r.stats.heapCode / MIB
+    results[`connectionsLeft${i}`] = r.connectionsLeft
+  }
+  await sleep(500)
+  note(0, await restingStats(b))
+  let done = 0
+  try {
+    for (const [i, phase] of phases.entries()) {
+      await gen.request('start', startArgs(def, b, phase.spec), def.setupTimeoutMs ?? 60_000)
+      await sleep(durationMs)
+      const m = await gen.request<Mark>('mark', { phase: 'end' }, 10_000)
+      checkMark(m)
+      results[`received${i + 1}`] = m.counters.received ?? 0
+      if (!m.counters.received) throw new Error('nothing was delivered')
+      await gen.request('stop', null, 60_000)
+      if (!b.ipc.alive) throw new Error('broker process died')
+      note(i + 1, await restingStats(b))
+      done = i + 1
+    }
+  } catch (err) {
+    // The error replaces the numbers, so it carries the levels read before it (Aedes dies in
+    // the deep phase: its fan-in level is still worth reading).
+    const levels = Array.from({ length: done + 1 }, (_, i) =>
+      `${formatNumber(results[`rss${i}`], 1)}${Number.isFinite(results[`heap${i}`]) ? `/${formatNumber(results[`heap${i}`], 1)}` : ''}`)
+    const phase = phases[done]
+    throw new Error(`phase ${done + 1} (${phase?.name ?? '?'}): ${errorText(err)}; RSS/heap at rest before it, MiB: ${levels.join(', ')}`, { cause: err })
+  } finally {
+    await gen.request('stop', null, 60_000).catch(() => {})
+  }
+  return { values: pickValues(def, results, () => NaN), brokerCpuPct: null, genCpuPct: null, otherCpuPct: null, info: results }
 }
 
 // ---------------------------------------------------------------- main
@@ -492,9 +618,12 @@ async function main(): Promise<void> {
       else skip(name, why)
     }
     const measure = (b: BrokerHandle, firstRep: boolean): Promise<RepResult> =>
-      def.kind === 'memory' ? runMemory(def, b, gen) : def.kind === 'oneshot' ? runOneshot(def, b, gen) : runWindow(def, b, gen, firstRep)
+      def.kind === 'memory' ? runMemory(def, b, gen)
+        : def.kind === 'oneshot' ? runOneshot(def, b, gen)
+          : def.kind === 'floods' ? runFloods(def, b, gen)
+            : runWindow(def, b, gen, firstRep)
 
-    if (def.kind === 'memory' || def.fresh) {
+    if (def.kind === 'memory' || def.kind === 'floods' || def.fresh) {
       // A fresh broker per repetition: RSS never shrinks back, so a reused process would
       // measure the previous repetition's leftovers (and retained messages, sessions and
       // subscriptions would carry over).
