@@ -52,9 +52,13 @@ const PACKET_TYPE_NUMBERS: Record<Packet['type'], number> = {
 
 type State = 'awaiting-connect' | 'connecting' | 'connected' | 'closed'
 
+function destroyHeld(held: { stream: Duplex | null }): void {
+  held.stream?.destroy()
+}
+
 /** The stream's own connection, for the listeners every connection shares. */
 const CONNECTION = Symbol('culex.connection')
-type OwnedStream = Duplex & { [CONNECTION]: Connection }
+type OwnedStream = Duplex & { [CONNECTION]: Connection | undefined }
 
 function flushTurn(connection: Connection): void {
   connection.flush()
@@ -226,19 +230,20 @@ export class Connection implements Client, SessionLink {
     this.keepAliveTimer.start(keepAlive)
   }
 
+  // A closed connection lets go of its stream (see end), so these find none and ignore the event.
   private static onStreamData(this: Duplex, chunk: Buffer): void {
     const connection = (this as OwnedStream)[CONNECTION]
-    if (connection.state === 'closed') return
+    if (connection === undefined || connection.state === 'closed') return
     connection.keepAliveTimer.touch()
     connection.decode(chunk)
   }
 
   private static onStreamEnd(this: Duplex): void {
-    ;(this as OwnedStream)[CONNECTION].end('socket-closed')
+    ;(this as OwnedStream)[CONNECTION]?.end('socket-closed')
   }
 
   private static onStreamError(this: Duplex, error: Error): void {
-    ;(this as OwnedStream)[CONNECTION].onStreamError(error)
+    ;(this as OwnedStream)[CONNECTION]?.onStreamError(error)
   }
 
   /** @internal InboundFlow's owner: see FlowOwner. */
@@ -541,7 +546,18 @@ export class Connection implements Client, SessionLink {
     // server.close() and broker.close(); reading on only discards (onData ignores a closed connection).
     this.stream.resume()
     const stream = this.stream
-    setTimeout(() => stream.destroy(), 1000).unref()
+    // The stream may outlive the connection by up to a second (the timer below); it must not keep the connection, its session and buffers alive meanwhile (after a
+    // flood, 10,000 of them).
+    ;(stream as OwnedStream)[CONNECTION] = undefined
+    if (!stream.destroyed) {
+      // The timer holds the stream through a box emptied at 'close', rather than being cleared:
+      // the stream is released once closed either way.
+      const held: { stream: Duplex | null } = { stream }
+      setTimeout(destroyHeld, 1000, held).unref()
+      stream.once('close', () => {
+        held.stream = null
+      })
+    }
     if (wasConnected) log.client('Client %s (%s) disconnected: %s', this.id, this.peer, reason)
     else log.client('Connection from %s closed before CONNECT completed: %s', this.peer, reason)
     this.broker.connectionClosed(this, wasConnected ? this.session : null, reason, this.will)
