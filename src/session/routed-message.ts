@@ -1,5 +1,5 @@
 import type { Message } from '../hooks/types.js'
-import { encodePublish } from '../protocol/encoder.js'
+import { encodePropertyValues, encodePublish, encodePublishV5 } from '../protocol/encoder.js'
 import type { Properties, PublishPacket, QoS } from '../protocol/packets.js'
 import type { StoredMessage } from '../persistence/adapter.js'
 
@@ -8,6 +8,8 @@ import type { StoredMessage } from '../persistence/adapter.js'
  * (see `OutputBuffer`): a view of a read buffer that small may be written without pinning it.
  */
 export const COPIED_PACKET_MAX = 2048
+
+const NO_PROPERTIES = Buffer.alloc(0)
 
 /** An outbound topic alias: the alias to send, and whether the topic goes with it (first use). */
 export interface TopicAliasUse {
@@ -46,6 +48,9 @@ export class RoutedMessage implements Message, StoredMessage {
   /** MQTT 5 encodings without subscription identifiers, for the expiry value they carry. */
   private encodedV5: Array<Buffer | undefined> | undefined
   private encodedV5Expiry: number | undefined
+  /** The forwarded properties, encoded, for deliveries that add identifiers or an alias to them. */
+  private commonV5: Buffer | undefined
+  private commonV5Expiry: number | undefined
 
   constructor(
     readonly topic: string,
@@ -104,13 +109,7 @@ export class RoutedMessage implements Message, StoredMessage {
    */
   encodeV5(qos: QoS, retain: boolean, subscriptionIds: number[] | undefined, alias?: TopicAliasUse): Buffer {
     const expiry = this.properties?.messageExpiryInterval === undefined ? undefined : this.remainingExpiry(Date.now())
-    if (alias !== undefined) {
-      const properties = this.forwardedProperties(expiry, subscriptionIds) ?? {}
-      properties.topicAlias = alias.alias
-      const packet: PublishPacket = { type: 'publish', topic: alias.sendTopic ? this.topic : '', payload: this.payload, qos, retain, dup: false, packetId: qos > 0 ? 1 : 0, properties }
-      return encodePublish(packet, 5)
-    }
-    if (subscriptionIds === undefined) {
+    if (alias === undefined && subscriptionIds === undefined) {
       const key = qos * 2 + (retain ? 1 : 0)
       const cached = this.encodedV5?.[key]
       if (cached !== undefined && this.encodedV5Expiry === expiry) return cached
@@ -122,7 +121,20 @@ export class RoutedMessage implements Message, StoredMessage {
       this.encodedV5[key] = bytes
       return bytes
     }
-    return this.encode5(qos, retain, this.forwardedProperties(expiry, subscriptionIds))
+    // Per subscriber: the message's properties are encoded once (per expiry value), and only
+    // the subscriber's identifiers and alias are added to them.
+    const topic = alias === undefined || alias.sendTopic ? this.topic : ''
+    return encodePublishV5(topic, this.payload, qos, retain, this.commonProperties(expiry), subscriptionIds, alias?.alias)
+  }
+
+  /** The forwarded properties as bytes, for `expiry` (recomputed when it changes, at most once a second). */
+  private commonProperties(expiry: number | undefined): Buffer {
+    if (this.commonV5 !== undefined && this.commonV5Expiry === expiry) return this.commonV5
+    const properties = this.forwardedProperties(expiry, undefined)
+    const bytes = properties === undefined ? NO_PROPERTIES : encodePropertyValues(properties)
+    this.commonV5 = bytes
+    this.commonV5Expiry = expiry
+    return bytes
   }
 
   private encode5(qos: QoS, retain: boolean, properties: Properties | undefined): Buffer {
