@@ -30,6 +30,7 @@ import type { Mark, StartArgs } from './load-types.js'
 import {
   buildFlashmq, findMosquitto, locateFlashmq, machineBusyUs, openFilesLimit, procCpuUs, serverConnections,
 } from './proc.js'
+import { TimeoutError } from './mqtt-wire.js'
 import { makeCert, type BenchCert } from './tls-cert.js'
 import { checkWire } from './wire-check.js'
 import {
@@ -679,6 +680,13 @@ async function main(): Promise<void> {
             record(name, rep, await measure(b, firstRep))
           } catch (err) {
             fail(name, err)
+            if (err instanceof TimeoutError) {
+              // A broker that stopped answering may still be spinning, and would take the CPU of
+              // the brokers measured after it (Aedes hung in fanout10k put `other` at 30-90% for
+              // the rest of the run). Stopped now, it starts afresh for its next repetition.
+              await stopBroker(b)
+              handles.delete(name)
+            }
           }
         }
       }
