@@ -1,10 +1,3 @@
-/**
- * Closes a silent connection once 1.5 times its keep alive has passed without a packet
- * [MQTT-3.1.2-24]. Activity only records a timestamp; the single timer re-arms itself for the
- * time that is left, so a busy connection costs no timer churn and an idle one is cut on time.
- * While the broker is not reading the connection (`isReading` false), the client's packets wait
- * unread, so its silence does not count: the clock starts again.
- */
 function check(keepAlive: KeepAlive): void {
   keepAlive.check()
 }
@@ -17,6 +10,13 @@ export interface KeepAliveOwner {
   readonly readingPackets: boolean
 }
 
+/**
+ * Closes a silent connection once 1.5 times its keep alive has passed without a packet
+ * [MQTT-3.1.2-24]. Activity only records a timestamp; the single timer re-arms itself for the
+ * time that is left, so a busy connection costs no timer churn and an idle one is cut on time.
+ * While the broker is not reading the connection (`readingPackets` false), the client's packets wait
+ * unread, so its silence does not count: the clock starts again.
+ */
 export class KeepAlive {
   private timer: NodeJS.Timeout | undefined
   private limitMs = 0

@@ -62,9 +62,6 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
   private generation = 0
   private publisher: Subscriber<M> | null = null
   private readonly targets: Array<Subscriber<M>> = []
-  private readonly targetQos: QoS[] = []
-  private readonly targetIds: Array<number[] | undefined> = []
-  private readonly targetRetain: boolean[] = []
   /**
    * What each recent topic matched, so a topic published again skips the trie walk (publishers
    * mostly repeat their topics). Cleared by every subscribe and unsubscribe. Only routes that do
@@ -118,35 +115,27 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
   route(message: M, publisher: Subscriber<M> | null = null, bridged = false): number {
     if (!bridged) {
       const cached = this.cache.get(message.topic)
-      if (cached !== undefined) return this.deliverCached(cached, message)
+      if (cached !== undefined) return this.deliverRoute(cached, message)
     }
     this.generation++
-    // Delivery may re-enter route() (an in-process subscriber publishing), so this call works
-    // on its own slice of the shared arrays and reads the marks before delivering.
+    // Delivery may re-enter route() (an in-process subscriber publishing), so the marks are read
+    // into the route, and the shared arrays given back, before delivering.
     const start = this.targets.length
     this.publisher = publisher
     this.publisherDependent = false
     this.trie.match(message.topic, bridged ? this.collectBridged : this.collect)
     this.publisher = null
     const end = this.targets.length
-    if (!bridged && !this.publisherDependent) return this.deliverCached(this.remember(message.topic, start, end), message)
-    for (let i = start; i < end; i++) {
-      const s = this.targets[i] as Subscriber<M>
-      this.targetQos[i] = s.matchQos < message.qos ? s.matchQos : message.qos
-      this.targetIds[i] = s.matchIds
-      // [MQTT-3.3.1-9] RETAIN is cleared when forwarding, unless Retain As Published [MQTT-3.3.1-12]
-      this.targetRetain[i] = s.matchRetainAsPublished && message.retain
+    const route = this.collected(start, end)
+    if (!bridged && !this.publisherDependent) {
+      if (this.cache.size >= ROUTE_CACHE_MAX) this.cache.clear()
+      this.cache.set(message.topic, route)
     }
-    for (let i = start; i < end; i++) {
-      ;(this.targets[i] as Subscriber<M>).deliver(message, this.targetQos[i] as QoS, this.targetRetain[i] as boolean, this.targetIds[i])
-    }
-    this.targets.length = start
-    this.targetIds.length = start
-    return end - start
+    return this.deliverRoute(route, message)
   }
 
-  /** Keeps what `topic` matched (the targets from `start` to `end`), and gives back the shared arrays' slice. */
-  private remember(topic: string, start: number, end: number): CachedRoute<M> {
+  /** What collect found (the targets from `start` to `end`), taken off the shared arrays. */
+  private collected(start: number, end: number): CachedRoute<M> {
     const n = end - start
     const route: CachedRoute<M> = { subscribers: new Array(n), qos: new Array(n), ids: new Array(n), retainAsPublished: new Array(n) }
     for (let i = 0; i < n; i++) {
@@ -157,12 +146,10 @@ export class Router<M extends { topic: string; qos: QoS; retain: boolean }, O ex
       route.retainAsPublished[i] = s.matchRetainAsPublished
     }
     this.targets.length = start
-    if (this.cache.size >= ROUTE_CACHE_MAX) this.cache.clear()
-    this.cache.set(topic, route)
     return route
   }
 
-  private deliverCached(route: CachedRoute<M>, message: M): number {
+  private deliverRoute(route: CachedRoute<M>, message: M): number {
     // The route's arrays are never changed once made (a subscribe or unsubscribe during delivery
     // replaces the cache, not them), so a re-entrant route() cannot disturb this loop.
     const { subscribers, qos, ids, retainAsPublished } = route
