@@ -1,13 +1,17 @@
-// Connection churn (connections per second) and idle connections (memory per connection; with
-// a subscription each, or by the 100,000 from several loopback source addresses).
+// Connection churn (connections per second: bench/connect-churn.c where it could be built, the
+// Node workers here otherwise) and idle connections (memory per connection; with a subscription
+// each, or by the 100,000 from several loopback source addresses).
 
 import type { Running, StartArgs } from './load-types.js'
+import { startNativeConnect } from './connect-churn.js'
 import { freshLoopbacks } from './dial.js'
 import { openMany, WireClient, withTimeout } from './mqtt-wire.js'
 
 export async function startConnect(args: StartArgs): Promise<Running> {
   const { port, spec, tag } = args
   if (spec.kind !== 'connect') throw new Error(`not a connect load: ${spec.kind}`)
+  // The native program when it could be built; these Node workers are the fallback (run.ts marks their numbers).
+  if (args.connectChurn !== undefined) return startNativeConnect(args.connectChurn, args)
   let connections = 0
   let failures = 0
   let started = 0

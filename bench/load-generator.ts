@@ -5,7 +5,8 @@
 //
 // Requests: start {port, spec, payloadBytes, tag, dial} → set up clients and start traffic;
 //             answers the load's setup results (e.g. how long a phase took) or null;
-//           mark {phase: 'begin'|'end'} → {t, cpuUs, counters, metrics, problem?};
+//           mark {phase: 'begin'|'end'} → {t, cpuUs, counters, metrics, problem?} (cpuUs includes
+//             the load's own processes: the native connect program);
 //           finish → run the second phase of a two-phase load, answer its results;
 //           stop → tear every socket down.
 
@@ -55,13 +56,16 @@ function start(args: StartArgs): Promise<Running> {
   }
 }
 
-function mark(phase: 'begin' | 'end'): Mark {
-  if (!current) throw new Error('no load is running')
-  if (phase === 'begin') current.beginWindow?.()
-  const metrics = phase === 'end' ? current.endWindow?.() ?? {} : {}
+async function mark(phase: 'begin' | 'end'): Promise<Mark> {
+  const r = current
+  if (!r) throw new Error('no load is running')
+  if (phase === 'begin') r.beginWindow?.()
+  const metrics = phase === 'end' ? r.endWindow?.() ?? {} : {}
+  // Counters first: from another process they take a round trip, and the time and CPU go with them.
+  const counters = await r.counters()
   const cpu = process.cpuUsage()
-  const problem = current.problem?.() ?? null
-  return { t: performance.now(), cpuUs: cpu.user + cpu.system, counters: current.counters(), metrics, ...(problem === null ? {} : { problem }) }
+  const problem = r.problem?.() ?? null
+  return { t: performance.now(), cpuUs: cpu.user + cpu.system + (r.cpuUs?.() ?? 0), counters, metrics, ...(problem === null ? {} : { problem }) }
 }
 
 serveIpc({

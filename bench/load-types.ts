@@ -57,11 +57,21 @@ export interface StartArgs {
   tag: string
   /** How clients reach the broker; default plain TCP. */
   dial?: Dial
+  /**
+   * `connect`: the compiled bench/connect-churn.c to run the load with; without it the Node
+   * workers run it (a fallback that saturates before a C broker does).
+   */
+  connectChurn?: string
 }
 
 export interface Running {
-  /** Cumulative counters; run.ts turns deltas over the measurement window into rates. */
-  counters(): Record<string, number>
+  /**
+   * Cumulative counters; run.ts turns deltas over the measurement window into rates. A promise
+   * where they live in another process (the native connect load answers over a pipe).
+   */
+  counters(): Record<string, number> | Promise<Record<string, number>>
+  /** Cumulative CPU of the load's own processes besides the generator (the native connect load), µs. */
+  cpuUs?(): number
   /** Results of setting up (e.g. how long a phase took), returned by the `start` request. */
   setup?: Record<string, number>
   beginWindow?(): void
@@ -77,7 +87,7 @@ export interface Running {
 export interface Mark {
   /** performance.now() in the generator, ms. */
   t: number
-  /** Cumulative user+system CPU of the generator process, µs. */
+  /** Cumulative user+system CPU of the generator process and of the load's own processes, µs. */
   cpuUs: number
   counters: Record<string, number>
   metrics: Record<string, number>

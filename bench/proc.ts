@@ -106,7 +106,7 @@ export function findMosquitto(): string | null {
   return null
 }
 
-function isExecutable(file: string): boolean {
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK)
     return true
@@ -115,7 +115,8 @@ function isExecutable(file: string): boolean {
   }
 }
 
-function onPath(command: string): boolean {
+/** Whether `command` is an executable file in a directory of PATH. */
+export function onPath(command: string): boolean {
   return (process.env.PATH ?? '').split(path.delimiter).some((dir) => dir !== '' && isExecutable(path.join(dir, command)))
 }
 

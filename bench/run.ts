@@ -33,6 +33,7 @@ import {
 import { TimeoutError } from './mqtt-wire.js'
 import { makeCert, type BenchCert } from './tls-cert.js'
 import { checkWire } from './wire-check.js'
+import { buildConnectChurn } from './connect-churn.js'
 import {
   BROKERS, cpuTable, formatNumber, resultsTable, rotate, scenarios, summarize,
   type BrokerName, type Cell, type RepResult, type Results, type ScenarioDef,
@@ -197,6 +198,10 @@ let flashmqPath: string | null = null
 const FLASHMQ_BUILD_MS = 12 * 60_000
 /** The self-signed certificate of the `tls` scenario; made in main() when that scenario runs. */
 let cert: BenchCert | null = null
+/** The compiled bench/connect-churn.c, built in main() when `connect` runs; null: the Node workers (marked). */
+let connectChurn: string | null = null
+/** Marks the numbers of the Node fallback wherever they are printed. */
+const NODE_GEN = '[Node generator]'
 
 async function startBroker(name: BrokerName, def: ScenarioDef): Promise<BrokerHandle> {
   const binary = name === 'mosquitto' ? mosquittoPath : name === 'flashmq' ? flashmqPath : null
@@ -266,7 +271,8 @@ function dialFor(def: ScenarioDef): Dial | undefined {
 
 function startArgs(def: ScenarioDef, b: BrokerHandle, spec = def.spec): StartArgs {
   const dial = dialFor(def)
-  return { port: b.port, spec, payloadBytes: PAYLOAD_BYTES, tag: newTag(), ...(dial ? { dial } : {}) }
+  const native = spec.kind === 'connect' && connectChurn !== null ? { connectChurn } : {}
+  return { port: b.port, spec, payloadBytes: PAYLOAD_BYTES, tag: newTag(), ...(dial ? { dial } : {}), ...native }
 }
 
 const MIB = 1024 * 1024
@@ -528,7 +534,8 @@ function describe(def: ScenarioDef, r: RepResult): string {
   const cpu = r.brokerCpuPct === null
     ? ''
     : `  cpu broker ${r.brokerCpuPct.toFixed(0)}% gen ${r.genCpuPct?.toFixed(0)}% other ${r.otherCpuPct?.toFixed(0) ?? '?'}%`
-  return vals.join(', ') + cpu
+  const fallback = def.spec.kind === 'connect' && connectChurn === null ? ` ${NODE_GEN}` : ''
+  return vals.join(', ') + fallback + cpu
 }
 
 function errorText(err: unknown): string {
@@ -560,9 +567,26 @@ async function main(): Promise<void> {
     else if (name === 'culex' && !existsSync(path.join(root, 'src', 'index.ts'))) notes[name] = 'skipped: src/index.ts does not exist yet'
     else brokers.push(name)
   }
+  // The connect load from a C program: the Node workers saturate their core before a C broker does.
+  let connectLoad: string | null = null
+  const connectDefs = defs.filter((d) => d.spec.kind === 'connect')
+  if (connectDefs.length) {
+    const built = buildConnectChurn()
+    if ('binary' in built) {
+      connectChurn = built.binary
+      connectLoad = `native, bench/connect-churn.c (${built.binary})`
+    } else {
+      connectLoad = `Node workers, ${built.reason}: they saturate before a C broker does; numbers marked ${NODE_GEN}`
+      for (const d of connectDefs) {
+        d.title += ` ${NODE_GEN}`
+        d.metrics = d.metrics.map((m) => ({ ...m, label: `${m.label} ${NODE_GEN}` }))
+      }
+    }
+  }
   process.stdout.write(`Culex bench: ${reps} rep(s), ${warmupMs} ms warm-up + ${durationMs} ms window, ` +
     `${PAYLOAD_BYTES}-byte payload, ${os.cpus().length} cores, Node ${process.version}\n`)
   for (const name of wanted) process.stdout.write(`  ${name.padEnd(9)} ${notes[name] ?? 'included'}\n`)
+  if (connectLoad) process.stdout.write(`  connect load: ${connectLoad}\n`)
 
   const gen = new IpcClient(forkChild('load-generator.ts', [], []), 'load generator')
   await gen.notice(['ready'], 30_000)
@@ -737,7 +761,7 @@ async function main(): Promise<void> {
         cores: cpu.length, model: cpu[0]?.model ?? 'unknown', memoryBytes: os.totalmem(),
         platform: `${os.platform()} ${os.release()}`, node: process.version,
       },
-      options: { reps, warmupMs, durationMs, payloadBytes: PAYLOAD_BYTES, scale, brokers: wanted, notes },
+      options: { reps, warmupMs, durationMs, payloadBytes: PAYLOAD_BYTES, scale, brokers: wanted, notes, connectLoad },
       scenarios: defs.map((d) => ({ ...d, results: results[d.id] })),
     }
     writeFileSync(flags.json, JSON.stringify(doc, null, 2) + '\n')
