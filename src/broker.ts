@@ -184,11 +184,14 @@ export class Broker {
     if (!Number.isInteger(sysInterval) || sysInterval < 0 || sysInterval > 86_400) {
       throw new RangeError(`sys.interval must be an integer number of seconds from 0 to 86400, got ${String(sysInterval)}`)
     }
-    this.core = new BrokerCore(
-      options,
-      (event, ...args) => this.fire(event, args),
-      (event) => this.events.listenerCount(event) > 0,
-    )
+    this.core = new BrokerCore(options, (event, ...args) => this.fire(event, args))
+    // The emitter's own notices keep the flag exact, listeners removed by `once` included.
+    this.events.on('newListener', (event: string | symbol) => {
+      if (event === 'publish') this.core.publishListened = true
+    })
+    this.events.on('removeListener', (event: string | symbol) => {
+      if (event === 'publish') this.core.publishListened = this.events.listenerCount('publish') > 0
+    })
     this.hostLog = options.logger === undefined ? undefined : new BrokerLog(options.logger)
     this.sys = sysInterval === 0 ? undefined : new SysTree(sysInterval, () => this.stats(), (topic, payload) => this.core.publishSys(topic, payload))
     this.ready = this.core.restore().then(() => {
@@ -229,8 +232,9 @@ export class Broker {
 
   /** Removes every listener of `event`, or of every event. */
   removeAllListeners(event?: keyof BrokerEvents): this {
-    if (event === undefined) this.events.removeAllListeners()
-    else this.events.removeAllListeners(event)
+    if (event !== undefined) this.events.removeAllListeners(event)
+    // Event by event: removeAllListeners() would also drop the two that keep publishListened.
+    else for (const name of this.events.eventNames()) if (name !== 'newListener' && name !== 'removeListener') this.events.removeAllListeners(name)
     return this
   }
 

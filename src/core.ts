@@ -139,12 +139,12 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   private readonly eventLoop: EventLoopMonitor
   /** Set once drain() began: no new connections, not ready. */
   draining = false
+  /** Whether the host listens to `publish`: the per-message event is skipped (no argument array) when not. Kept by Broker. */
+  publishListened = false
 
   constructor(
     options: BrokerOptions,
     readonly emit: Emit,
-    /** Whether an event has listeners: per-message events are skipped (no argument arrays) when not. */
-    private readonly listens: (event: keyof BrokerEvents) => boolean,
   ) {
     this.limits = validateLimits({ ...DEFAULT_LIMITS, ...options.limits })
     const authorizeDeliver = options.authorizeDeliver
@@ -486,7 +486,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
 
   publish(message: RoutedMessage, from: Client, session: Session | null): number {
     if (message.retain) this.retained.store(message)
-    if (this.listens('publish')) this.emit('publish', message, from)
+    if (this.publishListened) this.emit('publish', message, from)
     // To the other nodes with matching subscriptions, in the batch that acknowledges it.
     this.cluster?.forward(message)
     // The publisher's own session, for No Local. A message from another broker (published by an
@@ -512,7 +512,7 @@ export class BrokerCore implements BrokerContext, ClusterHost {
   publishFromHost(message: RoutedMessage): { matched: number; stored: Promise<void> | undefined } {
     const mark = this.journal.recorded
     if (message.retain) this.retained.store(message)
-    if (this.listens('publish')) this.emit('publish', message, null)
+    if (this.publishListened) this.emit('publish', message, null)
     this.cluster?.forward(message)
     const matched = this.router.route(message, null)
     if (this.journal.recorded === mark || !this.journal.durable) return { matched, stored: undefined }

@@ -96,6 +96,34 @@ describe('events', () => {
     }
   })
 
+  it('publish reaches listeners added after once, off and removeAllListeners, and none after they are gone', async () => {
+    // The broker skips the per-message event while nobody listens: that must follow every way of adding and removing.
+    const b = await startBroker()
+    try {
+      const seen: string[] = []
+      const record = (m: Message): void => void seen.push(m.topic)
+      b.broker.once('publish', record)
+      await b.broker.publish({ topic: 'ls/1', payload: 'x' })
+      await b.broker.publish({ topic: 'ls/2', payload: 'x' }) // the once listener is gone
+      b.broker.on('publish', record)
+      await b.broker.publish({ topic: 'ls/3', payload: 'x' })
+      b.broker.off('publish', record)
+      await b.broker.publish({ topic: 'ls/4', payload: 'x' })
+      b.broker.on('publish', record)
+      b.broker.removeAllListeners()
+      await b.broker.publish({ topic: 'ls/5', payload: 'x' })
+      b.broker.on('publish', record)
+      await b.broker.publish({ topic: 'ls/6', payload: 'x' })
+      b.broker.removeAllListeners('publish')
+      b.broker.addListener('publish', record)
+      await b.broker.publish({ topic: 'ls/7', payload: 'x' })
+      assert.deepEqual(seen, ['ls/1', 'ls/3', 'ls/6', 'ls/7'])
+      assert.equal(b.broker.listenerCount('publish'), 1)
+    } finally {
+      await b.close()
+    }
+  })
+
   it('subscribe reports the granted subscriptions (downgraded QoS, refused ones left out)', async () => {
     // Issue 2: `subscribe(subscriptions, client)` with the granted QoS; [MQTT-3.9.3-1] SUBACK per filter.
     const b = await startBroker({
