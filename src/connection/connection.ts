@@ -101,6 +101,8 @@ export class Connection implements Client, SessionLink {
   }
   /** Topic aliases the client set on its PUBLISHes (inbound). */
   inboundAliases: Map<number, string> | undefined
+  /** The last topic name a PUBLISH of this client passed the checks with. */
+  lastValidTopic: string | undefined = undefined
   /** How many topic aliases the client accepts from us (its Topic Alias Maximum). */
   clientTopicAliasMaximum = 0
   /** Aliases we set towards the client, by topic. */
@@ -155,6 +157,11 @@ export class Connection implements Client, SessionLink {
     // A transport may hand the stream over paused (after reading a PROXY header, say).
     stream.resume()
     log.client('New connection from %s on %s', this.peer, this.transport)
+  }
+
+  /** When the client's last bytes were read (Date.now()). */
+  get lastReadAt(): number {
+    return this.keepAliveTimer.lastActivity
   }
 
   get connected(): boolean {
@@ -445,6 +452,10 @@ export class Connection implements Client, SessionLink {
   }
 
   sendPublish(message: RoutedMessage, qos: QoS, retain: boolean, packetId: number, dup: boolean, subscriptionIds: number[] | undefined): boolean {
+    if (this.protocolVersion !== 5) {
+      const wire = message.takeWire(qos, retain)
+      if (wire !== undefined) return this.sendReceived(message, wire, qos, retain, packetId, dup)
+    }
     const alias = this.protocolVersion === 5 && this.clientTopicAliasMaximum > 0 ? this.topicAlias(message.topic) : undefined
     const template = this.protocolVersion !== 5 ? message.encodeV4(qos, retain) : message.encodeV5(qos, retain, subscriptionIds, alias)
     if (template.length > this.clientMaximumPacketSize) {
@@ -485,6 +496,21 @@ export class Connection implements Client, SessionLink {
     template.copy(bytes)
     setPacketId(bytes, idOffset, packetId, dup)
     this.write(bytes)
+    return true
+  }
+
+  /** sendPublish for a small 3.1/3.1.1 PUBLISH copied as received from `wire` (see RoutedMessage.takeWire). */
+  private sendReceived(message: RoutedMessage, wire: Buffer, qos: QoS, retain: boolean, packetId: number, dup: boolean): boolean {
+    const length = message.bytesBeforePayload + message.payload.length
+    const counters = this.broker.counters
+    counters.sent(3, length)
+    counters.messagesSent[qos] = (counters.messagesSent[qos] as number) + 1
+    if (log.packet.enabled) {
+      log.packet('Sending PUBLISH to %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', this.id, dup ? 1 : 0, qos, retain ? 1 : 0, packetId, message.topic, message.payload.length)
+    }
+    if (!this.writable()) return true
+    this.output.appendReceived(wire, message.bytesBeforePayload, message.payload, qos, packetId, dup)
+    if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
     return true
   }
 

@@ -20,7 +20,8 @@ export interface KeepAliveOwner {
 export class KeepAlive {
   private timer: NodeJS.Timeout | undefined
   private limitMs = 0
-  private lastActivity = 0
+  /** When the client last sent something (Date.now()): also the receive time of the packets it carried. */
+  lastActivity = 0
 
   constructor(private readonly owner: KeepAliveOwner) {}
 

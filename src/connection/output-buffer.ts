@@ -48,6 +48,23 @@ export class OutputBuffer {
     buffer[at + idOffset + 1] = packetId & 0xff
   }
 
+  /**
+   * Copies a 3.1/3.1.1 PUBLISH as it was received: the `before` bytes preceding `payload` in
+   * `wire` (the read buffer `payload` views), then the payload. For QoS 1/2 it gets its own packet
+   * identifier (the last two bytes before the payload) and DUP flag. No view of `wire` is made.
+   */
+  appendReceived(wire: Buffer, before: number, payload: Buffer, qos: number, packetId: number, dup: boolean): void {
+    const at = this.reserve(before + payload.length)
+    const buffer = this.buffer as Buffer
+    let from = payload.byteOffset - wire.byteOffset - before
+    for (let i = at, end = at + before; i < end; i++) buffer[i] = wire[from++] as number
+    buffer.set(payload, at + before)
+    if (qos === 0) return
+    buffer[at] = dup ? (buffer[at] as number) | 8 : (buffer[at] as number) & ~8
+    buffer[at + before - 2] = packetId >> 8
+    buffer[at + before - 1] = packetId & 0xff
+  }
+
   /** A two-byte-body acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP without reason code). */
   appendAck(first: number, packetId: number): void {
     const at = this.reserve(4)

@@ -452,6 +452,7 @@ export class PacketDecoder {
     } else {
       // A 3.1/3.1.1 PUBLISH is sent on as it came when the QoS and RETAIN flag stay the same.
       packet.bytesBeforePayload = headerLength + c.pos - c.start
+      packet.wire = c.buf
     }
     return packet
   }

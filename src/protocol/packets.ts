@@ -88,6 +88,8 @@ export interface PublishPacket {
    * the buffer `payload` views, so the packet as received can be forwarded without encoding it.
    */
   bytesBeforePayload?: number
+  /** Set with `bytesBeforePayload`: the buffer the packet was read into, which `payload` is a view of. */
+  wire?: Buffer
 }
 
 export interface AckPacket {

@@ -11,7 +11,7 @@ import { Duplex } from 'node:stream'
 import { describe, it } from 'node:test'
 import { encodePacket } from '../../src/protocol/encoder.js'
 import type { PublishPacket } from '../../src/protocol/packets.js'
-import { RawMqtt, startBroker, type TestBroker } from '../helpers/index.js'
+import { nextTurn, RawMqtt, startBroker, type TestBroker } from '../helpers/index.js'
 
 /** A client handed to the broker through a Duplex that records each chunk the broker writes. */
 function recordedClient(b: TestBroker): { peer: RawMqtt; writes: Buffer[] } {
@@ -168,6 +168,38 @@ describe('output batching', () => {
       const bytes = Buffer.concat(late.writes.slice(before))
       const expected = encodePacket({ ...sent, packetId: retained.packetId }, 4)
       assert.ok(bytes.includes(expected), 'the retained PUBLISH as the publisher sent it, with its own packet identifier')
+    } finally {
+      await b.close()
+    }
+  })
+
+  it('forwards PUBLISHes that arrived in pieces (a header cut in its topic, a payload cut in two) as they were sent', async () => {
+    const b = await startBroker()
+    try {
+      // Two subscribers: the first copies from the read buffer, the second from a view made once.
+      const sub = await connected(b, 'split-sub')
+      await sub.peer.subscribe('s/#', 1)
+      const other = await connected(b, 'split-other')
+      await other.peer.subscribe('s/#', 1)
+      const pub = await connected(b, 'split-pub')
+      const zero = encodePacket({ type: 'publish', topic: 's/zero', payload: Buffer.from('first message'), qos: 0, retain: false, dup: false, packetId: 0 }, 4)
+      const one: PublishPacket = { type: 'publish', topic: 's/one', payload: Buffer.from('second message'), qos: 1, retain: false, dup: true, packetId: 9 }
+      const all = Buffer.concat([zero, encodePacket(one, 4)])
+      const before = sub.writes.length
+      const otherBefore = other.writes.length
+      for (const [from, to] of [[0, 5], [5, zero.length + 4], [zero.length + 4, all.length - 3], [all.length - 3, all.length]] as const) {
+        pub.peer.write(all.subarray(from, to))
+        await nextTurn()
+      }
+      await pub.peer.next('puback')
+      for (const [client, from] of [[sub, before], [other, otherBefore]] as const) {
+        const first = await client.peer.next('publish')
+        const second = await client.peer.next('publish')
+        assert.deepEqual([first.topic, first.qos, second.topic, second.qos, second.dup], ['s/zero', 0, 's/one', 1, false])
+        const bytes = Buffer.concat(client.writes.slice(from))
+        assert.ok(bytes.includes(zero), 'the QoS 0 PUBLISH byte for byte')
+        assert.ok(bytes.includes(encodePacket({ ...one, dup: false, packetId: second.packetId }, 4)), 'the QoS 1 PUBLISH with the subscriber\'s identifier and DUP 0')
+      }
     } finally {
       await b.close()
     }

@@ -208,6 +208,7 @@ describe('QoS 2 exactly once', () => {
 
 describe('malformed PUBLISH closes the connection', () => {
   const payload = [...Buffer.from('malformed')]
+  const valid = fixedHeader(0x30, [...str('m/t'), ...Buffer.from('fine')])
   const cases: Array<{ name: string; rule: string; bytes: Buffer }> = [
     // [MQTT-2.3.1-1] a QoS > 0 PUBLISH must carry a non-zero packet identifier
     { name: 'packet identifier 0 on QoS 1', rule: 'MQTT-2.3.1-1', bytes: fixedHeader(0x32, [...str('m/t'), ...u16(0), ...payload]) },
@@ -220,6 +221,9 @@ describe('malformed PUBLISH closes the connection', () => {
     { name: "'#' alone as the topic (QoS 1)", rule: 'MQTT-3.3.2-2', bytes: fixedHeader(0x32, [...str('#'), ...u16(1), ...payload]) },
     // [MQTT-4.7.3-1] topic names are at least one character long
     { name: 'empty topic', rule: 'MQTT-4.7.3-1', bytes: fixedHeader(0x30, [...str(''), ...payload]) },
+    // A publisher's repeated topic is checked once: a new topic after it is checked again.
+    { name: "'+' after PUBLISHes to a valid topic", rule: 'MQTT-3.3.2-2', bytes: Buffer.concat([valid, valid, fixedHeader(0x30, [...str('m/+'), ...payload])]) },
+    { name: 'empty topic after a PUBLISH to a valid topic', rule: 'MQTT-4.7.3-1', bytes: Buffer.concat([valid, fixedHeader(0x30, [...str(''), ...payload])]) },
     // [MQTT-3.3.1-2] DUP must be 0 for QoS 0
     { name: 'DUP set on QoS 0', rule: 'MQTT-3.3.1-2', bytes: fixedHeader(0x38, [...str('m/t'), ...payload]) },
   ]

@@ -589,9 +589,10 @@ test('several packets in one chunk all come out, in order', () => {
     { type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'x/+', qos: 1 }] },
     { type: 'disconnect' },
   ]
-  // A 3.1.1 PUBLISH also says where it began: the bytes before its payload.
-  const expected = packets.map((p) => (p.type === 'publish' ? { ...p, bytesBeforePayload: p.qos === 0 ? 5 : 7 } : p))
-  assert.deepEqual(decode(Buffer.concat(packets.map((p) => encodePacket(p, 4)))), expected)
+  // A 3.1.1 PUBLISH also says where it began: the bytes before its payload, in the chunk read.
+  const chunk = Buffer.concat(packets.map((p) => encodePacket(p, 4)))
+  const expected = packets.map((p) => (p.type === 'publish' ? { ...p, bytesBeforePayload: p.qos === 0 ? 5 : 7, wire: chunk } : p))
+  assert.deepEqual(decode(chunk), expected)
 })
 
 test('a 3.1.1 PUBLISH is found whole before its payload, as received; an MQTT 5 one is not marked', () => {
@@ -601,8 +602,10 @@ test('a 3.1.1 PUBLISH is found whole before its payload, as received; an MQTT 5 
   const p = decode(chunk)[1] as PublishPacket
   const before = p.bytesBeforePayload as number
   assert.deepEqual(Buffer.from(p.payload.buffer, p.payload.byteOffset - before, before + p.payload.length), bytes)
+  assert.equal(p.wire, chunk, 'the buffer it was read into')
   const v5 = decode(encodePacket(sent, 5), 5)[0] as PublishPacket
   assert.equal(v5.bytesBeforePayload, 0)
+  assert.equal(v5.wire, undefined)
 })
 
 test('a repeated topic name decodes as itself; one differing only in its last byte, or carrying U+0000, does not pass for it', () => {

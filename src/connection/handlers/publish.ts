@@ -27,17 +27,25 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   if (connection.protocolVersion === 5) {
     if (!checkV5(connection, packet)) return
   } else if (!checkCapabilities(connection, packet)) return
-  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] at least one character
-  if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`, ReasonCode.TopicNameInvalid)
+  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] at least one character. The
+  // decoder hands a repeated topic back as the same string, so a publisher's usual topic is checked once.
+  if (packet.topic !== connection.lastValidTopic) {
+    if (!isValidTopicName(packet.topic)) return connection.protocolError(`invalid topic name ${JSON.stringify(packet.topic)} in PUBLISH`, ReasonCode.TopicNameInvalid)
+    connection.lastValidTopic = packet.topic
+  }
   if (packet.qos === 2 && session.incomingQos2.has(packet.packetId)) {
     // [MQTT-4.3.3-2] a QoS 2 message already delivered and not yet released is not delivered again
     const pubrec = { type: 'pubrec', packetId: packet.packetId } as const
     connection.afterCommit(journal.recorded, () => connection.send(pubrec), () => connection.storeFailed('a QoS 2 PUBLISH'))
     return
   }
-  const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain)
+  // Received when its bytes were read: one clock reading per read, not one per message.
+  const message = new RoutedMessage(packet.topic, packet.payload, packet.qos, packet.retain, connection.lastReadAt)
   if (packet.properties !== undefined) message.properties = packet.properties
-  else if (packet.bytesBeforePayload !== undefined) message.bytesBeforePayload = packet.bytesBeforePayload
+  else if (packet.bytesBeforePayload !== undefined) {
+    message.bytesBeforePayload = packet.bytesBeforePayload
+    if (packet.wire !== undefined) message.wire = packet.wire
+  }
   // $SYS/ topics carry what the broker says about itself: only the host may publish there.
   if (isSysTopic(packet.topic) && !isOwnBridgeState(packet.topic, connection.id)) return finish(connection, packet, message, false)
   const authorize = connection.broker.authorizePublish
