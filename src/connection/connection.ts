@@ -420,7 +420,7 @@ export class Connection implements Client, SessionLink {
     this.broker.counters.sent(number, 4)
     // [MQTT-3.6.1-1] PUBREL's fixed header flags are 0010
     this.output.appendAck(type === 'pubrel' ? 0x62 : number << 4, packetId)
-    if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
+    if (this.isCongested()) this.overLimit()
   }
 
   private overLimitFlushed: (() => void) | undefined
@@ -464,12 +464,7 @@ export class Connection implements Client, SessionLink {
       log.packet('Not sending PUBLISH on %j to %s: %d bytes over its Maximum Packet Size %d', message.topic, this.id, template.length, this.clientMaximumPacketSize)
       return false
     }
-    const counters = this.broker.counters
-    counters.sent(3, template.length)
-    counters.messagesSent[qos] = (counters.messagesSent[qos] as number) + 1
-    if (log.packet.enabled) {
-      log.packet('Sending PUBLISH to %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', this.id, dup ? 1 : 0, qos, retain ? 1 : 0, packetId, message.topic, message.payload.length)
-    }
+    this.countPublish(message, template.length, qos, retain, packetId, dup)
     if (qos === 0) {
       this.write(template)
       return true
@@ -480,7 +475,7 @@ export class Connection implements Client, SessionLink {
     if (template.length <= COPIED_PACKET_MAX) {
       if (!this.writable()) return true
       this.output.appendPublish(template, idOffset, packetId, dup)
-      if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
+      if (this.isCongested()) this.overLimit()
       return true
     }
     const idEnd = idOffset + 2
@@ -501,17 +496,21 @@ export class Connection implements Client, SessionLink {
 
   /** sendPublish for a small 3.1/3.1.1 PUBLISH copied as received from `wire` (see RoutedMessage.takeWire). */
   private sendReceived(message: RoutedMessage, wire: Buffer, qos: QoS, retain: boolean, packetId: number, dup: boolean): boolean {
-    const length = message.bytesBeforePayload + message.payload.length
+    this.countPublish(message, message.bytesBeforePayload + message.payload.length, qos, retain, packetId, dup)
+    if (!this.writable()) return true
+    this.output.appendReceived(wire, message.bytesBeforePayload, message.payload, qos, packetId, dup)
+    if (this.isCongested()) this.overLimit()
+    return true
+  }
+
+  /** A PUBLISH of `length` bytes on its way: the counters, and its summary for `DEBUG=culex:packet`. */
+  private countPublish(message: RoutedMessage, length: number, qos: QoS, retain: boolean, packetId: number, dup: boolean): void {
     const counters = this.broker.counters
     counters.sent(3, length)
     counters.messagesSent[qos] = (counters.messagesSent[qos] as number) + 1
     if (log.packet.enabled) {
       log.packet('Sending PUBLISH to %s (d%d, q%d, r%d, m%d, %j, ... (%d bytes))', this.id, dup ? 1 : 0, qos, retain ? 1 : 0, packetId, message.topic, message.payload.length)
     }
-    if (!this.writable()) return true
-    this.output.appendReceived(wire, message.bytesBeforePayload, message.payload, qos, packetId, dup)
-    if (this.stream.writableLength + this.output.pending > this.broker.limits.maxWriteBuffer) this.overLimit()
-    return true
   }
 
   /**
