@@ -571,8 +571,8 @@ export class Connection implements Client, SessionLink {
     // server.close() and broker.close(); reading on only discards (onData ignores a closed connection).
     this.stream.resume()
     const stream = this.stream
-    // The stream may outlive the connection by up to a second (the timer below); it must not keep the connection, its session and buffers alive meanwhile (after a
-    // flood, 10,000 of them).
+    // The stream may outlive the connection by up to a second (the timer below); it must not keep
+    // the connection, its session and buffers alive meanwhile (after a flood, 10,000 of them).
     ;(stream as OwnedStream)[CONNECTION] = undefined
     if (!stream.destroyed) {
       // The timer holds the stream through a box emptied at 'close', rather than being cleared:

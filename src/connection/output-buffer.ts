@@ -41,11 +41,8 @@ export class OutputBuffer {
    */
   appendPublish(template: Buffer, idOffset: number, packetId: number, dup: boolean): void {
     const at = this.reserve(template.length)
-    const buffer = this.buffer as Buffer
-    buffer.set(template, at)
-    buffer[at] = dup ? (template[0] as number) | 8 : (template[0] as number) & ~8
-    buffer[at + idOffset] = packetId >> 8
-    buffer[at + idOffset + 1] = packetId & 0xff
+    ;(this.buffer as Buffer).set(template, at)
+    this.setPacketId(at, idOffset, packetId, dup)
   }
 
   /**
@@ -59,10 +56,15 @@ export class OutputBuffer {
     let from = payload.byteOffset - wire.byteOffset - before
     for (let i = at, end = at + before; i < end; i++) buffer[i] = wire[from++] as number
     buffer.set(payload, at + before)
-    if (qos === 0) return
+    if (qos !== 0) this.setPacketId(at, before - 2, packetId, dup)
+  }
+
+  /** The packet identifier and DUP flag of the PUBLISH copied in at `at`. */
+  private setPacketId(at: number, idOffset: number, packetId: number, dup: boolean): void {
+    const buffer = this.buffer as Buffer
     buffer[at] = dup ? (buffer[at] as number) | 8 : (buffer[at] as number) & ~8
-    buffer[at + before - 2] = packetId >> 8
-    buffer[at + before - 1] = packetId & 0xff
+    buffer[at + idOffset] = packetId >> 8
+    buffer[at + idOffset + 1] = packetId & 0xff
   }
 
   /** A two-byte-body acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP without reason code). */
